@@ -1,0 +1,234 @@
+//! Lookup builders: from a matcher's mask to a chain of STE lookups, and from a rule's
+//! value to each STE's tag.
+//!
+//! A builder covers one hardware lookup type (for example the outer IPv4 5-tuple). At
+//! matcher creation [`SteBuild::new`] runs the builder's *init* on the matcher's
+//! normalised mask: it decides the lookup type, the bit mask (or, for definers, the
+//! definer mask) and the byte mask, and *consumes* the mask fields it covers. Fields
+//! still set after all builders of a matcher have run cannot be matched. At rule
+//! insertion [`SteBuild::tag`] writes the rule value's fields into the STE tag, consuming
+//! them likewise.
+//!
+//! The encodings are per STE format: [`v0`] for ConnectX-5, [`v1`] for ConnectX-6 Dx and
+//! ConnectX-7 (v2 reuses every v1 builder), with the definer-based builders in
+//! [`definers`].
+
+pub mod definers;
+mod kind;
+pub mod v0;
+pub mod v1;
+
+pub use kind::BuilderKind;
+
+use crate::bits::{self, BitField};
+use crate::caps::Caps;
+use crate::hash::HtblType;
+use crate::match_param::MatchParam;
+use crate::ste::SteFormat;
+
+/// Writes a builder's tag for a value. Consumes the value fields it encodes.
+pub(crate) type TagFn = fn(&SteBuild, &mut MatchParam, &Caps, &mut [u8]) -> Result<(), BuildError>;
+/// Runs a builder's init on a mask. Consumes the mask fields it covers and fills
+/// `lu_type`, `bit_mask`/`definer_match`, `byte_mask`, `htbl_type` and `tag_fn`.
+pub(crate) type InitFn = fn(&mut SteBuild, &mut MatchParam, &Caps) -> Result<(), BuildError>;
+
+/// Why a builder cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The STE format has no such lookup.
+    #[error("the {builder} lookup does not exist in {format}")]
+    Unavailable {
+        /// The builder.
+        builder: BuilderKind,
+        /// The format.
+        format: SteFormat,
+    },
+    /// A capability the lookup needs is missing or out of range.
+    #[error("the {builder} lookup needs capability {cap}, which the device does not offer")]
+    MissingCap {
+        /// The builder.
+        builder: BuilderKind,
+        /// The capability.
+        cap: &'static str,
+    },
+    /// A source port that the vport table does not know.
+    #[error("source_port {vport:#x} is not a vport of this e-switch")]
+    UnknownVport {
+        /// The vport number.
+        vport: u16,
+    },
+    /// The mask or value cannot be expressed by this lookup.
+    #[error("the {builder} lookup cannot match this: {reason}")]
+    Unsupported {
+        /// The builder.
+        builder: BuilderKind,
+        /// What is wrong, in words.
+        reason: &'static str,
+    },
+}
+
+/// One STE lookup of a matcher, as chosen from the matcher's mask.
+///
+/// Invariant: `tag_fn` belongs to `kind` in `format`; for [`HtblType::Legacy`],
+/// `byte_mask` is derived from `bit_mask`; for [`HtblType::Match`] it holds the definer
+/// format id and `definer_match` the definer mask.
+#[derive(Clone)]
+pub struct SteBuild {
+    /// The builder.
+    pub kind: BuilderKind,
+    /// The STE format it encodes for.
+    pub format: SteFormat,
+    /// Inner headers (true) or outer headers.
+    pub inner: bool,
+    /// RX side (true) or TX side.
+    pub rx: bool,
+    /// Lookup type. For definers, `0x0400` before the definer object id is ORed in.
+    pub lu_type: u16,
+    /// Legacy tables: which tag bytes are hashed. Definers: the definer format id.
+    pub byte_mask: u16,
+    /// Legacy tables: the 16-byte bit mask written into each STE.
+    pub bit_mask: [u8; 16],
+    /// Definers: the 32-byte definer mask sent with `CREATE_DEFINER`.
+    pub definer_match: [u8; 32],
+    /// The kind of hash table the lookup uses.
+    pub htbl_type: HtblType,
+    pub(crate) tag_fn: TagFn,
+}
+
+impl std::fmt::Debug for SteBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteBuild")
+            .field("kind", &self.kind)
+            .field("format", &self.format)
+            .field("inner", &self.inner)
+            .field("rx", &self.rx)
+            .field("lu_type", &format_args!("{:#x}", self.lu_type))
+            .field("byte_mask", &format_args!("{:#x}", self.byte_mask))
+            .field("htbl_type", &self.htbl_type)
+            .finish_non_exhaustive()
+    }
+}
+
+fn no_tag(_: &SteBuild, _: &mut MatchParam, _: &Caps, _: &mut [u8]) -> Result<(), BuildError> {
+    Ok(())
+}
+
+impl SteBuild {
+    /// Chooses the lookup `kind` for `mask` (the matcher's normalised mask) in `format`,
+    /// consuming the mask fields it covers.
+    ///
+    /// On error `mask` may have been partly consumed; callers work on a copy.
+    pub fn new(
+        format: SteFormat,
+        kind: BuilderKind,
+        inner: bool,
+        rx: bool,
+        mask: &mut MatchParam,
+        caps: &Caps,
+    ) -> Result<SteBuild, BuildError> {
+        let mut sb = SteBuild {
+            kind,
+            format,
+            inner,
+            rx,
+            lu_type: 0,
+            byte_mask: 0,
+            bit_mask: [0; 16],
+            definer_match: [0; 32],
+            htbl_type: HtblType::Legacy,
+            tag_fn: no_tag,
+        };
+        let init = match format {
+            SteFormat::V0 => v0::init_fn(kind),
+            SteFormat::V1 | SteFormat::V2 => v1::init_fn(kind),
+        }
+        .ok_or(BuildError::Unavailable {
+            builder: kind,
+            format,
+        })?;
+        init(&mut sb, mask, caps)?;
+        Ok(sb)
+    }
+
+    /// Writes the tag of `value` (a rule's normalised value) into `tag`, which must be
+    /// zeroed and at least [`Self::tag_len`] bytes; consumes the value fields encoded.
+    pub fn tag(
+        &self,
+        value: &mut MatchParam,
+        caps: &Caps,
+        tag: &mut [u8],
+    ) -> Result<(), BuildError> {
+        (self.tag_fn)(self, value, caps, tag)
+    }
+
+    /// Bytes of tag this lookup writes: 16 for legacy lookups, 32 for definers.
+    pub fn tag_len(&self) -> usize {
+        match self.htbl_type {
+            HtblType::Legacy => crate::hash::LEGACY_TAG_SIZE,
+            HtblType::Match => crate::hash::MATCH_TAG_SIZE,
+        }
+    }
+}
+
+/// The always-hit lookup (`empty_always_hit`): don't-care type, empty mask, no tag. A
+/// matcher with an empty mask uses it, and so does any format.
+pub(crate) fn init_empty_always_hit(
+    sb: &mut SteBuild,
+    _mask: &mut MatchParam,
+    _caps: &Caps,
+) -> Result<(), BuildError> {
+    sb.lu_type = crate::ste::LU_TYPE_DONT_CARE;
+    sb.byte_mask = 0;
+    sb.bit_mask = [0; 16];
+    sb.tag_fn = no_tag;
+    Ok(())
+}
+
+// ---- helpers shared by the per-format builders -------------------------------------------
+
+/// Moves a match field into a tag (or bit mask) field: when the source is non-zero, its
+/// value is written (truncated to the destination width) and the source is cleared. A
+/// zero source writes nothing, so several sources may feed one destination.
+#[inline]
+pub(crate) fn put(dst: &mut [u8], dst_field: BitField, src: &mut [u8], src_field: BitField) {
+    let v = bits::get(src, src_field);
+    if v != 0 {
+        bits::set(dst, dst_field, v);
+        bits::set(src, src_field, 0);
+    }
+}
+
+/// Like [`put`], but writes all ones into the destination when the source is non-zero
+/// (for fields whose mask selects "this field matters" rather than a bit pattern).
+#[inline]
+pub(crate) fn put_ones(dst: &mut [u8], dst_field: BitField, src: &mut [u8], src_field: BitField) {
+    if bits::get(src, src_field) != 0 {
+        bits::set(dst, dst_field, u64::MAX);
+        bits::set(src, src_field, 0);
+    }
+}
+
+/// Like [`put`] with a given value: when the source is non-zero, writes `value` and
+/// clears the source.
+#[inline]
+pub(crate) fn put_val(
+    dst: &mut [u8],
+    dst_field: BitField,
+    src: &mut [u8],
+    src_field: BitField,
+    value: u64,
+) {
+    if bits::get(src, src_field) != 0 {
+        bits::set(dst, dst_field, value);
+        bits::set(src, src_field, 0);
+    }
+}
+
+/// Finishes a legacy lookup: the byte mask is derived from the bit mask.
+#[inline]
+pub(crate) fn finish_legacy(sb: &mut SteBuild, lu_type: u16, tag_fn: TagFn) {
+    sb.lu_type = lu_type;
+    sb.htbl_type = HtblType::Legacy;
+    sb.byte_mask = crate::hash::byte_mask_of(&sb.bit_mask);
+    sb.tag_fn = tag_fn;
+}

@@ -21,6 +21,7 @@ pub mod builder;
 pub mod caps;
 pub mod hash;
 pub mod match_param;
+pub mod modify_header;
 pub mod prm;
 pub mod ste;
 

@@ -24,12 +24,19 @@ bitflags! {
     /// `match_criteria_enable`: which sections of a match parameter are in use.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub struct MatchCriteria: u8 {
+        /// Outer headers.
         const OUTER = 1 << 0;
+        /// Misc parameters.
         const MISC = 1 << 1;
+        /// Inner headers.
         const INNER = 1 << 2;
+        /// Misc parameters 2.
         const MISC2 = 1 << 3;
+        /// Misc parameters 3.
         const MISC3 = 1 << 4;
+        /// Misc parameters 4.
         const MISC4 = 1 << 5;
+        /// Misc parameters 5.
         const MISC5 = 1 << 6;
     }
 }

@@ -1,0 +1,173 @@
+//! Properties of the wire layer over random inputs.
+
+use proptest::prelude::*;
+use ste_builder::hash::{hash_index, HtblType};
+use ste_builder::match_param::{MatchCriteria, MatchParam, MATCH_PARAM_SIZE};
+use ste_builder::ste::{decode_hit_index, SteFormat};
+use ste_builder::{BuilderKind, Caps, FlexParserIds, SteBuild, VportCap};
+
+const FORMATS: [SteFormat; 3] = [SteFormat::V0, SteFormat::V1, SteFormat::V2];
+
+fn format() -> impl Strategy<Value = SteFormat> {
+    prop::sample::select(FORMATS.to_vec())
+}
+
+fn kind() -> impl Strategy<Value = BuilderKind> {
+    prop::sample::select(BuilderKind::ALL.to_vec())
+}
+
+fn param() -> impl Strategy<Value = MatchParam> {
+    prop::collection::vec(any::<u8>(), MATCH_PARAM_SIZE).prop_map(|b| MatchParam::from_bytes(&b).unwrap())
+}
+
+/// A sparse random parameter: a few random fields set, the way real masks look.
+fn sparse_param() -> impl Strategy<Value = MatchParam> {
+    (param(), prop::collection::vec(any::<bool>(), MATCH_PARAM_SIZE)).prop_map(|(p, keep)| {
+        let mut out = MatchParam::default();
+        for (f, v) in p.nonzero_fields() {
+            if keep[f.field.offset % MATCH_PARAM_SIZE] && keep[(f.field.offset / 3) % MATCH_PARAM_SIZE] {
+                out.set(f.section, f.field, v);
+            }
+        }
+        out
+    })
+}
+
+fn caps() -> impl Strategy<Value = Caps> {
+    (prop::array::uniform11(0u8..10), any::<bool>(), any::<bool>()).prop_map(|(ids, cs, full)| Caps {
+        gvmi: 7,
+        is_ecpf: false,
+        esw_manager_vhca_gvmi: 7,
+        flex_parser: FlexParserIds {
+            icmp_dw0: ids[0],
+            icmp_dw1: ids[1],
+            icmpv6_dw0: ids[2],
+            icmpv6_dw1: ids[3],
+            geneve_tlv_option_0: ids[4],
+            mpls_over_gre: ids[5],
+            mpls_over_udp: ids[6],
+            gtpu_dw_0: ids[7],
+            gtpu_teid: ids[8],
+            gtpu_dw_2: ids[9],
+            gtpu_first_ext_dw_0: ids[10],
+        },
+        definer_supp_checksum: cs,
+        support_full_tnl_hdr: full,
+        vports: vec![VportCap {
+            vport_num: 1,
+            vport_gvmi: 17,
+            vhca_gvmi: 7,
+            icm_address_rx: 0x1000,
+            icm_address_tx: 0x2000,
+        }],
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Miss addresses keep bits 6..39; hit addresses and table sizes decode back.
+    #[test]
+    fn control_fields_round_trip(
+        fmt in format(),
+        miss in any::<u64>(),
+        log_size in 0u32..=20,
+        base in any::<u64>(),
+        lu_type in any::<u8>(),
+        byte_mask in any::<u16>(),
+    ) {
+        let ctrl = fmt.ctrl();
+        let mut ste = [0u8; 64];
+        ctrl.init(&mut ste, 0x0f, true, 7);
+        ctrl.set_miss_addr(&mut ste, miss);
+        prop_assert_eq!(ctrl.miss_addr(&ste), miss & 0xff_ffff_ffc0);
+
+        let size = 1u32 << log_size;
+        // A table of `size` entries is aligned to its byte size.
+        let addr = base & 0xff_ffff_ffff & !(u64::from(size) * 64 - 1);
+        ctrl.set_hit_addr(&mut ste, addr, size);
+        prop_assert_eq!(decode_hit_index(ctrl.hit_index(&ste)), Some((addr, size)));
+
+        ctrl.set_next_lu_type(&mut ste, u16::from(lu_type));
+        prop_assert_eq!(ctrl.next_lu_type(&ste), u16::from(lu_type));
+        ctrl.set_byte_mask(&mut ste, byte_mask);
+        prop_assert_eq!(ctrl.byte_mask(&ste), byte_mask);
+        // Setting other fields never disturbs the miss address.
+        prop_assert_eq!(ctrl.miss_addr(&ste), miss & 0xff_ffff_ffc0);
+    }
+
+    /// The hash index is always inside the table.
+    #[test]
+    fn hash_index_is_inside_the_table(
+        tag in prop::collection::vec(any::<u8>(), 32),
+        byte_mask in any::<u16>(),
+        log_size in 0u32..=20,
+        definer in any::<bool>(),
+    ) {
+        let n = 1u32 << log_size;
+        let t = if definer { HtblType::Match } else { HtblType::Legacy };
+        prop_assert!(hash_index(t, byte_mask, n, &tag) < n);
+    }
+
+    /// No builder panics on arbitrary masks and values: it builds or returns an error.
+    #[test]
+    fn builders_never_panic(
+        fmt in format(),
+        kind in kind(),
+        inner in any::<bool>(),
+        rx in any::<bool>(),
+        criteria in any::<u8>(),
+        mask in param(),
+        value in param(),
+        caps in caps(),
+    ) {
+        let criteria = MatchCriteria::from_bits_truncate(criteria);
+        let mut m = MatchParam::copy_from(criteria, &mask);
+        let mut v = MatchParam::copy_from(criteria, &value);
+        if let Ok(sb) = SteBuild::new(fmt, kind, inner, rx, &mut m, &caps) {
+            let mut tag = [0u8; 32];
+            let _ = sb.tag(&mut v, &caps, &mut tag[..sb.tag_len()]);
+        }
+    }
+
+    /// A tag depends only on the value bits under the mask: for a value the rule check
+    /// accepts (every bit within the matcher's mask), the tag never sets a bit that the
+    /// STE does not compare (outside the bit mask, or the definer mask). A tag bit outside
+    /// them would make the rule unmatchable.
+    #[test]
+    fn tag_depends_only_on_masked_value_bits(
+        fmt in format(),
+        kind in kind(),
+        inner in any::<bool>(),
+        rx in any::<bool>(),
+        mask in sparse_param(),
+        value in param(),
+        caps in caps(),
+    ) {
+        let criteria = MatchCriteria::all();
+        let m = MatchParam::copy_from(criteria, &mask);
+        let mut within = value.clone();
+        for s in ste_builder::Section::ALL {
+            let mm = *m.section(s);
+            for (b, k) in within.section_mut(s).iter_mut().zip(mm) {
+                *b &= k;
+            }
+        }
+        let v = MatchParam::copy_from(criteria, &within);
+        prop_assume!(ste_builder::match_param::pre_check(criteria, &m, Some(&v)).is_ok());
+        let Ok(sb) = SteBuild::new(fmt, kind, inner, rx, &mut m.clone(), &caps) else {
+            return Ok(());
+        };
+        let mut tag = [0u8; 32];
+        if sb.tag(&mut v.clone(), &caps, &mut tag[..sb.tag_len()]).is_err() {
+            return Ok(());
+        }
+        let compared: &[u8] = match sb.htbl_type {
+            HtblType::Legacy => &sb.bit_mask,
+            HtblType::Match => &sb.definer_match,
+        };
+        for (i, (t, bm)) in tag.iter().zip(compared).enumerate() {
+            prop_assert_eq!(t & !bm, 0, "{} {}: tag byte {} = {:#04x} outside its mask {:#04x}", fmt, kind, i, t, bm);
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::{put, BuildError, BuilderKind};
 use crate::bits::{self, BitField};
+use crate::caps::Caps;
 use crate::prm::dr_match_spec as spec;
 
 /// `l3_type` code of an IPv4 packet.
@@ -96,4 +97,20 @@ pub(crate) fn put_vlan_qualifier(
 pub(crate) fn mpls_header(label: u64, exp: u64, s_bos: u64, ttl: u64) -> u32 {
     let word = (label << 12) | (exp << 9) | (s_bos << 8) | ttl;
     word as u32
+}
+
+/// The vport number under which DR names the e-switch manager of an ECPF.
+pub(crate) const ECPF_PORT: u16 = 0xfffe;
+
+/// The gvmi of the vport that `source_port` names, from the vport table (keyed by the
+/// e-switch manager's gvmi, as DR keys it). On an ECPF the ECPF port number stands for
+/// the e-switch manager itself, whose gvmi is its vhca's. A port the table does not
+/// know fails the rule, as DR's failed vport query does.
+pub(crate) fn source_port_gvmi(caps: &Caps, source_port: u16) -> Result<u16, BuildError> {
+    if source_port == ECPF_PORT && caps.is_ecpf {
+        return Ok(caps.esw_manager_vhca_gvmi);
+    }
+    caps.vport(caps.esw_manager_vhca_gvmi, source_port)
+        .map(|v| v.vport_gvmi)
+        .ok_or(BuildError::UnknownVport { vport: source_port })
 }

@@ -13,6 +13,7 @@
 //! ConnectX-7 (v2 reuses every v1 builder), with the definer-based builders in
 //! [`definers`].
 
+mod common;
 pub mod definers;
 mod kind;
 pub mod v0;

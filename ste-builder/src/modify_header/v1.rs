@@ -13,7 +13,7 @@ use crate::prm::{
 };
 
 /// v1 hardware fields: dword offsets into the packet-header and metadata layout.
-pub(super) mod fld {
+mod fld {
     pub const L2_OUT_0: u8 = 0x00;
     pub const L2_OUT_1: u8 = 0x01;
     pub const L2_OUT_2: u8 = 0x02;

@@ -1,11 +1,212 @@
 //! STE v0 (ConnectX-5) lookup builders.
+//!
+//! Every v0 lookup is a legacy one: a 16-byte tag compared under a 16-byte bit mask. Most
+//! builders derive the bit mask by running their tag encoder over the matcher's mask
+//! (a mask bit set means "this tag bit matters"); the few whose tag encodes values rather
+//! than copying bits (L3 type, VLAN qualifier, source vport) have a separate mask encoder.
+//!
+//! The builders live in submodules by header family; this module holds the lookup-type
+//! numbers and the dispatch from [`BuilderKind`].
 
-use super::{BuilderKind, InitFn};
+mod flex;
+mod l2;
+mod l3_l4;
+mod meta;
+mod tunnel;
+
+use super::{finish_legacy, BuildError, BuilderKind, InitFn, SteBuild, TagFn};
+use crate::caps::Caps;
+use crate::match_param::MatchParam;
+
+/// A lookup that exists once per header position: on the outer headers of a TX packet
+/// (`_O`), on the outer headers of an RX packet (`_D`), and on the inner headers (`_I`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LuTypes {
+    outer: u16,
+    rx: u16,
+    inner: u16,
+}
+
+impl LuTypes {
+    /// The lookup type for a builder's position: inner headers take precedence, then the
+    /// RX side (`DR_STE_CALC_LU_TYPE`).
+    pub(crate) fn pick(self, rx: bool, inner: bool) -> u16 {
+        if inner {
+            self.inner
+        } else if rx {
+            self.rx
+        } else {
+            self.outer
+        }
+    }
+}
+
+/// The v0 lookup types (`DR_STE_V0_LU_TYPE_*`).
+pub(crate) mod lu {
+    use super::LuTypes;
+
+    pub(crate) const SRC_GVMI_AND_QP: u16 = 0x05;
+    /// L2 tunnelling exists only as an inner lookup.
+    pub(crate) const ETHL2_TUNNELING_I: u16 = 0x0a;
+    pub(crate) const ETHL2_DST: LuTypes = LuTypes {
+        outer: 0x06,
+        inner: 0x07,
+        rx: 0x1b,
+    };
+    pub(crate) const ETHL2_SRC: LuTypes = LuTypes {
+        outer: 0x08,
+        inner: 0x09,
+        rx: 0x1c,
+    };
+    pub(crate) const ETHL2_SRC_DST: LuTypes = LuTypes {
+        outer: 0x36,
+        inner: 0x37,
+        rx: 0x38,
+    };
+    pub(crate) const ETHL3_IPV6_DST: LuTypes = LuTypes {
+        outer: 0x0d,
+        inner: 0x0e,
+        rx: 0x1e,
+    };
+    pub(crate) const ETHL3_IPV6_SRC: LuTypes = LuTypes {
+        outer: 0x0f,
+        inner: 0x10,
+        rx: 0x1f,
+    };
+    pub(crate) const ETHL3_IPV4_5_TUPLE: LuTypes = LuTypes {
+        outer: 0x11,
+        inner: 0x12,
+        rx: 0x20,
+    };
+    pub(crate) const ETHL3_IPV4_MISC: LuTypes = LuTypes {
+        outer: 0x29,
+        inner: 0x2a,
+        rx: 0x2b,
+    };
+    pub(crate) const ETHL4: LuTypes = LuTypes {
+        outer: 0x13,
+        inner: 0x14,
+        rx: 0x21,
+    };
+    pub(crate) const ETHL4_MISC: LuTypes = LuTypes {
+        outer: 0x2c,
+        inner: 0x2d,
+        rx: 0x2e,
+    };
+    pub(crate) const MPLS_FIRST: LuTypes = LuTypes {
+        outer: 0x15,
+        inner: 0x24,
+        rx: 0x25,
+    };
+    pub(crate) const GRE: u16 = 0x16;
+    pub(crate) const FLEX_PARSER_0: u16 = 0x22;
+    pub(crate) const FLEX_PARSER_1: u16 = 0x23;
+    pub(crate) const FLEX_PARSER_TNL_HEADER: u16 = 0x19;
+    pub(crate) const GENERAL_PURPOSE: u16 = 0x18;
+    pub(crate) const STEERING_REGISTERS_0: u16 = 0x2f;
+    pub(crate) const STEERING_REGISTERS_1: u16 = 0x30;
+    pub(crate) const TUNNEL_HEADER: u16 = 0x34;
+
+    /// True when flex parser `id` sits in the `FLEX_PARSER_0` lookup (else `_1`).
+    pub(crate) fn in_flex_parser_0(id: u64) -> bool {
+        id <= u64::from(crate::builder::common::MAX_FLEX_PARSER_0_ID)
+    }
+
+    /// The flex-parser lookup that holds parser `id` (0..=3 or 4..=7).
+    pub(crate) fn flex_parser_of(id: u8) -> u16 {
+        if in_flex_parser_0(id.into()) {
+            FLEX_PARSER_0
+        } else {
+            FLEX_PARSER_1
+        }
+    }
+}
 
 /// The init function of `kind` in v0, or `None` when v0 has no such lookup.
 pub(crate) fn init_fn(kind: BuilderKind) -> Option<InitFn> {
-    match kind {
-        BuilderKind::EmptyAlwaysHit => Some(super::init_empty_always_hit),
-        _ => None,
-    }
+    use BuilderKind as K;
+    let init: InitFn = match kind {
+        K::EmptyAlwaysHit => super::init_empty_always_hit,
+        K::EthL2SrcDst => l2::init_eth_l2_src_dst,
+        K::EthL2Src => l2::init_eth_l2_src,
+        K::EthL2Dst => l2::init_eth_l2_dst,
+        K::EthL2Tnl => l2::init_eth_l2_tnl,
+        K::EthL3Ipv6Dst => l3_l4::init_eth_l3_ipv6_dst,
+        K::EthL3Ipv6Src => l3_l4::init_eth_l3_ipv6_src,
+        K::EthL3Ipv4_5Tuple => l3_l4::init_eth_l3_ipv4_5_tuple,
+        K::EthL3Ipv4Misc => l3_l4::init_eth_l3_ipv4_misc,
+        K::EthIpv6L3L4 => l3_l4::init_eth_ipv6_l3_l4,
+        K::EthL4Misc => l3_l4::init_eth_l4_misc,
+        K::Mpls => tunnel::init_mpls,
+        K::TnlGre => tunnel::init_tnl_gre,
+        K::TnlVxlanGpe => tunnel::init_tnl_vxlan_gpe,
+        K::TnlGeneve => tunnel::init_tnl_geneve,
+        K::TnlGtpu => tunnel::init_tnl_gtpu,
+        K::TunnelHeader => tunnel::init_tunnel_header,
+        K::TnlMplsOverGre => flex::init_tnl_mpls_over_gre,
+        K::TnlMplsOverUdp => flex::init_tnl_mpls_over_udp,
+        K::Icmp => flex::init_icmp,
+        K::TnlGeneveTlvOpt => flex::init_tnl_geneve_tlv_opt,
+        K::TnlGtpuFlexParser0 => flex::init_tnl_gtpu_flex_parser_0,
+        K::TnlGtpuFlexParser1 => flex::init_tnl_gtpu_flex_parser_1,
+        K::FlexParser0 => flex::init_flex_parser_0,
+        K::FlexParser1 => flex::init_flex_parser_1,
+        K::GeneralPurpose => meta::init_general_purpose,
+        K::Register0 => meta::init_register_0,
+        K::Register1 => meta::init_register_1,
+        K::SrcGvmiQpn => meta::init_src_gvmi_qpn,
+        // v0 has no GENEVE option-presence lookup (rdma-core's wrapper silently builds
+        // nothing) and no definers.
+        K::TnlGeneveTlvOptExist
+        | K::Def0
+        | K::Def2
+        | K::Def6
+        | K::Def16
+        | K::Def22
+        | K::Def24
+        | K::Def25
+        | K::Def26
+        | K::Def28
+        | K::Def33 => return None,
+    };
+    Some(init)
+}
+
+/// Derives the bit mask by running `tag` over the mask, consuming the mask fields it
+/// covers.
+fn fill_bit_mask(
+    sb: &mut SteBuild,
+    mask: &mut MatchParam,
+    caps: &Caps,
+    tag: TagFn,
+) -> Result<(), BuildError> {
+    let mut bit_mask = [0u8; 16];
+    tag(sb, mask, caps, &mut bit_mask)?;
+    sb.bit_mask = bit_mask;
+    Ok(())
+}
+
+/// The init of a builder whose bit mask is its tag encoding of the mask.
+fn init_by_tag(
+    sb: &mut SteBuild,
+    mask: &mut MatchParam,
+    caps: &Caps,
+    lu_type: u16,
+    tag: TagFn,
+) -> Result<(), BuildError> {
+    fill_bit_mask(sb, mask, caps, tag)?;
+    finish_legacy(sb, lu_type, tag);
+    Ok(())
+}
+
+/// The header section (outer or inner) and the misc section, borrowed together.
+pub(crate) fn spec_and_misc(p: &mut MatchParam, inner: bool) -> (&mut [u8], &mut [u8]) {
+    let MatchParam {
+        outer,
+        inner: inner_sec,
+        misc: misc_sec,
+        ..
+    } = p;
+    let s = if inner { inner_sec } else { outer };
+    (s, misc_sec)
 }

@@ -3,6 +3,7 @@
 
 use super::{lu, Lookup, Tag};
 use crate::bits;
+use crate::builder::common::source_port_gvmi;
 use crate::builder::{put, put_ones, BuildError, SteBuild};
 use crate::caps::Caps;
 use crate::match_param::MatchParam;
@@ -68,19 +69,6 @@ impl Lookup for Register1 {
 
 /// The uplink's vport number.
 const WIRE_PORT: u16 = 0xffff;
-/// The vport number of the embedded CPU's e-switch manager.
-const ECPF_PORT: u16 = 0xfffe;
-
-/// The gvmi of vport `port` of this e-switch, or `None` when the vport is unknown.
-fn vport_gvmi(caps: &Caps, port: u16) -> Option<u16> {
-    if port == ECPF_PORT && caps.is_ecpf {
-        // On an ECPF this port is the e-switch manager itself, whose vport gvmi is the
-        // manager's own gvmi.
-        return Some(caps.esw_manager_vhca_gvmi);
-    }
-    caps.vport(caps.esw_manager_vhca_gvmi, port)
-        .map(|v| v.vport_gvmi)
-}
 
 /// Source vport (as its gvmi) and source QP / SQ number (`src_gvmi_qpn`).
 ///
@@ -114,7 +102,7 @@ impl Lookup for SrcGvmiQpn {
             return Ok(());
         }
         let port = bits::get(m, misc::SOURCE_PORT) as u16;
-        let gvmi = vport_gvmi(caps, port).ok_or(BuildError::UnknownVport { vport: port })?;
+        let gvmi = source_port_gvmi(caps, port)?;
         // A zero gvmi is the tag's default and needs no write.
         if gvmi != 0 {
             bits::set(out, src_qp::SOURCE_GVMI, gvmi.into());

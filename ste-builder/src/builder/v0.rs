@@ -210,3 +210,102 @@ pub(crate) fn spec_and_misc(p: &mut MatchParam, inner: bool) -> (&mut [u8], &mut
     let s = if inner { inner_sec } else { outer };
     (s, misc_sec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bits;
+    use crate::caps::VportCap;
+    use crate::prm::dr_match_set_misc as misc;
+    use crate::ste::SteFormat;
+
+    fn caps_with_vport(num: u16, gvmi: u16) -> Caps {
+        Caps {
+            gvmi: 1,
+            esw_manager_vhca_gvmi: 1,
+            vports: vec![VportCap {
+                vport_num: num,
+                vport_gvmi: gvmi,
+                vhca_gvmi: 1,
+                ..VportCap::default()
+            }],
+            ..Caps::default()
+        }
+    }
+
+    fn build(
+        kind: BuilderKind,
+        rx: bool,
+        inner: bool,
+        mask: &mut MatchParam,
+        caps: &Caps,
+    ) -> SteBuild {
+        SteBuild::new(SteFormat::V0, kind, inner, rx, mask, caps).expect("v0 has this lookup")
+    }
+
+    #[test]
+    fn position_picks_lookup_type() {
+        let caps = Caps::default();
+        let kind = BuilderKind::EthL2Src;
+        let lu_of = |rx, inner| build(kind, rx, inner, &mut MatchParam::default(), &caps).lu_type;
+        assert_eq!(lu_of(false, false), 0x08);
+        assert_eq!(lu_of(true, false), 0x1c);
+        assert_eq!(lu_of(true, true), 0x09);
+        assert_eq!(lu_of(false, true), 0x09);
+    }
+
+    #[test]
+    fn missing_lookups_are_unavailable() {
+        for kind in [BuilderKind::TnlGeneveTlvOptExist, BuilderKind::Def22] {
+            let r = SteBuild::new(
+                SteFormat::V0,
+                kind,
+                false,
+                true,
+                &mut MatchParam::default(),
+                &Caps::default(),
+            );
+            assert!(matches!(r, Err(BuildError::Unavailable { .. })));
+        }
+    }
+
+    #[test]
+    fn source_port_maps_to_gvmi_or_fails() {
+        let caps = caps_with_vport(3, 0x13);
+        let mut mask = MatchParam::default();
+        bits::set(&mut mask.misc, misc::SOURCE_PORT, 0xffff);
+        let sb = build(BuilderKind::SrcGvmiQpn, true, false, &mut mask, &caps);
+        assert!(mask.is_zero());
+
+        let mut value = MatchParam::default();
+        bits::set(&mut value.misc, misc::SOURCE_PORT, 3);
+        let mut tag = [0u8; 16];
+        sb.tag(&mut value, &caps, &mut tag)
+            .expect("vport 3 is known");
+        assert_eq!(&tag[..6], &[0, 0, 0, 0x13, 0x02, 0]);
+        assert!(value.is_zero());
+
+        let mut value = MatchParam::default();
+        bits::set(&mut value.misc, misc::SOURCE_PORT, 4);
+        let err = sb.tag(&mut value, &caps, &mut [0u8; 16]);
+        assert_eq!(err, Err(BuildError::UnknownVport { vport: 4 }));
+    }
+
+    #[test]
+    fn bad_ip_version_fails_the_tag() {
+        let caps = Caps::default();
+        let sb = build(
+            BuilderKind::EthL2Tnl,
+            false,
+            true,
+            &mut MatchParam::default(),
+            &caps,
+        );
+        let mut value = MatchParam::default();
+        bits::set(&mut value.inner, crate::prm::dr_match_spec::IP_VERSION, 5);
+        assert!(matches!(
+            sb.tag(&mut value, &caps, &mut [0u8; 16]),
+            Err(BuildError::Unsupported { .. })
+        ));
+    }
+}

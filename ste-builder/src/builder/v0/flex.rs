@@ -5,8 +5,7 @@
 //! 4..=7; firmware tells which parser carries which protocol field.
 
 use super::{fill_bit_mask, init_by_tag, lu};
-use crate::bits;
-use crate::bits::BitField;
+use crate::bits::{self, BitField};
 use crate::builder::common::{flex_parser_dword, mpls_header, FLEX_PARSER_COUNT};
 use crate::builder::{finish_legacy, BuildError, SteBuild};
 use crate::caps::Caps;
@@ -127,15 +126,21 @@ fn tag_icmp(
     let ids = &caps.flex_parser;
     let m3 = &mut value.misc3;
     let (ty, code, data, dw0, dw1) = if is_icmpv4(m3) {
-        let f = (misc3::ICMP_TYPE, misc3::ICMP_CODE, misc3::ICMP_HEADER_DATA);
-        (f.0, f.1, f.2, ids.icmp_dw0, ids.icmp_dw1)
+        (
+            misc3::ICMP_TYPE,
+            misc3::ICMP_CODE,
+            misc3::ICMP_HEADER_DATA,
+            ids.icmp_dw0,
+            ids.icmp_dw1,
+        )
     } else {
-        let f = (
+        (
             misc3::ICMPV6_TYPE,
             misc3::ICMPV6_CODE,
             misc3::ICMPV6_HEADER_DATA,
-        );
-        (f.0, f.1, f.2, ids.icmpv6_dw0, ids.icmpv6_dw1)
+            ids.icmpv6_dw0,
+            ids.icmpv6_dw1,
+        )
     };
     // Both dwords are always written, zero included; when firmware put both on one
     // parser, the header data overwrites type and code.

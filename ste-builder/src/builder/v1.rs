@@ -166,3 +166,99 @@ pub(crate) fn init_fn(kind: BuilderKind) -> Option<InitFn> {
     };
     Some(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::VportCap;
+    use crate::match_param::Section;
+    use crate::prm::{
+        dr_match_set_misc as misc, dr_match_set_misc4 as misc4, dr_match_spec as spec,
+    };
+    use crate::ste::SteFormat;
+
+    fn build(kind: BuilderKind, mask: &MatchParam, caps: &Caps) -> SteBuild {
+        SteBuild::new(SteFormat::V1, kind, false, true, &mut mask.clone(), caps).unwrap()
+    }
+
+    #[test]
+    fn ip_version_other_than_4_or_6_fails_the_tag() {
+        let mut mask = MatchParam::default();
+        mask.set(Section::Outer, spec::IP_VERSION, 4);
+        let sb = build(BuilderKind::EthL2SrcDst, &mask, &Caps::default());
+        assert_eq!(
+            sb.bit_mask[11] & 0x30,
+            0x30,
+            "l3_type is all ones in the mask"
+        );
+        let mut value = MatchParam::default();
+        value.set(Section::Outer, spec::IP_VERSION, 5);
+        let mut tag = [0u8; 16];
+        assert!(matches!(
+            sb.tag(&mut value, &Caps::default(), &mut tag),
+            Err(BuildError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_source_port_fails_the_tag() {
+        let caps = Caps {
+            esw_manager_vhca_gvmi: 7,
+            vports: vec![VportCap {
+                vport_num: 1,
+                vport_gvmi: 17,
+                vhca_gvmi: 7,
+                ..VportCap::default()
+            }],
+            ..Caps::default()
+        };
+        let mut mask = MatchParam::default();
+        mask.set(Section::Misc, misc::SOURCE_PORT, 0xffff);
+        let sb = build(BuilderKind::SrcGvmiQpn, &mask, &caps);
+        let mut value = MatchParam::default();
+        value.set(Section::Misc, misc::SOURCE_PORT, 1);
+        let mut tag = [0u8; 16];
+        sb.tag(&mut value.clone(), &caps, &mut tag).unwrap();
+        assert_eq!(tag[2..4], [0, 17]);
+        value.set(Section::Misc, misc::SOURCE_PORT, 2);
+        assert_eq!(
+            sb.tag(&mut value, &caps, &mut tag),
+            Err(BuildError::UnknownVport { vport: 2 })
+        );
+    }
+
+    #[test]
+    fn first_sample_slot_claims_its_parser() {
+        // Slot 0 is unused (id 0, value 0) and claims parser 0, so slot 1's parser-0
+        // sample is left over.
+        let mut mask = MatchParam::default();
+        mask.set(
+            Section::Misc4,
+            misc4::PROG_SAMPLE_FIELD_VALUE_1,
+            0xffff_ffff,
+        );
+        let mut left = mask.clone();
+        let sb = SteBuild::new(
+            SteFormat::V1,
+            BuilderKind::FlexParser0,
+            false,
+            true,
+            &mut left,
+            &Caps::default(),
+        )
+        .unwrap();
+        assert_eq!(sb.bit_mask, [0; 16]);
+        assert_eq!(left, mask);
+    }
+
+    #[test]
+    fn short_tag_buffer_does_not_panic() {
+        let mut mask = MatchParam::default();
+        mask.set(Section::Outer, spec::DST_IP_31_0, 0xffff_ffff);
+        let sb = build(BuilderKind::EthL3Ipv6Dst, &mask, &Caps::default());
+        let mut value = mask.clone();
+        let mut tag = [0u8; 4];
+        sb.tag(&mut value, &Caps::default(), &mut tag).unwrap();
+        assert_eq!(tag, [0; 4]);
+    }
+}

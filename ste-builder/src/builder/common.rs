@@ -33,7 +33,12 @@ pub(crate) fn flex_parser_dword(id: u32) -> BitField {
 /// `tcp_ns` to `tcp_fin`. The flags are in the same order as in `tcp_flags` (NS is its
 /// bit 8), so the nine fields read as one 9-bit field.
 pub(crate) fn put_tcp_flags(dst: &mut [u8], tcp_ns: BitField, headers: &mut [u8]) {
-    put(dst, BitField::new(tcp_ns.offset, 9), headers, spec::TCP_FLAGS);
+    put(
+        dst,
+        BitField::new(tcp_ns.offset, 9),
+        headers,
+        spec::TCP_FLAGS,
+    );
 }
 
 /// Moves a rule's `ip_version` into an `l3_type` tag field. A mask carries the version

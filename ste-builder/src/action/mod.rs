@@ -622,3 +622,103 @@ pub fn set_aso_ct_cross_dmn(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rx_attr() -> ActionsAttr {
+        ActionsAttr {
+            gvmi: 7,
+            hit_gvmi: 7,
+            final_icm_addr: 0xdead_0000,
+            ..ActionsAttr::default()
+        }
+    }
+
+    #[test]
+    fn action_type_names_round_trip() {
+        for t in ActionType::ALL {
+            assert_eq!(ActionType::from_name(t.name()), Some(t));
+            assert_eq!(ActionType::from_index(t.index()), Some(t));
+        }
+        assert_eq!(ActionType::from_index(ActionType::COUNT), None);
+    }
+
+    #[test]
+    fn caps_differ_only_in_pop_modify() {
+        assert_eq!(ActionCaps::of(SteFormat::V0), ActionCaps::empty());
+        assert_eq!(ActionCaps::of(SteFormat::V1).bits(), 59);
+        assert_eq!(ActionCaps::of(SteFormat::V2).bits(), 43);
+    }
+
+    #[test]
+    fn refuses_a_short_buffer() {
+        // Decapsulation followed by a pop (v0) or a modify header (v1, v2) needs a second
+        // STE in every format.
+        let attr = ActionsAttr {
+            vlans: Vlans {
+                count_pop: 1,
+                ..Vlans::default()
+            },
+            ..rx_attr()
+        };
+        for (format, second) in [
+            (SteFormat::V0, ActionType::PopVlan),
+            (SteFormat::V1, ActionType::ModifyHdr),
+            (SteFormat::V2, ActionType::ModifyHdr),
+        ] {
+            let set: ActionTypeSet = [ActionType::TnlL2ToL2, second].into_iter().collect();
+            let mut one = [0u8; STE_SIZE];
+            let err = set_actions_rx(format, &set, &mut one, &attr).unwrap_err();
+            assert!(matches!(err, ActionError::BufferTooSmall { .. }), "{err}");
+            let err = set_actions_rx(format, &set, &mut [], &attr).unwrap_err();
+            assert!(matches!(err, ActionError::BufferTooSmall { .. }), "{err}");
+            let mut two = [0u8; 2 * STE_SIZE];
+            let out = set_actions_rx(format, &set, &mut two, &attr).unwrap();
+            assert_eq!(out.added_stes, 1);
+        }
+    }
+
+    #[test]
+    fn refuses_what_the_format_cannot_encode() {
+        let set: ActionTypeSet = [ActionType::AsoCt].into_iter().collect();
+        let mut buf = [0u8; 4 * STE_SIZE];
+        let err = set_actions_rx(SteFormat::V0, &set, &mut buf, &rx_attr()).unwrap_err();
+        assert!(matches!(err, ActionError::NotOnSide { .. }), "{err}");
+        let err = set_actions_rx(SteFormat::V1, &set, &mut buf, &rx_attr()).unwrap_err();
+        assert!(matches!(err, ActionError::AsoMismatch { .. }), "{err}");
+
+        let tag: ActionTypeSet = [ActionType::Tag].into_iter().collect();
+        let err = set_actions_tx(SteFormat::V2, &tag, &mut buf, &rx_attr()).unwrap_err();
+        assert!(
+            matches!(err, ActionError::NotOnSide { rx: false, .. }),
+            "{err}"
+        );
+
+        let push: ActionTypeSet = [ActionType::PushVlan].into_iter().collect();
+        let mut attr = rx_attr();
+        attr.vlans.count_push = 3;
+        let err = set_actions_tx(SteFormat::V1, &push, &mut buf, &attr).unwrap_err();
+        assert_eq!(err, ActionError::TooManyVlans { count: 3 });
+    }
+
+    #[test]
+    fn cross_domain_ct_gets_its_own_ste() {
+        let set: ActionTypeSet = [ActionType::AsoCt, ActionType::Ft].into_iter().collect();
+        let mut attr = rx_attr();
+        attr.aso = Some(Aso {
+            object_id: 100,
+            offset: 0,
+            dest_reg_id: 1,
+            domain_gvmi: 9,
+            kind: AsoKind::Ct { direction: true },
+        });
+        let mut buf = [0u8; 3 * STE_SIZE];
+        let out = set_actions_tx(SteFormat::V1, &set, &mut buf, &attr).unwrap();
+        assert_eq!(out.added_stes, 1);
+        assert_eq!(out.aso_ste_loc, Some(0));
+        // The placeholder STE's action list stays empty for the peer domain to fill.
+        assert!(buf[STE_SIZE + 20..STE_SIZE + 32].iter().all(|&b| b == 0));
+    }
+}

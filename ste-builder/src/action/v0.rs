@@ -8,15 +8,8 @@ use super::{size_in_words, ActionError, ActionType, ActionTypeSet, ActionsAttr, 
 use crate::bits::{get, set};
 use crate::prm::ste_sx_transmit as tx;
 use crate::prm::{ste_general as gen, ste_modify_packet as mdfy, ste_rx_steering_mult as rx};
+use crate::ste::v0::entry_type;
 use crate::ste::{SteCtrl, LU_TYPE_DONT_CARE, V0};
-
-/// The v0 entry types an action chain uses.
-mod entry_type {
-    pub const TX: u64 = 1;
-    pub const RX: u64 = 2;
-    /// An RX entry whose control block carries a rewrite list instead of a QP list.
-    pub const MODIFY_PKT: u64 = 6;
-}
 
 /// Tunneling actions of RX entries.
 mod tunneling_action {

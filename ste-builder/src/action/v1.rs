@@ -21,6 +21,7 @@ use crate::prm::ste_single_action_modify_list_v1 as modify_list;
 use crate::prm::ste_single_action_remove_header_size_v1 as remove_size;
 use crate::prm::ste_single_action_remove_header_v1 as remove_header;
 use crate::prm::{ste_mask_and_match_v1 as mam, ste_match_bwc_v1 as bwc};
+use crate::ste::v1::entry_format;
 use crate::ste::{SteFormat, LU_TYPE_DONT_CARE};
 
 /// v1 action ids (the first byte of each action word).
@@ -75,10 +76,8 @@ const L2_MACS_LEN: u64 = 12;
 /// Bytes of one VLAN header.
 const VLAN_LEN: u64 = 4;
 
-/// Entry format of a definer-based match entry.
-const ENTRY_FORMAT_MATCH: u64 = 0x4;
 /// Lookup type of an action-only STE: a match entry of the "don't care" definer.
-const LU_TYPE_MATCH_DONT_CARE: u16 = 0x0400 | LU_TYPE_DONT_CARE;
+const LU_TYPE_MATCH_DONT_CARE: u16 = ((entry_format::MATCH as u16) << 8) | LU_TYPE_DONT_CARE;
 
 /// First-hit flags per ASO object.
 const ASO_FIRST_HIT_NUM_PER_OBJ: u32 = 512;
@@ -182,7 +181,7 @@ struct ActionList<'c, 'a> {
 
 impl<'c, 'a> ActionList<'c, 'a> {
     fn new(chain: &'c mut SteChain<'a>, gvmi: u16) -> Self {
-        let (field, room) = if get(chain.ste(), bwc::ENTRY_FORMAT) == ENTRY_FORMAT_MATCH {
+        let (field, room) = if get(chain.ste(), bwc::ENTRY_FORMAT) == entry_format::MATCH {
             (mam::ACTION, TRIPLE)
         } else {
             (bwc::ACTION, DOUBLE)

@@ -6,8 +6,8 @@
 //! exist: v0 (ConnectX-5), v1 (ConnectX-6 Dx) and v2 (ConnectX-7, v1's control layout).
 //! Each generation is one ops table ([`SteCtrl`]) over the shared logic in this module.
 
-mod v0;
-mod v1;
+pub(crate) mod v0;
+pub(crate) mod v1;
 
 pub use v0::V0;
 pub use v1::{V1, V2};

@@ -25,6 +25,7 @@ use crate::ste::v1::entry_format;
 use crate::ste::{SteFormat, LU_TYPE_DONT_CARE};
 
 /// v1 action ids (the first byte of each action word).
+// The whole table is kept as the PRM defines it; the STE action encoders use only part.
 #[allow(dead_code)]
 pub(crate) mod action_id {
     pub const NOP: u64 = 0x00;

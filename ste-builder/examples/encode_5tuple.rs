@@ -62,14 +62,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("mask field {field} = {v:#x} is not matched by any lookup").into());
     }
 
-    println!("{format}: outer IPv4 5-tuple matcher, one rule, RX side, gvmi {}", caps.gvmi);
+    println!(
+        "{format}: outer IPv4 5-tuple matcher, one rule, RX side, gvmi {}",
+        caps.gvmi
+    );
     let ctrl = format.ctrl();
     let mut value_left = value.clone();
     for (i, sb) in builders.iter().enumerate() {
         let mut ste = [0u8; STE_SIZE];
         ctrl.init(&mut ste, sb.lu_type, sb.rx, caps.gvmi);
         ste::set_bit_mask(&mut ste, &sb.bit_mask);
-        sb.tag(&mut value_left, &caps, &mut ste::tag_mut(&mut ste)[..sb.tag_len()])?;
+        sb.tag(
+            &mut value_left,
+            &caps,
+            &mut ste::tag_mut(&mut ste)[..sb.tag_len()],
+        )?;
         if let Some(next) = builders.get(i + 1) {
             ctrl.set_next_lu_type(&mut ste, next.lu_type);
             ctrl.set_byte_mask(&mut ste, next.byte_mask);

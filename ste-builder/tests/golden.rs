@@ -22,8 +22,11 @@ use common::Tally;
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// A checker: runs every case of one vector file.
+type Checker = fn(&Value) -> Tally;
+
 /// The vector kinds, by the start of their `schema` text.
-const KINDS: &[(&str, fn(&Value) -> Tally)] = &[
+const KINDS: &[(&str, Checker)] = &[
     ("CRC32 and STE hash-index vectors", crc::run),
     ("STE control-word vectors", ctrl::run),
     ("STE builder vectors", builders::run),

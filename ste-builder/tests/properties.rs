@@ -16,55 +16,102 @@ fn kind() -> impl Strategy<Value = BuilderKind> {
     prop::sample::select(BuilderKind::ALL.to_vec())
 }
 
+fn value_independent_kind() -> impl Strategy<Value = BuilderKind> {
+    let kinds: Vec<BuilderKind> = BuilderKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| !VALUE_DEPENDENT_LAYOUT.contains(k))
+        .collect();
+    prop::sample::select(kinds)
+}
+
 fn param() -> impl Strategy<Value = MatchParam> {
-    prop::collection::vec(any::<u8>(), MATCH_PARAM_SIZE).prop_map(|b| MatchParam::from_bytes(&b).unwrap())
+    prop::collection::vec(any::<u8>(), MATCH_PARAM_SIZE)
+        .prop_map(|b| MatchParam::from_bytes(&b).unwrap())
 }
 
 /// A sparse random parameter: a few random fields set, the way real masks look.
 fn sparse_param() -> impl Strategy<Value = MatchParam> {
-    (param(), prop::collection::vec(any::<bool>(), MATCH_PARAM_SIZE)).prop_map(|(p, keep)| {
-        let mut out = MatchParam::default();
-        for (f, v) in p.nonzero_fields() {
-            if keep[f.field.offset % MATCH_PARAM_SIZE] && keep[(f.field.offset / 3) % MATCH_PARAM_SIZE] {
-                out.set(f.section, f.field, v);
+    (
+        param(),
+        prop::collection::vec(any::<bool>(), MATCH_PARAM_SIZE),
+    )
+        .prop_map(|(p, keep)| {
+            let mut out = MatchParam::default();
+            for (f, v) in p.nonzero_fields() {
+                if keep[f.field.offset % MATCH_PARAM_SIZE]
+                    && keep[(f.field.offset / 3) % MATCH_PARAM_SIZE]
+                {
+                    out.set(f.section, f.field, v);
+                }
             }
-        }
-        out
-    })
+            out
+        })
 }
 
 fn caps() -> impl Strategy<Value = Caps> {
-    (prop::array::uniform11(0u8..10), any::<bool>(), any::<bool>()).prop_map(|(ids, cs, full)| Caps {
-        gvmi: 7,
-        is_ecpf: false,
-        esw_manager_vhca_gvmi: 7,
-        flex_parser: FlexParserIds {
-            icmp_dw0: ids[0],
-            icmp_dw1: ids[1],
-            icmpv6_dw0: ids[2],
-            icmpv6_dw1: ids[3],
-            geneve_tlv_option_0: ids[4],
-            mpls_over_gre: ids[5],
-            mpls_over_udp: ids[6],
-            gtpu_dw_0: ids[7],
-            gtpu_teid: ids[8],
-            gtpu_dw_2: ids[9],
-            gtpu_first_ext_dw_0: ids[10],
-        },
-        definer_supp_checksum: cs,
-        support_full_tnl_hdr: full,
-        vports: vec![VportCap {
-            vport_num: 1,
-            vport_gvmi: 17,
-            vhca_gvmi: 7,
-            icm_address_rx: 0x1000,
-            icm_address_tx: 0x2000,
-        }],
-    })
+    (
+        prop::array::uniform11(0u8..10),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(ids, cs, full)| Caps {
+            gvmi: 7,
+            is_ecpf: false,
+            esw_manager_vhca_gvmi: 7,
+            flex_parser: FlexParserIds {
+                icmp_dw0: ids[0],
+                icmp_dw1: ids[1],
+                icmpv6_dw0: ids[2],
+                icmpv6_dw1: ids[3],
+                geneve_tlv_option_0: ids[4],
+                mpls_over_gre: ids[5],
+                mpls_over_udp: ids[6],
+                gtpu_dw_0: ids[7],
+                gtpu_teid: ids[8],
+                gtpu_dw_2: ids[9],
+                gtpu_first_ext_dw_0: ids[10],
+            },
+            definer_supp_checksum: cs,
+            support_full_tnl_hdr: full,
+            vports: vec![VportCap {
+                vport_num: 1,
+                vport_gvmi: 17,
+                vhca_gvmi: 7,
+                icm_address_rx: 0x1000,
+                icm_address_tx: 0x2000,
+            }],
+        })
+}
+
+/// Lookups whose rdma-core tag layout depends on value fields outside their own mask
+/// fields (see `tag_depends_only_on_masked_value_bits`).
+const VALUE_DEPENDENT_LAYOUT: &[BuilderKind] = &[
+    BuilderKind::Icmp,
+    BuilderKind::FlexParser0,
+    BuilderKind::FlexParser1,
+    BuilderKind::Def16,
+    BuilderKind::Def22,
+    BuilderKind::Def25,
+];
+
+/// `value` with every bit outside `mask` cleared.
+fn within(value: &MatchParam, mask: &MatchParam) -> MatchParam {
+    let mut out = value.clone();
+    for s in ste_builder::Section::ALL {
+        for (b, k) in out.section_mut(s).iter_mut().zip(mask.section(s)) {
+            *b &= k;
+        }
+    }
+    out
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // Case count: proptest's default, or PROPTEST_CASES.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// Miss addresses keep bits 6..39; hit addresses and table sizes decode back.
     #[test]
@@ -130,44 +177,50 @@ proptest! {
         }
     }
 
-    /// A tag depends only on the value bits under the mask: for a value the rule check
-    /// accepts (every bit within the matcher's mask), the tag never sets a bit that the
-    /// STE does not compare (outside the bit mask, or the definer mask). A tag bit outside
-    /// them would make the rule unmatchable.
+    /// A tag depends only on the value bits under the mask its lookup covers: for a rule
+    /// value the rule check accepts (within the matcher's mask), changing any field that
+    /// this lookup did not take from the mask leaves its tag unchanged.
+    ///
+    /// rdma-core's encoding breaks this for a few lookups, and the golden vectors pin that
+    /// encoding: they choose the layout from the *value* (ICMPv4 vs ICMPv6 by which value
+    /// fields are non-zero; TCP vs UDP ports by the value's protocol in some definers;
+    /// flex-parser slots by the value's sample ids). Those are listed in
+    /// [`VALUE_DEPENDENT_LAYOUT`] and checked by the golden vectors only.
     #[test]
     fn tag_depends_only_on_masked_value_bits(
         fmt in format(),
-        kind in kind(),
+        kind in value_independent_kind(),
         inner in any::<bool>(),
         rx in any::<bool>(),
         mask in sparse_param(),
         value in param(),
+        noise in param(),
         caps in caps(),
     ) {
         let criteria = MatchCriteria::all();
         let m = MatchParam::copy_from(criteria, &mask);
-        let mut within = value.clone();
-        for s in ste_builder::Section::ALL {
-            let mm = *m.section(s);
-            for (b, k) in within.section_mut(s).iter_mut().zip(mm) {
-                *b &= k;
-            }
+        let v = MatchParam::copy_from(criteria, &within(&value, &m));
+        if ste_builder::match_param::pre_check(criteria, &m, Some(&v)).is_err() {
+            return Ok(()); // the matcher or rule check refuses it before any tag is built
         }
-        let v = MatchParam::copy_from(criteria, &within);
-        prop_assume!(ste_builder::match_param::pre_check(criteria, &m, Some(&v)).is_ok());
-        let Ok(sb) = SteBuild::new(fmt, kind, inner, rx, &mut m.clone(), &caps) else {
+        let mut left = m.clone();
+        let Ok(sb) = SteBuild::new(fmt, kind, inner, rx, &mut left, &caps) else {
             return Ok(());
         };
+        // Another accepted value: the same in every field this lookup consumed, different
+        // (but still within the mask) everywhere else.
+        let mut other = v.clone();
+        for (f, not_consumed) in left.nonzero_fields() {
+            // A lookup may take part of a field (def26 takes 8 of the 9 TCP flags).
+            let old = v.get(f.section, f.field);
+            let n = noise.get(f.section, f.field);
+            other.set(f.section, f.field, (old & !not_consumed) | ((old ^ n) & not_consumed));
+        }
         let mut tag = [0u8; 32];
-        if sb.tag(&mut v.clone(), &caps, &mut tag[..sb.tag_len()]).is_err() {
-            return Ok(());
-        }
-        let compared: &[u8] = match sb.htbl_type {
-            HtblType::Legacy => &sb.bit_mask,
-            HtblType::Match => &sb.definer_match,
-        };
-        for (i, (t, bm)) in tag.iter().zip(compared).enumerate() {
-            prop_assert_eq!(t & !bm, 0, "{} {}: tag byte {} = {:#04x} outside its mask {:#04x}", fmt, kind, i, t, bm);
-        }
+        let mut tag_other = [0u8; 32];
+        let a = sb.tag(&mut v.clone(), &caps, &mut tag[..sb.tag_len()]);
+        let b = sb.tag(&mut other.clone(), &caps, &mut tag_other[..sb.tag_len()]);
+        prop_assert_eq!(a.is_ok(), b.is_ok());
+        prop_assert_eq!(tag, tag_other, "{} {} inner={} rx={}", fmt, kind, inner, rx);
     }
 }

@@ -214,8 +214,8 @@ mod tests {
     #[test]
     fn hit_index_round_trip() {
         assert_eq!(
-            decode_hit_index((0x1000_0400_00 >> 5) | 4096),
-            Some((0x1000_0400_00, 4096))
+            decode_hit_index((0x0010_0004_0000 >> 5) | 4096),
+            Some((0x0010_0004_0000, 4096))
         );
         assert_eq!(
             decode_hit_index((0x7ff0_0000 >> 5) | 1),

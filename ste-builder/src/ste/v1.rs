@@ -7,9 +7,6 @@ use crate::prm::{ste_mask_and_match_v1 as mam, ste_match_bwc_v1 as bwc};
 /// Entry formats of v1 (the high byte of a v1 lookup type).
 pub(crate) mod entry_format {
     pub const BWC_BYTE: u64 = 0x0;
-    pub const BWC_DW: u64 = 0x1;
-    pub const MATCH_AND_MASK_BYTE: u64 = 0x2;
-    pub const MATCH_AND_MASK_DW: u64 = 0x3;
     /// Definer-based entry: a 32-byte tag and no mask.
     pub const MATCH: u64 = 0x4;
 }

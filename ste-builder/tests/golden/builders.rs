@@ -188,7 +188,7 @@ fn check_case(format: SteFormat, base: &Caps, c: &Value) -> Result<(), String> {
 }
 
 fn check_unsupported(format: SteFormat, base: &Caps, c: &Value) -> Result<(), String> {
-    let mut inp = inputs(base, c)?;
+    let inp = inputs(base, c)?;
     let rejected_at = string(c, "rejected_at")?;
     let init_rc = c["init_rc"].as_i64().ok_or("init_rc: not an integer")?;
     let built = SteBuild::new(

@@ -24,6 +24,7 @@ pub mod match_param;
 pub mod modify_header;
 pub mod prm;
 pub mod ste;
+pub mod wqe;
 
 pub use builder::{BuildError, BuilderKind, SteBuild};
 pub use caps::{Caps, FlexParserIds, VportCap};

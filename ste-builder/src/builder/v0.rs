@@ -21,16 +21,19 @@ use crate::match_param::MatchParam;
 /// A lookup that exists once per header position: on the outer headers of a TX packet
 /// (`_O`), on the outer headers of an RX packet (`_D`), and on the inner headers (`_I`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LuTypes {
-    outer: u16,
-    rx: u16,
-    inner: u16,
+pub struct LuTypes {
+    /// Outer headers of a TX packet.
+    pub outer: u16,
+    /// Outer headers of an RX packet.
+    pub rx: u16,
+    /// Inner headers.
+    pub inner: u16,
 }
 
 impl LuTypes {
     /// The lookup type for a builder's position: inner headers take precedence, then the
     /// RX side (`DR_STE_CALC_LU_TYPE`).
-    pub(crate) fn pick(self, rx: bool, inner: bool) -> u16 {
+    pub fn pick(self, rx: bool, inner: bool) -> u16 {
         if inner {
             self.inner
         } else if rx {
@@ -42,70 +45,73 @@ impl LuTypes {
 }
 
 /// The v0 lookup types (`DR_STE_V0_LU_TYPE_*`).
-pub(crate) mod lu {
+pub mod lu {
+    //! Each constant is named after rdma-core's `DR_STE_V0_LU_TYPE_*` value it equals.
+    #![allow(missing_docs)]
+
     use super::LuTypes;
 
-    pub(crate) const SRC_GVMI_AND_QP: u16 = 0x05;
+    pub const SRC_GVMI_AND_QP: u16 = 0x05;
     /// L2 tunnelling exists only as an inner lookup.
-    pub(crate) const ETHL2_TUNNELING_I: u16 = 0x0a;
-    pub(crate) const ETHL2_DST: LuTypes = LuTypes {
+    pub const ETHL2_TUNNELING_I: u16 = 0x0a;
+    pub const ETHL2_DST: LuTypes = LuTypes {
         outer: 0x06,
         inner: 0x07,
         rx: 0x1b,
     };
-    pub(crate) const ETHL2_SRC: LuTypes = LuTypes {
+    pub const ETHL2_SRC: LuTypes = LuTypes {
         outer: 0x08,
         inner: 0x09,
         rx: 0x1c,
     };
-    pub(crate) const ETHL2_SRC_DST: LuTypes = LuTypes {
+    pub const ETHL2_SRC_DST: LuTypes = LuTypes {
         outer: 0x36,
         inner: 0x37,
         rx: 0x38,
     };
-    pub(crate) const ETHL3_IPV6_DST: LuTypes = LuTypes {
+    pub const ETHL3_IPV6_DST: LuTypes = LuTypes {
         outer: 0x0d,
         inner: 0x0e,
         rx: 0x1e,
     };
-    pub(crate) const ETHL3_IPV6_SRC: LuTypes = LuTypes {
+    pub const ETHL3_IPV6_SRC: LuTypes = LuTypes {
         outer: 0x0f,
         inner: 0x10,
         rx: 0x1f,
     };
-    pub(crate) const ETHL3_IPV4_5_TUPLE: LuTypes = LuTypes {
+    pub const ETHL3_IPV4_5_TUPLE: LuTypes = LuTypes {
         outer: 0x11,
         inner: 0x12,
         rx: 0x20,
     };
-    pub(crate) const ETHL3_IPV4_MISC: LuTypes = LuTypes {
+    pub const ETHL3_IPV4_MISC: LuTypes = LuTypes {
         outer: 0x29,
         inner: 0x2a,
         rx: 0x2b,
     };
-    pub(crate) const ETHL4: LuTypes = LuTypes {
+    pub const ETHL4: LuTypes = LuTypes {
         outer: 0x13,
         inner: 0x14,
         rx: 0x21,
     };
-    pub(crate) const ETHL4_MISC: LuTypes = LuTypes {
+    pub const ETHL4_MISC: LuTypes = LuTypes {
         outer: 0x2c,
         inner: 0x2d,
         rx: 0x2e,
     };
-    pub(crate) const MPLS_FIRST: LuTypes = LuTypes {
+    pub const MPLS_FIRST: LuTypes = LuTypes {
         outer: 0x15,
         inner: 0x24,
         rx: 0x25,
     };
-    pub(crate) const GRE: u16 = 0x16;
-    pub(crate) const FLEX_PARSER_0: u16 = 0x22;
-    pub(crate) const FLEX_PARSER_1: u16 = 0x23;
-    pub(crate) const FLEX_PARSER_TNL_HEADER: u16 = 0x19;
-    pub(crate) const GENERAL_PURPOSE: u16 = 0x18;
-    pub(crate) const STEERING_REGISTERS_0: u16 = 0x2f;
-    pub(crate) const STEERING_REGISTERS_1: u16 = 0x30;
-    pub(crate) const TUNNEL_HEADER: u16 = 0x34;
+    pub const GRE: u16 = 0x16;
+    pub const FLEX_PARSER_0: u16 = 0x22;
+    pub const FLEX_PARSER_1: u16 = 0x23;
+    pub const FLEX_PARSER_TNL_HEADER: u16 = 0x19;
+    pub const GENERAL_PURPOSE: u16 = 0x18;
+    pub const STEERING_REGISTERS_0: u16 = 0x2f;
+    pub const STEERING_REGISTERS_1: u16 = 0x30;
+    pub const TUNNEL_HEADER: u16 = 0x34;
 
     /// True when flex parser `id` sits in the `FLEX_PARSER_0` lookup (else `_1`).
     pub(crate) fn in_flex_parser_0(id: u64) -> bool {

@@ -18,7 +18,10 @@ use crate::match_param::MatchParam;
 
 /// The v1 lookup types. A lookup type is two bytes: the definer mode, then the definer
 /// index. Header lookups come in an outer and an inner flavour.
-pub(crate) mod lu {
+pub mod lu {
+    //! Each constant is named after rdma-core's `DR_STE_V1_LU_TYPE_*` value it equals.
+    #![allow(missing_docs)]
+
     pub const ETHL2_TNL: u16 = 0x0002;
     pub const ETHL2_O: u16 = 0x0003;
     pub const ETHL2_I: u16 = 0x0004;

@@ -1,0 +1,1 @@
+//! Firmware objects: flow tables (firmware- and SW-owned), flow groups, flow entries, counters and endpoints.

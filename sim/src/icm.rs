@@ -1,0 +1,488 @@
+//! SW-ICM: the device memory software steering writes STEs and action data into.
+//!
+//! A device has one ICM address range per kind ([`IcmKind`]), described by its
+//! capabilities (start address and log size). Drivers allocate regions inside a range
+//! (on hardware `mlx5dv_alloc_dm` with a SW-ICM type, then a registration that yields an
+//! rkey) and reach them only through the steering queue, by ICM address. Every access
+//! is checked: the whole span must lie in one live allocation.
+//!
+//! Backing store: each range is split into fixed-size chunks, each an anonymous
+//! `memmap2` map created on first write and guarded by its own lock. Unwritten memory
+//! reads as zeros and costs nothing, so a device-sized range (1 GiB or more) is cheap, and
+//! writers to different chunks do not contend.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
+
+use memmap2::{MmapMut, MmapOptions};
+
+/// One ICM line: the size of an STE.
+pub const LINE: usize = 64;
+
+/// The largest backing chunk. Smaller ranges use one chunk of their own size.
+const MAX_CHUNK: u64 = 16 << 20;
+
+/// What an ICM range holds; each kind has its own address range and capability pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IcmKind {
+    /// Steering table entries (`MLX5DV_DM_TYPE_STEERING_SW_ICM`).
+    Steering,
+    /// Modify-header action lists (`MLX5DV_DM_TYPE_HEADER_MODIFY_SW_ICM`).
+    ModifyAction,
+    /// Modify-header patterns (`MLX5DV_DM_TYPE_HEADER_MODIFY_PATTERN_SW_ICM`).
+    ModifyPattern,
+    /// Encapsulation data (`MLX5DV_DM_TYPE_ENCAP_SW_ICM`).
+    Encap,
+}
+
+/// The address range of one ICM kind.
+///
+/// Invariant (checked by [`Icm::new`]): `base` is aligned to `1 << log_size`, ranges do
+/// not overlap, `log_granularity <= log_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmLayout {
+    /// The kind.
+    pub kind: IcmKind,
+    /// First ICM address of the range.
+    pub base: u64,
+    /// The range is `1 << log_size` bytes.
+    pub log_size: u8,
+    /// Allocations are multiples of `1 << log_granularity` bytes, aligned to it at least.
+    pub log_granularity: u8,
+}
+
+/// A live ICM allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmAlloc {
+    /// Its kind.
+    pub kind: IcmKind,
+    /// First ICM address.
+    pub addr: u64,
+    /// Length in bytes (the request rounded up to the range's granularity).
+    pub size: u64,
+    /// The remote key RDMA WRITE/READ WQEs must quote to reach it.
+    pub rkey: u32,
+}
+
+/// Bytes and allocations in use, over all kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IcmUsage {
+    /// Allocated bytes.
+    pub bytes: u64,
+    /// Live allocations.
+    pub allocations: usize,
+}
+
+/// Why an ICM operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IcmError {
+    /// The device has no range of this kind.
+    #[error("the device has no {0:?} ICM")]
+    NoSuchKind(IcmKind),
+    /// The request is zero, larger than the range, or its alignment exceeds the range.
+    #[error("invalid {kind:?} ICM request: {size} bytes aligned to 2^{log_align}")]
+    BadRequest {
+        /// The kind.
+        kind: IcmKind,
+        /// Requested bytes.
+        size: u64,
+        /// Requested log alignment.
+        log_align: u8,
+    },
+    /// No free span is large enough.
+    #[error("{kind:?} ICM exhausted: no free span of {size} bytes aligned to 2^{log_align}")]
+    Exhausted {
+        /// The kind.
+        kind: IcmKind,
+        /// Requested bytes.
+        size: u64,
+        /// Requested log alignment.
+        log_align: u8,
+    },
+    /// `free` of an address that is not the start of a live allocation.
+    #[error("ICM address {0:#x} is not a live allocation")]
+    BadFree(u64),
+    /// An access that is not inside one live allocation.
+    #[error("ICM access of {len} bytes at {addr:#x} is outside every live allocation")]
+    OutOfBounds {
+        /// First address accessed.
+        addr: u64,
+        /// Bytes accessed.
+        len: u64,
+    },
+    /// An access whose rkey is not the allocation's.
+    #[error("rkey {rkey:#x} does not cover ICM address {addr:#x}")]
+    BadRkey {
+        /// The rkey given.
+        rkey: u32,
+        /// First address accessed.
+        addr: u64,
+    },
+}
+
+/// One ICM range: its free spans and its backing chunks.
+struct Range {
+    layout: IcmLayout,
+    /// Free spans, start → length. Adjacent spans are always merged.
+    free: Mutex<BTreeMap<u64, u64>>,
+    chunk_size: u64,
+    chunks: Vec<RwLock<Option<MmapMut>>>,
+}
+
+impl Range {
+    fn new(layout: IcmLayout) -> Range {
+        let size = 1u64 << layout.log_size;
+        let chunk_size = size.min(MAX_CHUNK);
+        let chunks = (0..size / chunk_size).map(|_| RwLock::new(None)).collect();
+        Range {
+            layout,
+            free: Mutex::new(BTreeMap::from([(layout.base, size)])),
+            chunk_size,
+            chunks,
+        }
+    }
+
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.layout.base && addr - self.layout.base < (1u64 << self.layout.log_size)
+    }
+
+    /// First fit: the lowest free address that satisfies the alignment.
+    fn take(&self, size: u64, align: u64) -> Option<u64> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, len, addr) = free.iter().find_map(|(&start, &len)| {
+            let addr = start.checked_add(align - 1)? & !(align - 1);
+            (addr - start + size <= len).then_some((start, len, addr))
+        })?;
+        free.remove(&start);
+        if addr > start {
+            free.insert(start, addr - start);
+        }
+        let end = addr + size;
+        if end < start + len {
+            free.insert(end, start + len - end);
+        }
+        Some(addr)
+    }
+
+    fn give_back(&self, addr: u64, size: u64) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut start = addr;
+        let mut len = size;
+        if let Some((&prev, &prev_len)) = free.range(..addr).next_back() {
+            if prev + prev_len == addr {
+                free.remove(&prev);
+                start = prev;
+                len += prev_len;
+            }
+        }
+        if let Some(next_len) = free.remove(&(addr + size)) {
+            len += next_len;
+        }
+        free.insert(start, len);
+    }
+
+    /// Splits `[addr, addr + len)` into (chunk index, offset in chunk, byte range of the
+    /// caller's buffer) pieces.
+    fn pieces(&self, addr: u64, len: usize) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> + '_ {
+        let mut done = 0usize;
+        std::iter::from_fn(move || {
+            if done == len {
+                return None;
+            }
+            let rel = addr - self.layout.base + done as u64;
+            let chunk = (rel / self.chunk_size) as usize;
+            let off = (rel % self.chunk_size) as usize;
+            let n = (len - done).min(self.chunk_size as usize - off);
+            let piece = (chunk, off, done..done + n);
+            done += n;
+            Some(piece)
+        })
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) {
+        for (chunk, off, span) in self.pieces(addr, data.len()) {
+            let mut guard = self.chunks[chunk].write().unwrap_or_else(|e| e.into_inner());
+            let map = guard.get_or_insert_with(|| anon_map(self.chunk_size));
+            map[off..off + span.len()].copy_from_slice(&data[span]);
+        }
+    }
+
+    fn read(&self, addr: u64, out: &mut [u8]) {
+        let len = out.len();
+        for (chunk, off, span) in self.pieces(addr, len) {
+            let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                Some(map) => out[span.clone()].copy_from_slice(&map[off..off + span.len()]),
+                None => out[span].fill(0),
+            }
+        }
+    }
+}
+
+fn anon_map(len: u64) -> MmapMut {
+    // An anonymous private map only fails when the address space is exhausted; the
+    // simulator cannot go on without its memory, so that is fatal like an OOM.
+    MmapOptions::new()
+        .len(len as usize)
+        .map_anon()
+        .expect("anonymous map for simulated ICM")
+}
+
+/// The device's SW-ICM: ranges per kind, allocations, and their contents.
+///
+/// All methods take `&self`; the type is `Send + Sync`, and accesses to different
+/// backing chunks proceed in parallel.
+pub struct Icm {
+    ranges: Vec<Range>,
+    /// Live allocations by start address.
+    allocs: RwLock<BTreeMap<u64, IcmAlloc>>,
+    next_rkey: Mutex<u32>,
+}
+
+impl std::fmt::Debug for Icm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Icm")
+            .field("layouts", &self.ranges.iter().map(|r| r.layout).collect::<Vec<_>>())
+            .field("usage", &self.usage())
+            .finish()
+    }
+}
+
+impl Icm {
+    /// An ICM with the given ranges, all free.
+    ///
+    /// # Panics
+    /// If a layout breaks the [`IcmLayout`] invariants: that is a bug in the device
+    /// profile, not a runtime condition.
+    pub fn new(layouts: &[IcmLayout]) -> Icm {
+        for (i, l) in layouts.iter().enumerate() {
+            assert!(l.log_size < 48, "{l:?}: range too large");
+            assert!(l.log_granularity <= l.log_size, "{l:?}: granularity above size");
+            assert_eq!(l.base & ((1u64 << l.log_size) - 1), 0, "{l:?}: base not aligned");
+            for m in &layouts[..i] {
+                let (a, b) = (l.base, l.base + (1u64 << l.log_size));
+                let (c, d) = (m.base, m.base + (1u64 << m.log_size));
+                assert!(b <= c || d <= a, "{l:?} overlaps {m:?}");
+                assert_ne!(l.kind, m.kind, "two ranges of kind {:?}", l.kind);
+            }
+        }
+        Icm {
+            ranges: layouts.iter().map(|&l| Range::new(l)).collect(),
+            allocs: RwLock::new(BTreeMap::new()),
+            next_rkey: Mutex::new(0x100),
+        }
+    }
+
+    /// The ranges this ICM was made with.
+    pub fn layouts(&self) -> impl Iterator<Item = IcmLayout> + '_ {
+        self.ranges.iter().map(|r| r.layout)
+    }
+
+    fn range_of_kind(&self, kind: IcmKind) -> Result<&Range, IcmError> {
+        self.ranges
+            .iter()
+            .find(|r| r.layout.kind == kind)
+            .ok_or(IcmError::NoSuchKind(kind))
+    }
+
+    /// Allocates `size` bytes of `kind`, aligned to `1 << log_align` (and at least to the
+    /// range's granularity). The size is rounded up to the granularity.
+    pub fn alloc(&self, kind: IcmKind, size: u64, log_align: u8) -> Result<IcmAlloc, IcmError> {
+        let range = self.range_of_kind(kind)?;
+        let l = range.layout;
+        let bad = IcmError::BadRequest {
+            kind,
+            size,
+            log_align,
+        };
+        if size == 0 || log_align > l.log_size || size > 1u64 << l.log_size {
+            return Err(bad);
+        }
+        let gran = 1u64 << l.log_granularity;
+        let size = size.div_ceil(gran) * gran;
+        let align = (1u64 << log_align).max(gran);
+        let addr = range.take(size, align).ok_or(IcmError::Exhausted {
+            kind,
+            size,
+            log_align,
+        })?;
+        let rkey = {
+            let mut next = self.next_rkey.lock().unwrap_or_else(|e| e.into_inner());
+            *next = next.wrapping_add(1).max(0x100);
+            *next
+        };
+        let alloc = IcmAlloc {
+            kind,
+            addr,
+            size,
+            rkey,
+        };
+        self.allocs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(addr, alloc);
+        Ok(alloc)
+    }
+
+    /// Frees the allocation that starts at `addr`. Its bytes become unreachable; a later
+    /// allocation of the same span reads whatever was left there, as on hardware.
+    pub fn free(&self, addr: u64) -> Result<IcmAlloc, IcmError> {
+        let alloc = self
+            .allocs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr)
+            .ok_or(IcmError::BadFree(addr))?;
+        let range = self.range_of_kind(alloc.kind)?;
+        range.give_back(alloc.addr, alloc.size);
+        Ok(alloc)
+    }
+
+    /// The live allocation that holds all of `[addr, addr + len)`.
+    pub fn allocation(&self, addr: u64, len: u64) -> Result<IcmAlloc, IcmError> {
+        let oob = IcmError::OutOfBounds { addr, len };
+        let allocs = self.allocs.read().unwrap_or_else(|e| e.into_inner());
+        let (_, a) = allocs.range(..=addr).next_back().ok_or(oob.clone())?;
+        let end = addr.checked_add(len).ok_or(oob.clone())?;
+        if end > a.addr + a.size {
+            return Err(oob);
+        }
+        Ok(*a)
+    }
+
+    /// Checks that `rkey` is the key of the allocation holding `[addr, addr + len)`.
+    pub fn check_rkey(&self, rkey: u32, addr: u64, len: u64) -> Result<IcmAlloc, IcmError> {
+        let a = self.allocation(addr, len)?;
+        if a.rkey != rkey {
+            return Err(IcmError::BadRkey { rkey, addr });
+        }
+        Ok(a)
+    }
+
+    fn range_for(&self, addr: u64, len: u64) -> Result<&Range, IcmError> {
+        let a = self.allocation(addr, len)?;
+        self.ranges
+            .iter()
+            .find(|r| r.contains(a.addr))
+            .ok_or(IcmError::OutOfBounds { addr, len })
+    }
+
+    /// Writes `data` at `addr`; the span must lie in one live allocation.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), IcmError> {
+        self.range_for(addr, data.len() as u64)?.write(addr, data);
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes at `addr`; the span must lie in one live allocation.
+    pub fn read(&self, addr: u64, out: &mut [u8]) -> Result<(), IcmError> {
+        self.range_for(addr, out.len() as u64)?.read(addr, out);
+        Ok(())
+    }
+
+    /// Reads the 64-byte line at `addr` (which need not be line aligned).
+    pub fn read_line(&self, addr: u64) -> Result<[u8; LINE], IcmError> {
+        let mut line = [0u8; LINE];
+        self.read(addr, &mut line)?;
+        Ok(line)
+    }
+
+    /// Bytes and allocations in use.
+    pub fn usage(&self) -> IcmUsage {
+        let allocs = self.allocs.read().unwrap_or_else(|e| e.into_inner());
+        IcmUsage {
+            bytes: allocs.values().map(|a| a.size).sum(),
+            allocations: allocs.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn icm() -> Icm {
+        Icm::new(&[
+            IcmLayout {
+                kind: IcmKind::Steering,
+                base: 1 << 36,
+                log_size: 30,
+                log_granularity: 12,
+            },
+            IcmLayout {
+                kind: IcmKind::ModifyAction,
+                base: 1 << 37,
+                log_size: 20,
+                log_granularity: 6,
+            },
+        ])
+    }
+
+    #[test]
+    fn alloc_rounds_aligns_and_frees() {
+        let icm = icm();
+        let a = icm.alloc(IcmKind::Steering, 100, 0).unwrap();
+        assert_eq!((a.addr, a.size), (1 << 36, 4096));
+        let b = icm.alloc(IcmKind::Steering, 4096, 16).unwrap();
+        assert_eq!(b.addr % (1 << 16), 0);
+        assert_ne!(a.rkey, b.rkey);
+        assert_eq!(icm.usage().allocations, 2);
+        icm.free(a.addr).unwrap();
+        icm.free(b.addr).unwrap();
+        assert_eq!(icm.usage(), IcmUsage::default());
+        // Free spans merged back: the whole range is allocatable again.
+        let all = icm.alloc(IcmKind::Steering, 1 << 30, 30).unwrap();
+        assert_eq!(all.addr, 1 << 36);
+        assert_eq!(icm.free(all.addr + 64), Err(IcmError::BadFree(all.addr + 64)));
+    }
+
+    #[test]
+    fn exhaustion_and_bad_requests_are_errors() {
+        let icm = icm();
+        let _all = icm.alloc(IcmKind::ModifyAction, 1 << 20, 0).unwrap();
+        assert!(matches!(
+            icm.alloc(IcmKind::ModifyAction, 64, 0),
+            Err(IcmError::Exhausted { .. })
+        ));
+        assert!(matches!(
+            icm.alloc(IcmKind::Steering, 0, 0),
+            Err(IcmError::BadRequest { .. })
+        ));
+        assert_eq!(
+            icm.alloc(IcmKind::Encap, 64, 0),
+            Err(IcmError::NoSuchKind(IcmKind::Encap))
+        );
+    }
+
+    #[test]
+    fn accesses_are_bounded_by_live_allocations() {
+        let icm = icm();
+        let a = icm.alloc(IcmKind::Steering, 4096, 0).unwrap();
+        icm.write(a.addr + 4032, &[0xab; 64]).unwrap();
+        assert_eq!(icm.read_line(a.addr + 4032).unwrap(), [0xab; 64]);
+        assert_eq!(icm.read_line(a.addr).unwrap(), [0; 64]);
+        assert!(matches!(
+            icm.write(a.addr + 4033, &[0; 64]),
+            Err(IcmError::OutOfBounds { .. })
+        ));
+        assert!(icm.read_line((1 << 36) + (1 << 20)).is_err());
+        assert!(icm.check_rkey(a.rkey, a.addr, 64).is_ok());
+        assert!(matches!(
+            icm.check_rkey(a.rkey + 1, a.addr, 64),
+            Err(IcmError::BadRkey { .. })
+        ));
+        icm.free(a.addr).unwrap();
+        assert!(icm.read_line(a.addr).is_err());
+    }
+
+    #[test]
+    fn writes_across_chunk_boundaries() {
+        let icm = icm();
+        let a = icm.alloc(IcmKind::Steering, 64 << 20, 0).unwrap();
+        let at = a.addr + MAX_CHUNK - 32;
+        let data: Vec<u8> = (0..64).collect();
+        icm.write(at, &data).unwrap();
+        let mut back = [0u8; 64];
+        icm.read(at, &mut back).unwrap();
+        assert_eq!(&back[..], &data[..]);
+    }
+}

@@ -1,0 +1,24 @@
+//! # sim: a software ConnectX
+//!
+//! A hardware model of the parts of a ConnectX NIC that packet steering touches, behind
+//! exactly the device seam the driver uses on a real card (see `ARCHITECTURE.md`, "The
+//! one seam"):
+//!
+//! - [`profile`]: device capabilities per generation (ConnectX-5, 6 Dx, 7).
+//! - [`cmd`]: the PRM command interface (mailbox bytes in and out), over the firmware
+//!   objects of [`fw`].
+//! - [`icm`]: SW-ICM, the device memory that holds STEs and action data.
+//! - [`host_mem`] and [`queue`]: host memory registered for DMA, and the steering send /
+//!   completion queue that executes RDMA WRITE and READ WQEs against ICM.
+//! - [`packet`] and [`pipeline`]: packets, and the walk of STE chains with actions.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cmd;
+pub mod fw;
+pub mod host_mem;
+pub mod icm;
+pub mod packet;
+pub mod pipeline;
+pub mod profile;
+pub mod queue;

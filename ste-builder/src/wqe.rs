@@ -1,0 +1,1 @@
+//! The WQE and CQE layouts of an mlx5 send queue and completion queue, as steering uses them.

@@ -7,6 +7,7 @@
 //! - [`profile`]: device capabilities per generation (ConnectX-5, 6 Dx, 7).
 //! - [`cmd`]: the PRM command interface (mailbox bytes in and out), over the firmware
 //!   objects of [`fw`].
+//! - [`endpoint`]: where packets leave software steering (firmware-owned addresses).
 //! - [`icm`]: SW-ICM, the device memory that holds STEs and action data.
 //! - [`host_mem`] and [`queue`]: host memory registered for DMA, and the steering send /
 //!   completion queue that executes RDMA WRITE and READ WQEs against ICM.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod cmd;
+pub mod endpoint;
 pub mod fw;
 pub mod host_mem;
 pub mod icm;

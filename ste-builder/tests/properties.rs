@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use ste_builder::hash::{hash_index, HtblType};
 use ste_builder::match_param::{MatchCriteria, MatchParam, MATCH_PARAM_SIZE};
 use ste_builder::ste::{decode_hit_index, SteFormat};
-use ste_builder::{BuilderKind, Caps, FlexParserIds, SteBuild, VportCap};
+use ste_builder::{BuildError, BuilderKind, Caps, FlexParserIds, SteBuild, VportCap};
 
 const FORMATS: [SteFormat; 3] = [SteFormat::V0, SteFormat::V1, SteFormat::V2];
 
@@ -223,4 +223,119 @@ proptest! {
         prop_assert_eq!(a.is_ok(), b.is_ok());
         prop_assert_eq!(tag, tag_other, "{} {} inner={} rx={}", fmt, kind, inner, rx);
     }
+
+    /// `tag_checked` returns exactly the tag `tag` builds when every tag bit lies under
+    /// the mask the hardware compares, and otherwise names a tag byte that does not.
+    /// Those refused rules are the ones rdma-core would install unreachable.
+    #[test]
+    fn checked_tags_lie_under_the_compared_mask(
+        fmt in format(),
+        kind in kind(),
+        inner in any::<bool>(),
+        rx in any::<bool>(),
+        mask in sparse_param(),
+        value in param(),
+        caps in caps(),
+    ) {
+        let criteria = MatchCriteria::all();
+        let m = MatchParam::copy_from(criteria, &mask);
+        let v = MatchParam::copy_from(criteria, &within(&value, &m));
+        let Ok(sb) = SteBuild::new(fmt, kind, inner, rx, &mut m.clone(), &caps) else {
+            return Ok(());
+        };
+        let n = sb.tag_len();
+        let mut plain = [0u8; 32];
+        let mut checked = [0u8; 32];
+        let p = sb.tag(&mut v.clone(), &caps, &mut plain[..n]);
+        let c = sb.tag_checked(&mut v.clone(), &caps, &mut checked[..n]);
+        let compared = sb.compared_mask();
+        prop_assert_eq!(compared.len(), n);
+        match c {
+            Ok(()) => {
+                prop_assert!(p.is_ok());
+                prop_assert_eq!(plain, checked);
+                for (t, k) in checked[..n].iter().zip(compared) {
+                    prop_assert_eq!(t & !k, 0);
+                }
+            }
+            Err(BuildError::Unmatchable { builder, byte }) => {
+                prop_assert!(p.is_ok());
+                prop_assert_eq!(builder, kind);
+                prop_assert!(plain[byte] & !compared[byte] != 0);
+                prop_assert!(plain[..byte].iter().zip(compared).all(|(t, k)| t & !k == 0));
+            }
+            Err(e) => prop_assert_eq!(p, Err(e)),
+        }
+    }
+}
+
+/// Two rules no packet can hit, found by the property above: rdma-core encodes them,
+/// `tag_checked` refuses them.
+#[test]
+fn unreachable_rules_are_refused() {
+    use ste_builder::match_param::Section;
+    use ste_builder::prm::{dr_match_set_misc3 as misc3, dr_match_spec as spec};
+
+    // STEv0 ICMP: the mask asks for ICMPv4 and ICMPv6 fields, the value for ICMPv6 only.
+    let mut mask = MatchParam::default();
+    mask.set(Section::Misc3, misc3::ICMP_CODE, 0x80);
+    mask.set(Section::Misc3, misc3::ICMPV6_CODE, 0x01);
+    let mut value = MatchParam::default();
+    value.set(Section::Misc3, misc3::ICMPV6_CODE, 0x01);
+    let icmp_caps = Caps {
+        flex_parser: FlexParserIds {
+            icmp_dw0: 4,
+            icmp_dw1: 5,
+            icmpv6_dw0: 6,
+            icmpv6_dw1: 7,
+            ..FlexParserIds::default()
+        },
+        ..Caps::default()
+    };
+    let caps = &icmp_caps;
+    let sb = SteBuild::new(
+        SteFormat::V0,
+        BuilderKind::Icmp,
+        false,
+        false,
+        &mut mask,
+        caps,
+    )
+    .unwrap();
+    let mut tag = [0u8; 16];
+    assert!(sb.tag(&mut value.clone(), caps, &mut tag).is_ok());
+    let mut tag = [0u8; 16];
+    assert!(matches!(
+        sb.tag_checked(&mut value, caps, &mut tag),
+        Err(BuildError::Unmatchable {
+            builder: BuilderKind::Icmp,
+            ..
+        })
+    ));
+
+    let caps = Caps::default();
+    // STEv1 def2: one port field carries TCP and UDP source ports; the mask comes from
+    // the UDP port, the tag from the TCP one.
+    let mut mask = MatchParam::default();
+    mask.set(Section::Outer, spec::TCP_SPORT, 13);
+    mask.set(Section::Outer, spec::UDP_SPORT, 0x4020);
+    let mut value = MatchParam::default();
+    value.set(Section::Outer, spec::TCP_SPORT, 1);
+    let sb = SteBuild::new(
+        SteFormat::V1,
+        BuilderKind::Def2,
+        false,
+        true,
+        &mut mask,
+        &caps,
+    )
+    .unwrap();
+    let mut tag = [0u8; 32];
+    assert!(matches!(
+        sb.tag_checked(&mut value, &caps, &mut tag),
+        Err(BuildError::Unmatchable {
+            builder: BuilderKind::Def2,
+            ..
+        })
+    ));
 }

@@ -58,6 +58,15 @@ pub enum BuildError {
         /// The vport number.
         vport: u16,
     },
+    /// The rule's tag sets a bit the STE does not compare, so no packet could ever hit
+    /// the rule. rdma-core installs such rules anyway; see [`SteBuild::tag_checked`].
+    #[error("the {builder} lookup cannot match this value: tag byte {byte} has bits outside the lookup's mask")]
+    Unmatchable {
+        /// The builder.
+        builder: BuilderKind,
+        /// The first offending tag byte.
+        byte: usize,
+    },
     /// The mask or value cannot be expressed by this lookup.
     #[error("the {builder} lookup cannot match this: {reason}")]
     Unsupported {
@@ -160,6 +169,38 @@ impl SteBuild {
         tag: &mut [u8],
     ) -> Result<(), BuildError> {
         (self.tag_fn)(self, value, caps, tag)
+    }
+
+    /// Like [`Self::tag`], and then checks that the STE can ever match the tag: every tag
+    /// bit must lie under the mask the hardware compares (the STE bit mask, or the
+    /// definer mask). A few rdma-core encodings break this for values no packet can
+    /// carry (for example both TCP and UDP ports, which the 5-tuple lookup overlays);
+    /// a driver should refuse such rules rather than install an unreachable one.
+    pub fn tag_checked(
+        &self,
+        value: &mut MatchParam,
+        caps: &Caps,
+        tag: &mut [u8],
+    ) -> Result<(), BuildError> {
+        self.tag(value, caps, tag)?;
+        let compared = self.compared_mask();
+        match tag.iter().zip(compared).position(|(t, m)| t & !m != 0) {
+            Some(byte) => Err(BuildError::Unmatchable {
+                builder: self.kind,
+                byte,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The mask the hardware applies before comparing with the tag: the STE bit mask for
+    /// legacy lookups, the definer mask for definer lookups. Its length is
+    /// [`Self::tag_len`].
+    pub fn compared_mask(&self) -> &[u8] {
+        match self.htbl_type {
+            HtblType::Legacy => &self.bit_mask,
+            HtblType::Match => &self.definer_match,
+        }
     }
 
     /// Bytes of tag this lookup writes: 16 for legacy lookups, 32 for definers.

@@ -44,7 +44,6 @@ impl LuTypes {
     }
 }
 
-/// The v0 lookup types (`DR_STE_V0_LU_TYPE_*`).
 pub mod lu {
     //! Each constant is named after rdma-core's `DR_STE_V0_LU_TYPE_*` value it equals.
     #![allow(missing_docs)]

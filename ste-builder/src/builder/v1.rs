@@ -16,8 +16,6 @@ use super::{finish_legacy, BuildError, BuilderKind, InitFn, SteBuild};
 use crate::caps::Caps;
 use crate::match_param::MatchParam;
 
-/// The v1 lookup types. A lookup type is two bytes: the definer mode, then the definer
-/// index. Header lookups come in an outer and an inner flavour.
 pub mod lu {
     //! Each constant is named after rdma-core's `DR_STE_V1_LU_TYPE_*` value it equals.
     #![allow(missing_docs)]

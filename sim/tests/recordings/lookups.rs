@@ -1,0 +1,332 @@
+//! Lookup checks of a recording (README §5): every `expect` entry and every probe is
+//! walked over the replayed ICM with the simulator's pipeline.
+
+use super::schema::{Recording, RuleAction, Side};
+use sim::endpoint::Terminal;
+use sim::icm::{Icm, LINE};
+use sim::pipeline::{walk, EnvError, Environment, Outcome, Unedited, Verdict, WalkConfig};
+use std::collections::BTreeMap;
+use ste_builder::{Caps, MatchParam, SteFormat};
+
+/// The device as the recordings see it: ICM, the firmware's addresses, and the roots
+/// of the recorded tables as walk ends. The expectations stop at a goto's destination
+/// root (README §6.3); the real device would go on into that table.
+struct RecordingEnv<'a> {
+    icm: &'a Icm,
+    terminals: BTreeMap<u64, Terminal>,
+}
+
+impl Environment for RecordingEnv<'_> {
+    fn terminal(&self, addr: u64) -> Option<Terminal> {
+        self.terminals.get(&addr).copied()
+    }
+
+    fn read_ste(&self, addr: u64) -> Result<[u8; LINE], EnvError> {
+        self.icm
+            .read_line(addr)
+            .map_err(|_| EnvError::NotBacked { addr })
+    }
+
+    fn count(&self, id: u32, _bytes: u64) -> Result<(), EnvError> {
+        // The recordings create no counters.
+        Err(EnvError::NoCounter(id))
+    }
+}
+
+/// The outcome the walk must have.
+struct Want {
+    final_addr: u64,
+    flow_tag: Option<u32>,
+    /// The last non-zero-mask STE hit, when known.
+    hit_ste: Option<u64>,
+}
+
+/// Pass and fail counts with the failures' descriptions.
+#[derive(Default)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: Vec<String>,
+}
+
+impl Tally {
+    pub fn record(&mut self, what: impl FnOnce() -> String, problems: Vec<String>) {
+        if problems.is_empty() {
+            self.passed += 1;
+        } else {
+            self.failed
+                .push(format!("{}: {}", what(), problems.join("; ")));
+        }
+    }
+}
+
+fn packet(value: &[u8]) -> Result<Unedited, String> {
+    let fields = MatchParam::from_bytes(value).map_err(|e| e.to_string())?;
+    Ok(Unedited { fields, len: 64 })
+}
+
+/// Checks common to rules and probes: final address, flow tags, last rule hit.
+fn check_outcome(v: &Verdict, want: &Want, problems: &mut Vec<String>) {
+    match v.final_addr() {
+        Some(a) if a == want.final_addr => {}
+        Some(a) => problems.push(format!("ends at {a:#x}, expected {:#x}", want.final_addr)),
+        None => problems.push(format!("{:?}", v.fate)),
+    }
+    let tags = v.flow_tags();
+    let want_tags: Vec<u32> = want.flow_tag.into_iter().collect();
+    if tags != want_tags {
+        problems.push(format!("flow tags {tags:x?}, expected {want_tags:x?}"));
+    }
+    if let Some(h) = want.hit_ste {
+        if v.last_rule_hit() != Some(h) {
+            problems.push(format!(
+                "last rule hit {:x?}, expected {h:#x}",
+                v.last_rule_hit()
+            ));
+        }
+    }
+}
+
+/// The expectation of rule `i` on `side` derived from the rules (README §5.5): the
+/// first live rule of its matcher with the same value decides; a deleted rule falls
+/// through to the default.
+fn derive(rec: &Recording, i: usize, side: Side) -> Result<(u64, Option<u32>), String> {
+    let addrs = rec
+        .sides
+        .get(&side)
+        .ok_or_else(|| format!("no {} side addresses", side.name()))?;
+    let rule = rec.rules.get(i).ok_or_else(|| format!("no rule {i}"))?;
+    if rule.deleted {
+        return Ok((addrs.default, None));
+    }
+    let same = |r: &super::schema::Rule| {
+        let pad = |v: &[u8]| {
+            let mut b = v.to_vec();
+            b.resize(448, 0);
+            b
+        };
+        r.matcher == rule.matcher && !r.deleted && pad(&r.value) == pad(&rule.value)
+    };
+    let winner = rec.rules.iter().find(|r| same(r)).unwrap_or(rule);
+    let mut final_addr = None;
+    let mut tag = None;
+    for a in &winner.actions {
+        match *a {
+            RuleAction::Drop => final_addr = Some(addrs.drop),
+            RuleAction::DestTable(t) => {
+                let root = rec
+                    .tables
+                    .get(t)
+                    .and_then(|t| t.root(side))
+                    .ok_or_else(|| format!("table {t} has no {} root", side.name()))?;
+                final_addr = Some(root);
+            }
+            RuleAction::Tag(v) => tag = Some(v),
+        }
+    }
+    let final_addr = final_addr.ok_or_else(|| format!("rule {i} has no drop or goto"))?;
+    Ok((final_addr, tag))
+}
+
+/// Walks every expectation of `rec` over `icm`.
+pub fn check(rec: &Recording, icm: &Icm, tally: &mut Tally) -> Result<(), String> {
+    let format = SteFormat::from_version(rec.steering_format_version)
+        .ok_or_else(|| format!("steering format {}", rec.steering_format_version))?;
+    let caps = Caps {
+        gvmi: rec.gvmi,
+        ..Caps::default()
+    };
+    let cfg = WalkConfig::new(format, &caps);
+    let mut terminals = rec.firmware.clone();
+    for (t, table) in rec.tables.iter().enumerate() {
+        for root in [table.root_rx, table.root_tx].into_iter().flatten() {
+            terminals.insert(root, Terminal::FlowTable(t as u32));
+        }
+    }
+    let env = RecordingEnv { icm, terminals };
+
+    // Rules: the recorded expectations, or the derived ones.
+    let entries: Vec<_> = match &rec.expect {
+        Some(list) => {
+            // One entry per rule and side.
+            let mut missing = Vec::new();
+            for i in 0..rec.rules.len() {
+                for &side in rec.sides.keys() {
+                    if !list.iter().any(|e| e.rule == i && e.side == side) {
+                        missing.push(format!("rule {i} {}", side.name()));
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                tally.record(
+                    || "expect coverage".to_string(),
+                    vec![format!("no entry for {}", missing.join(", "))],
+                );
+            }
+            list.iter().map(|e| (e.rule, e.side, Some(e))).collect()
+        }
+        None => rec
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, _)| rec.sides.keys().map(move |&side| (i, side, None)))
+            .collect(),
+    };
+    for (i, side, e) in entries {
+        let mut problems = Vec::new();
+        let rule = rec
+            .rules
+            .get(i)
+            .ok_or_else(|| format!("expect names rule {i}"))?;
+        let derived = derive(rec, i, side);
+        let root = match e {
+            Some(e) => Some(e.root),
+            None => rule_root(rec, i, side),
+        };
+        let Some(root) = root else {
+            tally.record(
+                || format!("rule {i} {}", side.name()),
+                vec!["no root".into()],
+            );
+            continue;
+        };
+        if e.is_some() && rule_root(rec, i, side) != Some(root) {
+            problems.push(format!(
+                "root {root:#x} is not the root of the rule's table"
+            ));
+        }
+        let v = walk(&env, &cfg, root, &mut packet(&rule.value)?);
+        match (e, derived) {
+            (Some(e), derived) => {
+                // The recorded entry must agree with the rules it was made from.
+                match derived {
+                    Ok((f, t)) if (f, t) == (e.final_addr, e.flow_tag) => {}
+                    Ok((f, t)) => problems.push(format!(
+                        "entry says {:#x}/{:x?}, rules say {f:#x}/{t:x?}",
+                        e.final_addr, e.flow_tag
+                    )),
+                    Err(m) => problems.push(m),
+                }
+                if e.deleted != rule.deleted {
+                    problems.push("entry and rule disagree on deletion".into());
+                }
+                if e.deleted {
+                    check_outcome(
+                        &v,
+                        &Want {
+                            final_addr: e.final_addr,
+                            flow_tag: None,
+                            hit_ste: None,
+                        },
+                        &mut problems,
+                    );
+                    if !v.missed_into(e.end_anchor) {
+                        problems.push(format!(
+                            "did not miss into the end anchor {:#x}",
+                            e.end_anchor
+                        ));
+                    }
+                    if e.rule_ste.is_some() && v.last_rule_hit() == e.rule_ste {
+                        problems.push("still hits the deleted rule's STE".into());
+                    }
+                } else {
+                    check_outcome(
+                        &v,
+                        &Want {
+                            final_addr: e.final_addr,
+                            flow_tag: e.flow_tag,
+                            hit_ste: e.hit_ste,
+                        },
+                        &mut problems,
+                    );
+                    if e.hit_ste.is_none() {
+                        problems.push("a live rule's entry has no hit STE".into());
+                    }
+                    if e.shadowed {
+                        // The duplicate's own STE sits behind the winner's: never hit.
+                        let hit_own = v.trace.iter().any(|h| {
+                            Some(h.addr) == e.rule_ste && matches!(h.outcome, Outcome::Hit { .. })
+                        });
+                        if hit_own {
+                            problems.push("the shadowed duplicate's STE was hit".into());
+                        }
+                    } else if e.hit_ste != e.rule_ste {
+                        problems.push("hit STE and rule STE differ for an unshadowed rule".into());
+                    }
+                }
+            }
+            (None, Ok((final_addr, flow_tag))) => check_outcome(
+                &v,
+                &Want {
+                    final_addr,
+                    flow_tag,
+                    hit_ste: None,
+                },
+                &mut problems,
+            ),
+            (None, Err(m)) => problems.push(m),
+        }
+        if !problems.is_empty() {
+            problems.push(format!("trace {}", trace_text(&v)));
+        }
+        tally.record(|| format!("rule {i} {}", side.name()), problems);
+    }
+
+    for (n, p) in rec.probes.iter().enumerate() {
+        for x in &p.expect {
+            let mut problems = Vec::new();
+            let v = walk(&env, &cfg, x.root, &mut packet(&p.value)?);
+            check_outcome(
+                &v,
+                &Want {
+                    final_addr: x.final_addr,
+                    flow_tag: x.flow_tag,
+                    hit_ste: p.expected_rule.and(x.hit_ste),
+                },
+                &mut problems,
+            );
+            if p.expected_rule.is_some() && x.hit_ste.is_none() {
+                problems.push("a probe with an expected rule has no hit STE".into());
+            }
+            if p.expected_rule.is_none() {
+                // A probe that hits no rule ends with a miss.
+                let last_missed = matches!(
+                    v.trace.last().map(|h| h.outcome),
+                    Some(Outcome::Miss { .. })
+                );
+                if !last_missed || Some(x.final_addr) != rec.sides.get(&x.side).map(|s| s.default) {
+                    problems.push("a probe of no rule must miss to the default".into());
+                }
+            }
+            if !problems.is_empty() {
+                problems.push(format!("trace {}", trace_text(&v)));
+            }
+            tally.record(
+                || format!("probe {n} {} ({})", x.side.name(), p.description),
+                problems,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The root of rule `i`'s table on `side`, found through its matcher's table. Files
+/// without `expect` still name each matcher's table.
+fn rule_root(rec: &Recording, i: usize, side: Side) -> Option<u64> {
+    let matcher = rec.rules.get(i)?.matcher;
+    let table = *rec.matcher_tables.get(matcher)?;
+    rec.tables.get(table)?.root(side)
+}
+
+fn trace_text(v: &Verdict) -> String {
+    v.trace
+        .iter()
+        .map(|h| {
+            let (c, next) = match h.outcome {
+                Outcome::Hit { next } => ("hit", next),
+                Outcome::Miss { next } => ("miss", next),
+            };
+            format!("{:#x}[{:#06x}] {c} -> {next:#x}", h.addr, h.lu_type)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,483 @@
+//! The recording schema (see `data/recordings/README.md`), parsed from JSON into typed
+//! values. Anything that does not fit the schema is an error naming the offending path.
+
+use serde_json::{Map, Value};
+use sim::endpoint::Terminal;
+use std::collections::BTreeMap;
+
+/// A schema violation: where, and what.
+pub type SchemaError = String;
+
+/// A JSON object with path-aware accessors.
+#[derive(Clone, Copy)]
+struct Obj<'a> {
+    path: &'a str,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Obj<'a> {
+    fn of(path: &'a str, v: &'a Value) -> Result<Self, SchemaError> {
+        v.as_object()
+            .map(|map| Obj { path, map })
+            .ok_or_else(|| format!("{path}: not an object"))
+    }
+    fn get(&self, key: &str) -> Result<&'a Value, SchemaError> {
+        self.map
+            .get(key)
+            .ok_or_else(|| format!("{}: missing key `{key}`", self.path))
+    }
+    fn opt(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+    fn u64(&self, key: &str) -> Result<u64, SchemaError> {
+        self.get(key)?
+            .as_u64()
+            .ok_or_else(|| format!("{}.{key}: not an unsigned integer", self.path))
+    }
+    fn opt_u64(&self, key: &str) -> Result<Option<u64>, SchemaError> {
+        match self.opt(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("{}.{key}: not an unsigned integer or null", self.path)),
+        }
+    }
+    fn str(&self, key: &str) -> Result<&'a str, SchemaError> {
+        self.get(key)?
+            .as_str()
+            .ok_or_else(|| format!("{}.{key}: not a string", self.path))
+    }
+    fn bool(&self, key: &str) -> Result<bool, SchemaError> {
+        self.get(key)?
+            .as_bool()
+            .ok_or_else(|| format!("{}.{key}: not a boolean", self.path))
+    }
+    fn array(&self, key: &str) -> Result<&'a Vec<Value>, SchemaError> {
+        self.get(key)?
+            .as_array()
+            .ok_or_else(|| format!("{}.{key}: not an array", self.path))
+    }
+}
+
+fn unhex(path: &str, s: &str) -> Result<Vec<u8>, SchemaError> {
+    hex::decode(s).map_err(|e| format!("{path}: bad hex: {e}"))
+}
+
+/// Bytes given in the plain form (`data`) or the sparse form (`len`, `fill`, `lines`).
+fn blob(o: Obj<'_>) -> Result<Vec<u8>, SchemaError> {
+    if let Some(data) = o.opt("data") {
+        let s = data
+            .as_str()
+            .ok_or_else(|| format!("{}.data: not a string", o.path))?;
+        return unhex(o.path, s);
+    }
+    let len = usize::try_from(o.u64("len")?).map_err(|e| format!("{}.len: {e}", o.path))?;
+    let fill = unhex(o.path, o.str("fill")?)?;
+    if fill.len() != 64 || len % 64 != 0 {
+        return Err(format!(
+            "{}: sparse blob of {len} bytes with a {}-byte fill line",
+            o.path,
+            fill.len()
+        ));
+    }
+    let mut out = fill.repeat(len / 64);
+    for (n, line) in o.array("lines")?.iter().enumerate() {
+        let pair = line.as_array().filter(|a| a.len() == 2);
+        let (i, h) = match pair.map(|a| (a[0].as_u64(), a[1].as_str())) {
+            Some((Some(i), Some(h))) => (i as usize, h),
+            _ => return Err(format!("{}.lines[{n}]: not [index, hex]", o.path)),
+        };
+        let bytes = unhex(o.path, h)?;
+        if bytes.len() != 64 || i >= len / 64 {
+            return Err(format!("{}.lines[{n}]: line {i} out of the blob", o.path));
+        }
+        out[i * 64..(i + 1) * 64].copy_from_slice(&bytes);
+    }
+    Ok(out)
+}
+
+/// What a write stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// STE memory (`ste`, `htbl`, `formatted_htbl`).
+    Ste,
+    /// Modify-header actions.
+    Action,
+    /// Modify-header patterns.
+    Pattern,
+}
+
+/// One ICM write.
+pub struct Write {
+    pub addr: u64,
+    pub kind: WriteKind,
+    pub data: Vec<u8>,
+}
+
+/// One run of the final image.
+pub struct ImageRun {
+    pub base: u64,
+    pub kind: WriteKind,
+    pub data: Vec<u8>,
+}
+
+/// The end addresses of one side of the domain.
+#[derive(Debug, Clone, Copy)]
+pub struct SideAddrs {
+    pub drop: u64,
+    pub default: u64,
+}
+
+/// A rule action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    Drop,
+    DestTable(usize),
+    Tag(u32),
+}
+
+pub struct Table {
+    pub root_rx: Option<u64>,
+    pub root_tx: Option<u64>,
+}
+
+impl Table {
+    pub fn root(&self, side: Side) -> Option<u64> {
+        match side {
+            Side::Rx => self.root_rx,
+            Side::Tx => self.root_tx,
+        }
+    }
+}
+
+pub struct Rule {
+    pub matcher: usize,
+    pub value: Vec<u8>,
+    pub actions: Vec<RuleAction>,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Side {
+    Rx,
+    Tx,
+}
+
+impl Side {
+    fn parse(path: &str, s: &str) -> Result<Side, SchemaError> {
+        match s {
+            "rx" => Ok(Side::Rx),
+            "tx" => Ok(Side::Tx),
+            _ => Err(format!("{path}: unknown side `{s}`")),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Rx => "rx",
+            Side::Tx => "tx",
+        }
+    }
+}
+
+/// One `expect` entry (README §5.1).
+pub struct Expect {
+    pub rule: usize,
+    pub side: Side,
+    pub root: u64,
+    pub final_addr: u64,
+    pub flow_tag: Option<u32>,
+    pub deleted: bool,
+    pub shadowed: bool,
+    pub hit_ste: Option<u64>,
+    pub rule_ste: Option<u64>,
+    pub end_anchor: u64,
+}
+
+/// One side of a probe (README §5.3).
+pub struct ProbeExpect {
+    pub side: Side,
+    pub root: u64,
+    pub final_addr: u64,
+    pub flow_tag: Option<u32>,
+    pub hit_ste: Option<u64>,
+}
+
+pub struct Probe {
+    pub description: String,
+    pub value: Vec<u8>,
+    pub expected_rule: Option<usize>,
+    pub expect: Vec<ProbeExpect>,
+}
+
+/// A whole recording.
+pub struct Recording {
+    pub steering_format_version: u8,
+    pub gvmi: u16,
+    /// `log_steering_sw_icm_size`, when given.
+    pub log_icm_size: Option<u8>,
+    pub sides: BTreeMap<Side, SideAddrs>,
+    /// Firmware-owned addresses and what they are.
+    pub firmware: BTreeMap<u64, Terminal>,
+    pub tables: Vec<Table>,
+    /// The table of each matcher.
+    pub matcher_tables: Vec<usize>,
+    pub rules: Vec<Rule>,
+    pub writes: Vec<Write>,
+    pub image: Vec<ImageRun>,
+    pub expect: Option<Vec<Expect>>,
+    pub probes: Vec<Probe>,
+}
+
+fn write_kind(path: &str, s: &str) -> Result<WriteKind, SchemaError> {
+    match s {
+        "ste" | "htbl" | "formatted_htbl" => Ok(WriteKind::Ste),
+        "action" => Ok(WriteKind::Action),
+        "pattern" => Ok(WriteKind::Pattern),
+        other => Err(format!("{path}: write kind `{other}` is not supported")),
+    }
+}
+
+fn tag_value(path: &str, v: Option<u64>) -> Result<Option<u32>, SchemaError> {
+    v.map(|t| u32::try_from(t).map_err(|_| format!("{path}: flow tag {t} too large")))
+        .transpose()
+}
+
+/// The e-switch manager's vport number, for the firmware's e-switch manager addresses.
+const ESW_MANAGER_VPORT: u16 = 0;
+
+/// The fate of the default (miss) address of a domain.
+fn default_terminal(domain: &str) -> Result<Terminal, SchemaError> {
+    match domain {
+        "nic_rx" => Ok(Terminal::Drop),
+        "nic_tx" => Ok(Terminal::Allow),
+        "fdb" => Ok(Terminal::Vport(ESW_MANAGER_VPORT)),
+        other => Err(format!("domain `{other}` is not nic_rx, nic_tx or fdb")),
+    }
+}
+
+/// Parses a recording.
+pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
+    let top = Obj::of("$", v)?;
+    let domain = top.str("domain")?.to_string();
+    let default_fate = default_terminal(&domain)?;
+
+    // Firmware addresses: from the fake device's capabilities, then the domain's.
+    let mut firmware = BTreeMap::new();
+    let (mut version, mut gvmi, mut log_icm_size) = (1u8, 0u16, None);
+    let mut fake_sides = BTreeMap::new();
+    if let Some(fd) = top.opt("fake_device") {
+        let fd = Obj::of("$.fake_device", fd)?;
+        if let Some(v) = fd.opt_u64("steering_format_version")? {
+            version = u8::try_from(v).map_err(|_| "steering_format_version too large")?;
+        }
+        gvmi = fd.opt_u64("gvmi")?.unwrap_or(0) as u16;
+        log_icm_size = fd.opt_u64("log_steering_sw_icm_size")?.map(|l| l as u8);
+        for (key, t) in [
+            ("nic_rx_drop_icm", Terminal::Drop),
+            ("nic_tx_drop_icm", Terminal::Drop),
+            ("nic_tx_allow_icm", Terminal::Allow),
+            ("esw_rx_drop_icm", Terminal::Drop),
+            ("esw_tx_drop_icm", Terminal::Drop),
+            ("uplink_rx_icm", Terminal::Uplink),
+            ("uplink_tx_icm", Terminal::Uplink),
+            (
+                "esw_manager_vport_rx_icm",
+                Terminal::Vport(ESW_MANAGER_VPORT),
+            ),
+            (
+                "esw_manager_vport_tx_icm",
+                Terminal::Vport(ESW_MANAGER_VPORT),
+            ),
+        ] {
+            if let Some(a) = fd.opt_u64(key)? {
+                firmware.entry(a).or_insert(t);
+            }
+        }
+        // README §5.4: the sides' addresses when a file has no `domain_addrs`.
+        let addr = |k: &str| fd.opt_u64(k);
+        let pairs: &[(Side, &str, &str)] = match domain.as_str() {
+            "nic_rx" => &[(Side::Rx, "nic_rx_drop_icm", "nic_rx_drop_icm")],
+            "nic_tx" => &[(Side::Tx, "nic_tx_drop_icm", "nic_tx_allow_icm")],
+            _ => &[
+                (Side::Rx, "esw_rx_drop_icm", "esw_manager_vport_rx_icm"),
+                (Side::Tx, "esw_tx_drop_icm", "esw_manager_vport_tx_icm"),
+            ],
+        };
+        for &(side, drop, default) in pairs {
+            if let (Some(drop), Some(default)) = (addr(drop)?, addr(default)?) {
+                fake_sides.insert(side, SideAddrs { drop, default });
+            }
+        }
+    }
+    let sides = match top.opt("domain_addrs") {
+        Some(da) => {
+            let da = Obj::of("$.domain_addrs", da)?;
+            let mut sides = BTreeMap::new();
+            for (name, v) in da.map {
+                let path = format!("$.domain_addrs.{name}");
+                let side = Side::parse(&path, name)?;
+                let o = Obj::of(&path, v)?;
+                let s = SideAddrs {
+                    drop: o.u64("drop_icm_addr")?,
+                    default: o.u64("default_icm_addr")?,
+                };
+                firmware.entry(s.drop).or_insert(Terminal::Drop);
+                firmware.entry(s.default).or_insert(default_fate);
+                sides.insert(side, s);
+            }
+            sides
+        }
+        None => fake_sides,
+    };
+    if sides.is_empty() {
+        return Err("no side addresses: neither domain_addrs nor fake_device gives them".into());
+    }
+
+    let mut tables = Vec::new();
+    for (i, t) in top.array("tables")?.iter().enumerate() {
+        let path = format!("$.tables[{i}]");
+        let o = Obj::of(&path, t)?;
+        tables.push(Table {
+            root_rx: o.opt_u64("root_icm_addr_rx")?,
+            root_tx: o.opt_u64("root_icm_addr_tx")?,
+        });
+    }
+
+    let mut matcher_tables = Vec::new();
+    for (i, m) in top.array("matchers")?.iter().enumerate() {
+        let path = format!("$.matchers[{i}]");
+        matcher_tables.push(Obj::of(&path, m)?.u64("table")? as usize);
+    }
+
+    let mut rules = Vec::new();
+    for (i, r) in top.array("rules")?.iter().enumerate() {
+        let path = format!("$.rules[{i}]");
+        let o = Obj::of(&path, r)?;
+        let mut actions = Vec::new();
+        for (j, a) in o.array("actions")?.iter().enumerate() {
+            let apath = format!("{path}.actions[{j}]");
+            let ao = Obj::of(&apath, a)?;
+            actions.push(match ao.str("type")? {
+                "drop" => RuleAction::Drop,
+                "dest_table" => RuleAction::DestTable(ao.u64("table")? as usize),
+                "tag" => RuleAction::Tag(tag_value(&apath, Some(ao.u64("value")?))?.unwrap_or(0)),
+                other => return Err(format!("{apath}: unknown action `{other}`")),
+            });
+        }
+        rules.push(Rule {
+            matcher: o.u64("matcher")? as usize,
+            value: unhex(&path, o.str("value")?)?,
+            actions,
+            deleted: o.bool("deleted")?,
+        });
+    }
+
+    let mut writes = Vec::new();
+    for (i, w) in top.array("writes")?.iter().enumerate() {
+        let path = format!("$.writes[{i}]");
+        let o = Obj::of(&path, w)?;
+        writes.push(Write {
+            addr: o.u64("icm_addr")?,
+            kind: write_kind(&path, o.str("kind")?)?,
+            data: blob(o)?,
+        });
+    }
+    if let Some(n) = top.opt_u64("num_writes")? {
+        if n as usize != writes.len() {
+            return Err(format!("num_writes is {n}, writes has {}", writes.len()));
+        }
+    }
+
+    let mut image = Vec::new();
+    for (i, run) in top.array("icm")?.iter().enumerate() {
+        let path = format!("$.icm[{i}]");
+        let o = Obj::of(&path, run)?;
+        let kind = match o.str("icm_type")? {
+            "ste" => WriteKind::Ste,
+            "action" => WriteKind::Action,
+            "pattern" => WriteKind::Pattern,
+            other => return Err(format!("{path}: unknown icm_type `{other}`")),
+        };
+        image.push(ImageRun {
+            base: o.u64("base")?,
+            kind,
+            data: blob(o)?,
+        });
+    }
+
+    let expect = match top.opt("expect") {
+        None => None,
+        Some(e) => {
+            let list = e.as_array().ok_or("$.expect: not an array")?;
+            let mut out = Vec::new();
+            for (i, x) in list.iter().enumerate() {
+                let path = format!("$.expect[{i}]");
+                let o = Obj::of(&path, x)?;
+                out.push(Expect {
+                    rule: o.u64("rule")? as usize,
+                    side: Side::parse(&path, o.str("side")?)?,
+                    root: o.u64("root_icm_addr")?,
+                    final_addr: o.u64("final_addr")?,
+                    flow_tag: tag_value(&path, o.opt_u64("flow_tag")?)?,
+                    deleted: o.bool("deleted")?,
+                    shadowed: o.bool("shadowed")?,
+                    hit_ste: o.opt_u64("hit_ste_icm_addr")?,
+                    rule_ste: o.opt_u64("rule_ste_icm_addr")?,
+                    end_anchor: o.u64("end_anchor_icm_addr")?,
+                });
+            }
+            Some(out)
+        }
+    };
+
+    let mut probes = Vec::new();
+    if let Some(ps) = top.opt("probes") {
+        for (i, p) in ps
+            .as_array()
+            .ok_or("$.probes: not an array")?
+            .iter()
+            .enumerate()
+        {
+            let path = format!("$.probes[{i}]");
+            let o = Obj::of(&path, p)?;
+            let mut expect = Vec::new();
+            for (j, x) in o.array("expect")?.iter().enumerate() {
+                let xpath = format!("{path}.expect[{j}]");
+                let xo = Obj::of(&xpath, x)?;
+                expect.push(ProbeExpect {
+                    side: Side::parse(&xpath, xo.str("side")?)?,
+                    root: xo.u64("root_icm_addr")?,
+                    final_addr: xo.u64("final_addr")?,
+                    flow_tag: tag_value(&xpath, xo.opt_u64("flow_tag")?)?,
+                    hit_ste: xo.opt_u64("hit_ste_icm_addr")?,
+                });
+            }
+            probes.push(Probe {
+                description: o
+                    .opt("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                value: unhex(&path, o.str("value")?)?,
+                expected_rule: o.opt_u64("expected_rule")?.map(|r| r as usize),
+                expect,
+            });
+        }
+    }
+
+    Ok(Recording {
+        steering_format_version: version,
+        gvmi,
+        log_icm_size,
+        sides,
+        firmware,
+        tables,
+        matcher_tables,
+        rules,
+        writes,
+        image,
+        expect,
+        probes,
+    })
+}

@@ -1,7 +1,7 @@
 //! Walks over hand-built STE tables.
 
 use super::*;
-use crate::pipeline::action::{v1_id, FieldWrite};
+use crate::pipeline::action::{v1_id, Anchor, FieldWrite};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use ste_builder::builder::v1::lu;
@@ -17,6 +17,8 @@ struct TestEnv {
     lines: HashMap<u64, [u8; STE_SIZE]>,
     counted: RefCell<Vec<(u32, u64)>>,
     lists: HashMap<u32, Vec<u8>>,
+    patterns: HashMap<u32, Vec<u8>>,
+    arguments: HashMap<u32, Vec<u8>>,
 }
 
 impl Environment for TestEnv {
@@ -38,10 +40,20 @@ impl Environment for TestEnv {
         Ok(())
     }
     fn modify_header_list(&self, index: u32, num: u16) -> Result<Vec<u8>, EnvError> {
-        match self.lists.get(&index) {
-            Some(l) if l.len() == 8 * usize::from(num) => Ok(l.clone()),
-            _ => Err(EnvError::NoSuch("modify-header list")),
-        }
+        stored(&self.lists, index, num)
+    }
+    fn modify_header_pattern(&self, index: u32, num: u16) -> Result<Vec<u8>, EnvError> {
+        stored(&self.patterns, index, num)
+    }
+    fn modify_header_argument(&self, index: u32, num: u16) -> Result<Vec<u8>, EnvError> {
+        stored(&self.arguments, index, num)
+    }
+}
+
+fn stored(map: &HashMap<u32, Vec<u8>>, index: u32, num: u16) -> Result<Vec<u8>, EnvError> {
+    match map.get(&index) {
+        Some(l) if l.len() == 8 * usize::from(num) => Ok(l.clone()),
+        _ => Err(EnvError::NoSuch("modify-header memory")),
     }
 }
 
@@ -420,4 +432,269 @@ fn v0_entries_keep_the_tag_before_the_mask() {
     );
     assert_eq!(v.terminal(), Some(Terminal::Allow));
     assert_eq!(v.flow_tag(), None);
+}
+
+mod encoded_by_ste_builder {
+    //! Actions encoded by `ste_builder::action` (rdma-core's encoders), decoded by the
+    //! walk: each action the rule was given must come out with its parameters.
+
+    use super::*;
+    use ste_builder::action::{
+        set_actions_rx, set_actions_tx, ActionType as T, ActionsAttr, Aso, AsoKind, Vlans,
+        INVALID_PATTERN_INDEX,
+    };
+
+    const RULE: u64 = BASE + 0x10_0000;
+    const FINAL: u64 = DROP;
+
+    /// A modify-header list whose every action sets field `tag`: recognisable in the
+    /// decoded actions.
+    fn list(format: SteFormat, num: u16, tag: u8) -> Vec<u8> {
+        let mut l = vec![0u8; 8 * usize::from(num)];
+        for a in l.chunks_exact_mut(8) {
+            match format {
+                // v0 hardware "set" opcode.
+                SteFormat::V0 => a[0] = 2,
+                _ => a[0] = v1_id::SET,
+            }
+            a[1] = tag;
+        }
+        l
+    }
+
+    /// Encodes `types` with `attr` into a rule STE plus added STEs, places them in ICM
+    /// chained by hit addresses (as the driver links them), and walks a packet.
+    fn walk_encoded(format: SteFormat, rx: bool, types: &[T], attr: &ActionsAttr) -> Verdict {
+        let set: ste_builder::action::ActionTypeSet = types.iter().copied().collect();
+        let c = format.ctrl();
+        let mut stes = vec![0u8; STE_SIZE * 8];
+        c.init(&mut stes[..STE_SIZE], LU_TYPE_DONT_CARE, rx, 1);
+        c.set_miss_addr(&mut stes[..STE_SIZE], DEFAULT);
+        let encode = if rx { set_actions_rx } else { set_actions_tx };
+        let out = encode(format, &set, &mut stes, attr).unwrap();
+        let mut env = TestEnv::default();
+        for i in 0..=out.added_stes {
+            let mut line = [0u8; STE_SIZE];
+            line.copy_from_slice(&stes[i * STE_SIZE..(i + 1) * STE_SIZE]);
+            let addr = RULE + 0x40 * i as u64;
+            if i < out.added_stes {
+                c.set_hit_addr(&mut line, addr + 0x40, 1);
+            }
+            c.prepare_for_postsend(&mut line, STE_SIZE);
+            env.lines.insert(addr, line);
+        }
+        for (index, num) in [
+            (attr.modify_index, attr.modify_actions),
+            (attr.decap_index, attr.decap_actions),
+        ] {
+            env.lists.insert(index, list(format, num, index as u8));
+        }
+        if attr.modify_pat_idx != INVALID_PATTERN_INDEX {
+            // The pattern holds the fields, the argument the data; the hardware ORs them.
+            let mut pattern = list(format, attr.modify_actions, 0x33);
+            let mut args = vec![0u8; pattern.len()];
+            for (p, a) in pattern.chunks_exact_mut(8).zip(args.chunks_exact_mut(8)) {
+                p[7] = 0;
+                a[7] = 0x5a;
+            }
+            env.patterns.insert(attr.modify_pat_idx, pattern);
+            env.arguments.insert(attr.modify_index, args);
+        }
+        let caps = Caps::default();
+        let v = walk(
+            &env,
+            &WalkConfig::new(format, &caps),
+            RULE,
+            &mut udp_packet(1),
+        );
+        assert_eq!(
+            v.final_addr(),
+            Some(FINAL),
+            "{format} {types:?}: {:?}",
+            v.fate
+        );
+        v
+    }
+
+    fn attr() -> ActionsAttr {
+        ActionsAttr {
+            final_icm_addr: FINAL,
+            flow_tag: 0xab_cdef,
+            ctr_id: 0x4321,
+            gvmi: 1,
+            hit_gvmi: 1,
+            modify_index: 0x21,
+            modify_actions: 3,
+            decap_index: 0x42,
+            decap_actions: 2,
+            reformat_id: 0x0bad_cafe,
+            reformat_size: 50,
+            vlans: Vlans {
+                count_pop: 1,
+                count_push: 2,
+                headers: [0x8100_0123, 0x88a8_0456],
+            },
+            ..ActionsAttr::default()
+        }
+    }
+
+    fn sets_of(v: &Verdict, field: u8) -> usize {
+        v.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Set(w) if w.field == field))
+            .count()
+    }
+
+    fn removed_vlan_bytes(v: &Verdict) -> u16 {
+        v.actions
+            .iter()
+            .map(|a| match a {
+                Action::RemoveBytes { start, len, .. } if *start == Anchor::FIRST_VLAN => *len,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn pushed(v: &Verdict) -> Vec<u32> {
+        v.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::InsertInline {
+                    offset: 12, data, ..
+                } => Some(*data),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn encap(v: &Verdict, a: &ActionsAttr) -> bool {
+        v.actions.iter().any(|x| {
+            *x == Action::InsertPointer {
+                start: Anchor::START_OUTER,
+                offset: 0,
+                len: a.reformat_size as u16,
+                pointer: a.reformat_id,
+                encap: true,
+            }
+        })
+    }
+
+    #[test]
+    fn rx_actions() {
+        let a = attr();
+        for format in [SteFormat::V0, SteFormat::V1, SteFormat::V2] {
+            let v = walk_encoded(format, true, &[T::Tag, T::Ctr, T::Ft], &a);
+            assert_eq!(v.flow_tags(), vec![a.flow_tag]);
+            assert_eq!(v.counters(), vec![a.ctr_id]);
+
+            let v = walk_encoded(format, true, &[T::TnlL2ToL2, T::Tag, T::Ft], &a);
+            assert!(v.actions.iter().any(|x| matches!(
+                x,
+                Action::RemoveHeaders {
+                    end: Anchor::INNER_MAC,
+                    decap: true,
+                    ..
+                }
+            )));
+            assert_eq!(v.flow_tags(), vec![a.flow_tag]);
+
+            // L3 decapsulation: its rewrite list rebuilds the L2 header.
+            let v = walk_encoded(format, true, &[T::TnlL3ToL2, T::Tag, T::Ft], &a);
+            assert_eq!(
+                sets_of(&v, a.decap_index as u8),
+                usize::from(a.decap_actions)
+            );
+            assert_eq!(
+                v.actions.contains(&Action::DecapL3 { with_vlan: false }),
+                format == SteFormat::V0
+            );
+
+            let v = walk_encoded(format, true, &[T::PopVlan, T::ModifyHdr, T::Tag, T::Ft], &a);
+            assert_eq!(removed_vlan_bytes(&v), 4);
+            assert_eq!(
+                sets_of(&v, a.modify_index as u8),
+                usize::from(a.modify_actions)
+            );
+            assert_eq!(v.flow_tags(), vec![a.flow_tag]);
+        }
+        for format in [SteFormat::V1, SteFormat::V2] {
+            let v = walk_encoded(format, true, &[T::PushVlan, T::Ft], &a);
+            assert_eq!(pushed(&v), a.vlans.headers.to_vec());
+
+            let aso = Aso {
+                object_id: 0x100,
+                offset: 513,
+                dest_reg_id: 3,
+                domain_gvmi: 1,
+                kind: AsoKind::FirstHit { set: true },
+            };
+            let v = walk_encoded(
+                format,
+                true,
+                &[T::AsoFirstHit, T::Ft],
+                &ActionsAttr {
+                    aso: Some(aso),
+                    ..a
+                },
+            );
+            assert!(v.actions.iter().any(|x| matches!(
+                x,
+                Action::Aso {
+                    context: 0x101,
+                    context_type: 4,
+                    dest_reg_pair: 1,
+                    ..
+                }
+            )));
+
+            // An accelerated modify header: pattern ORed with its argument.
+            let accel = ActionsAttr {
+                modify_pat_idx: 0x77,
+                ..a
+            };
+            let v = walk_encoded(format, true, &[T::ModifyHdr, T::Ft], &accel);
+            let merged = v
+                .actions
+                .iter()
+                .filter(|x| matches!(x, Action::Set(w) if w.field == 0x33 && w.data & 0xff == 0x5a))
+                .count();
+            assert_eq!(merged, usize::from(a.modify_actions));
+        }
+    }
+
+    #[test]
+    fn tx_actions() {
+        let a = attr();
+        for format in [SteFormat::V0, SteFormat::V1, SteFormat::V2] {
+            let v = walk_encoded(
+                format,
+                false,
+                &[T::ModifyHdr, T::PushVlan, T::L2ToTnlL2, T::Ctr, T::Vport],
+                &a,
+            );
+            assert_eq!(
+                sets_of(&v, a.modify_index as u8),
+                usize::from(a.modify_actions)
+            );
+            assert_eq!(pushed(&v), a.vlans.headers.to_vec());
+            assert!(encap(&v, &a));
+            assert_eq!(v.counters(), vec![a.ctr_id]);
+            assert!(v.flow_tags().is_empty());
+
+            let v = walk_encoded(format, false, &[T::L2ToTnlL3, T::Vport], &a);
+            assert!(encap(&v, &a));
+            assert!(v.actions.iter().any(|x| matches!(
+                x,
+                Action::RemoveHeaders {
+                    end: Anchor::IPV6_IPV4,
+                    decap: false,
+                    ..
+                }
+            )));
+        }
+        for format in [SteFormat::V1, SteFormat::V2] {
+            let v = walk_encoded(format, false, &[T::PopVlan, T::Vport], &a);
+            assert_eq!(removed_vlan_bytes(&v), 4);
+        }
+    }
 }

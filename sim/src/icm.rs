@@ -183,7 +183,11 @@ impl Range {
 
     /// Splits `[addr, addr + len)` into (chunk index, offset in chunk, byte range of the
     /// caller's buffer) pieces.
-    fn pieces(&self, addr: u64, len: usize) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> + '_ {
+    fn pieces(
+        &self,
+        addr: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> + '_ {
         let mut done = 0usize;
         std::iter::from_fn(move || {
             if done == len {
@@ -201,7 +205,9 @@ impl Range {
 
     fn write(&self, addr: u64, data: &[u8]) {
         for (chunk, off, span) in self.pieces(addr, data.len()) {
-            let mut guard = self.chunks[chunk].write().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.chunks[chunk]
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             let map = guard.get_or_insert_with(|| anon_map(self.chunk_size));
             map[off..off + span.len()].copy_from_slice(&data[span]);
         }
@@ -242,7 +248,10 @@ pub struct Icm {
 impl std::fmt::Debug for Icm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Icm")
-            .field("layouts", &self.ranges.iter().map(|r| r.layout).collect::<Vec<_>>())
+            .field(
+                "layouts",
+                &self.ranges.iter().map(|r| r.layout).collect::<Vec<_>>(),
+            )
             .field("usage", &self.usage())
             .finish()
     }
@@ -257,8 +266,15 @@ impl Icm {
     pub fn new(layouts: &[IcmLayout]) -> Icm {
         for (i, l) in layouts.iter().enumerate() {
             assert!(l.log_size < 48, "{l:?}: range too large");
-            assert!(l.log_granularity <= l.log_size, "{l:?}: granularity above size");
-            assert_eq!(l.base & ((1u64 << l.log_size) - 1), 0, "{l:?}: base not aligned");
+            assert!(
+                l.log_granularity <= l.log_size,
+                "{l:?}: granularity above size"
+            );
+            assert_eq!(
+                l.base & ((1u64 << l.log_size) - 1),
+                0,
+                "{l:?}: base not aligned"
+            );
             for m in &layouts[..i] {
                 let (a, b) = (l.base, l.base + (1u64 << l.log_size));
                 let (c, d) = (m.base, m.base + (1u64 << m.log_size));
@@ -432,7 +448,10 @@ mod tests {
         // Free spans merged back: the whole range is allocatable again.
         let all = icm.alloc(IcmKind::Steering, 1 << 30, 30).unwrap();
         assert_eq!(all.addr, 1 << 36);
-        assert_eq!(icm.free(all.addr + 64), Err(IcmError::BadFree(all.addr + 64)));
+        assert_eq!(
+            icm.free(all.addr + 64),
+            Err(IcmError::BadFree(all.addr + 64))
+        );
     }
 
     #[test]

@@ -110,6 +110,14 @@ pub enum IcmError {
         /// Bytes accessed.
         len: u64,
     },
+    /// A test armed this allocation to fail ([`crate::device::Device::fail_icm_alloc`]).
+    #[error("injected fault: {kind:?} ICM allocation of {size} bytes fails")]
+    Injected {
+        /// The kind.
+        kind: IcmKind,
+        /// Requested bytes.
+        size: u64,
+    },
     /// An access whose rkey is not the allocation's.
     #[error("rkey {rkey:#x} does not cover ICM address {addr:#x}")]
     BadRkey {

@@ -12,10 +12,12 @@
 //! - [`host_mem`] and [`queue`]: host memory registered for DMA, and the steering send /
 //!   completion queue that executes RDMA WRITE and READ WQEs against ICM.
 //! - [`packet`] and [`pipeline`]: packets, and the walk of STE chains with actions.
+//! - [`device`]: all of it as one [`Device`], the type a driver (or test) talks to.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cmd;
+pub mod device;
 pub mod endpoint;
 pub mod fw;
 pub mod host_mem;
@@ -24,3 +26,5 @@ pub mod packet;
 pub mod pipeline;
 pub mod profile;
 pub mod queue;
+
+pub use device::{Delivery, Device, DeviceError, Entry, Fate, Stage};

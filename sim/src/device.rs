@@ -533,6 +533,8 @@ struct LivePacket<'a> {
     packet: Packet,
     fields: ste_builder::MatchParam,
     modify_caps: &'a ModifyCaps,
+    /// Where encapsulation actions find their reformat data.
+    fw: &'a Firmware,
 }
 
 impl<'a> LivePacket<'a> {
@@ -542,6 +544,7 @@ impl<'a> LivePacket<'a> {
             packet,
             fields,
             modify_caps: &ctx.modify_caps,
+            fw: ctx.env.fw,
         }
     }
 
@@ -611,9 +614,24 @@ impl<'a> LivePacket<'a> {
                 .insert_at(start.0, usize::from(offset), &data.to_be_bytes(), false)
                 .map_err(|e| e.to_string()),
             Action::DecapL3 { with_vlan } => p.decap_l3_blank(with_vlan).map_err(|e| e.to_string()),
-            Action::InsertPointer { pointer, .. } => Err(format!(
-                "packet reformat context {pointer:#x}: reformat objects are not modelled yet"
-            )),
+            Action::InsertPointer {
+                start,
+                offset,
+                len,
+                pointer,
+                encap,
+            } => {
+                let r = self
+                    .fw
+                    .reformat(pointer)
+                    .ok_or(format!("no packet reformat context {pointer:#x}"))?;
+                let data = r.data.get(..usize::from(len)).ok_or(format!(
+                    "insert of {len} bytes from reformat context {pointer:#x} of {} bytes",
+                    r.data.len()
+                ))?;
+                p.insert_at(start.0, usize::from(offset), data, encap)
+                    .map_err(|e| e.to_string())
+            }
             Action::Aso { context_type, .. } => Err(format!(
                 "ASO (context type {context_type}) is not modelled yet"
             )),
@@ -637,5 +655,107 @@ impl PacketState for LivePacket<'_> {
         })?;
         self.fields = self.packet.fields();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{build_from_match, Metadata};
+    use crate::pipeline::Anchor;
+    use ste_builder::prm::dr_match_spec as spec;
+    use ste_builder::Section;
+
+    fn udp_packet() -> Packet {
+        let mut v = ste_builder::MatchParam::default();
+        v.set(Section::Outer, spec::IP_VERSION, 4);
+        v.set(Section::Outer, spec::IP_PROTOCOL, 17);
+        v.set(Section::Outer, spec::UDP_DPORT, 53);
+        build_from_match(&v, Metadata::new(Side::Tx)).unwrap()
+    }
+
+    /// Runs `action` through the device's packet glue, as an ICM walk would.
+    fn apply(device: &Device, packet: Packet, action: Action) -> Result<Packet, ApplyError> {
+        let st = lock(&device.firmware);
+        let profile = st.fw.profile();
+        let ctx = WalkCtx {
+            env: DeviceEnv {
+                fw: &st.fw,
+                icm: &device.icm,
+                modify_base: profile.header_modify_sw_icm_start,
+                pattern_base: profile.header_modify_pattern_sw_icm_start,
+            },
+            format: SteFormat::V1,
+            caps: profile.ste_caps(),
+            modify_caps: ModifyCaps::default(),
+        };
+        let mut live = LivePacket::new(packet, &ctx);
+        live.apply(SteFormat::V1, &action)?;
+        // The fields the next lookup sees follow the edit.
+        assert_eq!(live.fields, live.packet.fields());
+        Ok(live.packet)
+    }
+
+    #[test]
+    fn insert_by_pointer_uses_the_reformat_context() {
+        let device = Device::of_model(DeviceModel::ConnectX6Dx);
+        let outer: Vec<u8> = (0..14u8).collect();
+        let id = device
+            .with_firmware(|fw| fw.alloc_reformat(1, 0, &outer))
+            .unwrap();
+        let before = udp_packet();
+        let insert = |pointer, len| Action::InsertPointer {
+            start: Anchor::START_OUTER,
+            offset: 0,
+            len,
+            pointer,
+            encap: false,
+        };
+        let after = apply(&device, before.clone(), insert(id, 14)).unwrap();
+        assert_eq!(&after.bytes[..14], &outer[..]);
+        assert_eq!(&after.bytes[14..], &before.bytes[..]);
+
+        let unknown = apply(&device, before.clone(), insert(id + 1, 14)).unwrap_err();
+        assert!(
+            unknown.reason.contains("no packet reformat context"),
+            "{unknown}"
+        );
+        let too_long = apply(&device, before, insert(id, 15)).unwrap_err();
+        assert!(too_long.reason.contains("15 bytes"), "{too_long}");
+    }
+
+    #[test]
+    fn flow_tag_and_vlan_push_edit_the_packet() {
+        let device = Device::of_model(DeviceModel::ConnectX6Dx);
+        let before = udp_packet();
+        let tagged = apply(&device, before.clone(), Action::FlowTag(0xabc)).unwrap();
+        assert_eq!(tagged.meta.flow_tag, Some(0xabc));
+        let pushed = apply(
+            &device,
+            before.clone(),
+            Action::InsertInline {
+                start: Anchor::START_OUTER,
+                offset: 12,
+                data: 0x8100_0064,
+            },
+        )
+        .unwrap();
+        assert_eq!(pushed.len(), before.len() + 4);
+        let f = pushed.fields();
+        assert_eq!(f.get(Section::Outer, spec::CVLAN_TAG), 1);
+        assert_eq!(f.get(Section::Outer, spec::FIRST_VID), 100);
+        assert_eq!(f.get(Section::Outer, spec::UDP_DPORT), 53);
+    }
+
+    #[test]
+    fn icm_allocation_faults_fire_once_at_the_chosen_call() {
+        let device = Device::of_model(DeviceModel::ConnectX6Dx);
+        device.fail_icm_alloc(1);
+        assert!(device.alloc_icm(IcmKind::Steering, 4096, 0).is_ok());
+        assert!(matches!(
+            device.alloc_icm(IcmKind::Steering, 4096, 0),
+            Err(IcmError::Injected { .. })
+        ));
+        assert!(device.alloc_icm(IcmKind::Steering, 4096, 0).is_ok());
     }
 }

@@ -22,6 +22,10 @@ pub mod opcode {
     pub const DESTROY_TIR: u16 = 0x902;
     /// `CREATE_FLOW_TABLE`.
     pub const CREATE_FLOW_TABLE: u16 = 0x930;
+    /// `ALLOC_PACKET_REFORMAT_CONTEXT`.
+    pub const ALLOC_PACKET_REFORMAT_CONTEXT: u16 = 0x93d;
+    /// `DEALLOC_PACKET_REFORMAT_CONTEXT`.
+    pub const DEALLOC_PACKET_REFORMAT_CONTEXT: u16 = 0x93e;
     /// `DESTROY_FLOW_TABLE`.
     pub const DESTROY_FLOW_TABLE: u16 = 0x931;
     /// `QUERY_FLOW_TABLE`.
@@ -186,6 +190,38 @@ pub mod query_nic_vport_context_in {
     pub const OTHER_VPORT: BitField = BitField::new(0x40, 0x1);
     /// That vport.
     pub const VPORT_NUMBER: BitField = BitField::new(0x50, 0x10);
+}
+
+/// `alloc_packet_reformat_context_in`: the header, then `packet_reformat_context_in`
+/// at bit 0xe0 whose data runs on past the fixed part.
+pub mod alloc_packet_reformat_context_in {
+    use ste_builder::bits::BitField;
+    /// Through the first two data bytes.
+    pub const SIZE_BITS: usize = 0x120;
+    /// `packet_reformat_context.reformat_type`.
+    pub const REFORMAT_TYPE: BitField = BitField::new(0xe5, 0x3);
+    /// `packet_reformat_context.reformat_data_size` in bytes.
+    pub const REFORMAT_DATA_SIZE: BitField = BitField::new(0xf6, 0xa);
+    /// Where `packet_reformat_context.reformat_data` starts.
+    pub const REFORMAT_DATA_OFF: usize = 0x110;
+}
+
+/// `alloc_packet_reformat_context_out`.
+pub mod alloc_packet_reformat_context_out {
+    use ste_builder::bits::BitField;
+    /// Size.
+    pub const SIZE_BITS: usize = 0x80;
+    /// The new context's id.
+    pub const PACKET_REFORMAT_ID: BitField = BitField::new(0x40, 0x20);
+}
+
+/// `dealloc_packet_reformat_context_in`.
+pub mod dealloc_packet_reformat_context_in {
+    use ste_builder::bits::BitField;
+    /// Size.
+    pub const SIZE_BITS: usize = 0x80;
+    /// The context to free.
+    pub const PACKET_REFORMAT_ID: BitField = BitField::new(0x40, 0x20);
 }
 
 /// `create_tir_in`.

@@ -12,7 +12,8 @@
 //! Commands: `QUERY_HCA_CAP`, `QUERY_NIC_VPORT_CONTEXT`, `QUERY_ESW_VPORT_CONTEXT`,
 //! `QUERY_ESW_FUNCTIONS`, `CREATE/MODIFY/QUERY/DESTROY_FLOW_TABLE`,
 //! `CREATE/DESTROY_FLOW_GROUP`, `SET/DELETE_FLOW_TABLE_ENTRY`, `SYNC_STEERING`,
-//! `ALLOC/DEALLOC/QUERY_FLOW_COUNTER`, `CREATE/DESTROY_TIR`. Any other opcode completes
+//! `ALLOC/DEALLOC/QUERY_FLOW_COUNTER`, `CREATE/DESTROY_TIR`,
+//! `ALLOC/DEALLOC_PACKET_REFORMAT_CONTEXT`. Any other opcode completes
 //! with `BAD_OP`.
 
 mod caps;
@@ -21,6 +22,7 @@ pub mod fault;
 mod flow;
 pub mod layout;
 mod mailbox;
+mod reformat;
 pub mod status;
 mod tir;
 
@@ -211,6 +213,8 @@ fn run(fw: &mut Firmware, input: &[u8], output: &mut [u8]) -> Result<(), CmdFail
         opcode::QUERY_FLOW_COUNTER => counter::query(&mut c),
         opcode::CREATE_TIR => tir::create(&mut c),
         opcode::DESTROY_TIR => tir::destroy(&mut c),
+        opcode::ALLOC_PACKET_REFORMAT_CONTEXT => reformat::alloc(&mut c),
+        opcode::DEALLOC_PACKET_REFORMAT_CONTEXT => reformat::dealloc(&mut c),
         _ => Err(CmdFail::new(
             Status::BadOp,
             status::syndrome::UNKNOWN_OPCODE,

@@ -156,6 +156,8 @@ impl From<&FwError> for CmdFail {
             E::Exhausted(_) => (NoResources, 0x25),
             E::UidMismatch { .. } => (BadParam, 0x26),
             E::WalkTooLong(_) => (InternalError, 0x27),
+            E::NoSuchReformat(_) => (BadResource, 0x28),
+            E::BadReformatSize(_) => (BadParam, 0x29),
         };
         CmdFail::new(status, 0x5e01_0000 | n)
     }

@@ -999,3 +999,42 @@ fn arbitrary_mailboxes_never_panic() {
         assert_eq!(get(&out, mbox_out::STATUS), u64::from(c.status.code()));
     }
 }
+
+#[test]
+fn packet_reformat_contexts() {
+    use layout::{
+        alloc_packet_reformat_context_in as a_in, alloc_packet_reformat_context_out as a_out,
+    };
+    let mut fw = fw();
+    let header: Vec<u8> = (0..50u8).collect();
+    let mut inp = input(
+        opcode::ALLOC_PACKET_REFORMAT_CONTEXT,
+        a_in::REFORMAT_DATA_OFF + 8 * header.len(),
+    );
+    set(&mut inp, a_in::REFORMAT_TYPE, 2);
+    set(&mut inp, a_in::REFORMAT_DATA_SIZE, header.len() as u64);
+    inp[a_in::REFORMAT_DATA_OFF / 8..].copy_from_slice(&header);
+    let out = ok(&mut fw, &inp, a_out::SIZE_BITS / 8);
+    let id = get(&out, a_out::PACKET_REFORMAT_ID) as u32;
+    let r = fw.reformat(id).unwrap();
+    assert_eq!((r.reformat_type, &r.data[..]), (2, &header[..]));
+
+    // A size that runs past the mailbox is a short input; zero bytes is a bad size.
+    set(&mut inp, a_in::REFORMAT_DATA_SIZE, header.len() as u64 + 1);
+    assert_eq!(status(&mut fw, &inp, 16), Status::BadInputLen);
+    set(&mut inp, a_in::REFORMAT_DATA_SIZE, 0);
+    assert_eq!(status(&mut fw, &inp, 16), Status::BadParam);
+
+    let mut del = input(
+        opcode::DEALLOC_PACKET_REFORMAT_CONTEXT,
+        layout::dealloc_packet_reformat_context_in::SIZE_BITS,
+    );
+    set(
+        &mut del,
+        layout::dealloc_packet_reformat_context_in::PACKET_REFORMAT_ID,
+        id.into(),
+    );
+    ok(&mut fw, &del, 16);
+    assert!(fw.reformat(id).is_none());
+    assert_eq!(status(&mut fw, &del, 16), Status::BadResource);
+}

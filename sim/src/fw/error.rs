@@ -202,6 +202,12 @@ pub enum FwError {
     /// The bulk size is zero, not expressible, or above `log_max_flow_counter_bulk`.
     #[error("flow counter bulk of {0} counters is not allowed")]
     BadCounterBulk(u64),
+    /// No packet reformat context with this id.
+    #[error("no packet reformat context {0}")]
+    NoSuchReformat(u32),
+    /// Reformat data of this many bytes is not allowed (empty or above the size field).
+    #[error("packet reformat data of {0} bytes is not allowed")]
+    BadReformatSize(usize),
     /// Counters, object ids or firmware addresses ran out.
     #[error("out of {0}")]
     Exhausted(&'static str),

@@ -25,6 +25,7 @@ pub mod addr;
 pub mod counter;
 pub mod error;
 pub mod lookup;
+pub mod reformat;
 pub mod table;
 pub mod tir;
 
@@ -38,6 +39,7 @@ use addr::AddrWindow;
 use counter::{check_uid, Counters, Traffic};
 pub use error::FwError;
 pub use lookup::{FwExit, FwHop, FwPath, FwWalk, TableLookup};
+use reformat::{Reformat, Reformats};
 pub use table::{
     Destination, Fate, FlowGroup, FlowTable, Fte, FteAction, MissAction, TableOwner, TableType,
 };
@@ -137,6 +139,7 @@ pub struct Firmware {
     counters: Counters,
     tirs: BTreeMap<u32, Tir>,
     qps: BTreeMap<u32, Qp>,
+    reformats: Reformats,
     addrs: AddrWindow,
     roots: BTreeMap<TableType, u32>,
     next_table: u32,
@@ -168,6 +171,7 @@ impl Firmware {
             counters: Counters::default(),
             tirs: BTreeMap::new(),
             qps: BTreeMap::new(),
+            reformats: Reformats::default(),
             addrs,
             roots: BTreeMap::new(),
             next_table: 1,
@@ -720,6 +724,26 @@ impl Firmware {
         self.next_tirn += 1;
         self.tirs.insert(tirn, tir);
         Ok(tir)
+    }
+
+    /// `ALLOC_PACKET_REFORMAT_CONTEXT`: stores header bytes for encapsulation actions.
+    pub fn alloc_reformat(
+        &mut self,
+        uid: u16,
+        reformat_type: u8,
+        data: &[u8],
+    ) -> Result<u32, FwError> {
+        self.reformats.alloc(uid, reformat_type, data)
+    }
+
+    /// `DEALLOC_PACKET_REFORMAT_CONTEXT`.
+    pub fn dealloc_reformat(&mut self, uid: u16, id: u32) -> Result<(), FwError> {
+        self.reformats.dealloc(uid, id)
+    }
+
+    /// A live packet reformat context.
+    pub fn reformat(&self, id: u32) -> Option<&Reformat> {
+        self.reformats.get(id)
     }
 
     /// `CREATE_TIR`: a stand-alone receive endpoint.

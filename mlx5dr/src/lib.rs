@@ -1,0 +1,49 @@
+//! # mlx5dr: software steering for ConnectX NICs
+//!
+//! The driver that turns steering rules into STE chains in a ConnectX NIC's ICM, as
+//! rdma-core's `mlx5dv_dr` does, over one narrow device seam (see `ARCHITECTURE.md`,
+//! "The one seam"). The simulated ConnectX of the `sim` crate is the default backend,
+//! so everything here runs, down to the bytes the hardware would see, without a card.
+//!
+//! ## Layers (each uses only the ones above it)
+//!
+//! - [`device`]: **the seam**. The object-safe [`device::Device`] trait: PRM command
+//!   mailboxes (and object creation, which DEVX keeps apart), SW-ICM allocation per
+//!   kind with address and rkey, registered DMA buffers behind safe checked
+//!   read/write views, and steering queues (send and completion rings in host memory
+//!   plus a doorbell). [`device::sim::SimBackend`] implements it over `sim::Device`
+//!   (feature `sim`, on by default); a backend over rdma-core would implement the same
+//!   trait, with its `unsafe` inside.
+//! - [`cmd`]: PRM commands over the seam: input mailboxes built with the
+//!   `ste_builder::prm` layouts, outputs decoded with them, failures as
+//!   [`cmd::CmdError`] naming the command, status and syndrome.
+//! - [`caps`]: capability discovery through PRM commands only
+//!   ([`caps::DeviceCaps::query`]): STE format, gvmi, SW ownership per table type,
+//!   firmware-owned drop/allow/uplink/vport addresses, SW-ICM ranges, flex-parser ids,
+//!   definer and RoCE/force-loopback support; [`caps::DeviceCaps::check_sw_steering`]
+//!   says whether a table type can be steered in software and why not; and the
+//!   `ste_builder::Caps` the STE encoders read.
+//! - [`send`]: the send engine. [`send::SendRing`] stages bytes in a registered buffer
+//!   and posts RDMA WRITE + RDMA READ WQE pairs (the READ fences the WRITE) on a
+//!   steering queue, batches many writes per doorbell, asks for a completion every N
+//!   WQEs and on the last of every doorbell, polls the completion ring by owner bit,
+//!   waits for room when the ring is full, and turns error CQEs into typed errors that
+//!   name the failed write.
+//!
+//! ## Still to come
+//!
+//! The ICM pool and allocator, STE hash tables with miss chains and rehash, matcher
+//! builder chains, and the public `Domain` / `Table` / `Matcher` / `Rule` / `Action`
+//! API build on these layers.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod caps;
+pub mod cmd;
+pub mod device;
+pub mod send;
+
+pub use caps::{CapsError, DeviceCaps, SwSteering, TableType};
+pub use cmd::CmdError;
+pub use device::{Device, DeviceError, IcmKind, IcmRegion};
+pub use send::{SendConfig, SendError, SendRing, WriteId};

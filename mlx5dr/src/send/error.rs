@@ -1,0 +1,99 @@
+//! What can go wrong on a send ring.
+
+use std::fmt;
+use std::time::Duration;
+
+use ste_builder::wqe::{RdmaOp, Syndrome, WqeError};
+
+use crate::device::DeviceError;
+
+/// A write's number on its ring: writes are numbered from 0 in the order
+/// [`super::SendRing::write`] accepted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriteId(pub u64);
+
+impl fmt::Display for WriteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "write #{}", self.0)
+    }
+}
+
+/// Why a send-ring operation failed.
+///
+/// [`SendError::WqeFailed`], [`SendError::BadCompletion`] and [`SendError::Device`]
+/// break the ring: every later call returns [`SendError::Broken`] with the first error.
+/// The other errors leave the ring as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The ring's configuration is unusable.
+    #[error("invalid send ring configuration: {0}")]
+    Config(&'static str),
+    /// A write of no bytes or of more than the ring's largest write.
+    #[error("a write of {len} bytes: writes carry 1..={max} bytes")]
+    BadLength {
+        /// Bytes asked for.
+        len: usize,
+        /// The ring's largest write.
+        max: usize,
+    },
+    /// The device completed a WQE with an error: the write it belongs to, and every
+    /// write after it, did not take effect (the queue flushes everything that follows);
+    /// every write before it did.
+    #[error("{write}: {op:?} WQE {wqe_counter:#06x} ({len} bytes at ICM {icm_addr:#x}) failed with syndrome {syndrome:?} (vendor syndrome {vendor_syndrome:#04x})")]
+    WqeFailed {
+        /// The write.
+        write: WriteId,
+        /// Which WQE of the write's pair: the WRITE or the READ that fences it.
+        op: RdmaOp,
+        /// The WQE's counter on the send queue.
+        wqe_counter: u16,
+        /// The ICM address the write targets.
+        icm_addr: u64,
+        /// The write's length.
+        len: u32,
+        /// The CQE's syndrome.
+        syndrome: Syndrome,
+        /// The CQE's vendor syndrome.
+        vendor_syndrome: u8,
+    },
+    /// The completion queue holds something the ring did not ask for.
+    #[error("unexpected completion (CQE {cqe_index}): {reason}")]
+    BadCompletion {
+        /// The CQE's consumer index.
+        cqe_index: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The device did not complete the outstanding WQEs in time. The ring stays usable:
+    /// a later [`super::SendRing::flush`] waits again.
+    #[error("completions did not arrive within {timeout:?} ({outstanding} WQEs outstanding)")]
+    Timeout {
+        /// The time waited.
+        timeout: Duration,
+        /// WQEs posted and not completed.
+        outstanding: u32,
+    },
+    /// A WQE could not be encoded (a bug: lengths are checked before encoding).
+    #[error("WQE encoding: {0}")]
+    Encode(#[from] WqeError),
+    /// The device seam failed (a doorbell, a ring access, a completion-queue overrun).
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The ring failed earlier and can post nothing more.
+    #[error("the send ring is unusable since an earlier failure: {0}")]
+    Broken(Box<SendError>),
+}
+
+impl SendError {
+    /// True for the errors after which the ring is unusable.
+    pub fn breaks_ring(&self) -> bool {
+        matches!(
+            self,
+            SendError::WqeFailed { .. }
+                | SendError::BadCompletion { .. }
+                | SendError::Device(_)
+                | SendError::Encode(_)
+                | SendError::Broken(_)
+        )
+    }
+}

@@ -1,0 +1,563 @@
+//! The send engine: a steering send ring that writes bytes into ICM through the device's
+//! steering queue.
+//!
+//! [`SendRing::write`] copies the bytes into a registered staging buffer and posts two
+//! WQEs, as rdma-core does: an RDMA WRITE of the staged bytes to the ICM address, then
+//! an RDMA READ of the same span into a scratch ("sync") buffer. The READ completes
+//! only once the WRITE has landed, so a completion for it means the bytes are in ICM.
+//! [`SendRing::flush`] rings the doorbell for everything posted and waits until every
+//! WQE has completed.
+//!
+//! ```text
+//!   staging (registered)          send ring (2^n BBs, one WQE each)         ICM
+//!   [..bytes of write k..] <--- WRITE k: raddr=icm, rkey, data=(lkey,iova,len) ---> icm
+//!                               READ  k: raddr=icm, rkey, data=(sync lkey,len) <--- icm
+//! ```
+//!
+//! - **Batching**: WQEs accumulate in the send ring and one doorbell posts them all:
+//!   at [`SendRing::flush`], when [`SendConfig::doorbell_batch`] WQEs are waiting, or
+//!   when the ring is full.
+//! - **Completions**: every [`SendConfig::signal_every`]-th WQE asks for a CQE, and so
+//!   does the last WQE of every doorbell (its control segment is patched before the
+//!   doorbell makes it visible), so everything posted completes visibly. A CQE
+//!   completes its WQE and every earlier one, which frees their send-ring slots and
+//!   staging bytes.
+//! - **Ring full**: a write that finds no room in the send ring or the staging buffer
+//!   rings the doorbell and polls the completion ring until room appears (or
+//!   [`SendConfig::timeout`] passes).
+//! - **Errors**: an error CQE becomes [`SendError::WqeFailed`], naming the write, the
+//!   WQE and the syndrome. The queue is then in the error state, so the ring is
+//!   unusable from then on and says so ([`SendError::Broken`]).
+//!
+//! The completion ring has at least as many entries as the send ring has WQE slots, and
+//! a device writes at most one CQE per WQE, for a WQE whose slot is not reused before
+//! its CQE is consumed, so the completion ring cannot overrun. Nothing on the
+//! write path allocates: staging, slots and WQE scratch are sized at creation.
+
+mod cq;
+mod error;
+mod staging;
+
+use std::time::{Duration, Instant};
+
+use ste_builder::wqe::{
+    Cqe, CtrlFlags, CtrlSeg, DataSeg, ErrCqe, Payload, RaddrSeg, RdmaOp, RdmaWqe, BB_SIZE,
+    CTRL_SEG_SIZE, DATA_SEG_SIZE, MAX_MESSAGE_LEN, RADDR_SEG_SIZE,
+};
+
+use crate::device::{Device, DmaBuffer, QueueSpec, SteeringQueue};
+use cq::CqReader;
+pub use error::{SendError, WriteId};
+use staging::{Staging, ALIGN};
+
+/// The largest send ring (log2 of BBs): the 16-bit producer counter must tell a full
+/// ring from an empty one.
+pub const MAX_LOG_SQ_BBS: u8 = 15;
+
+// Every WQE this ring posts (control, remote address, one pointer segment) fits in one
+// basic block, so a WQE never wraps around the ring's end.
+const _: () = assert!(CTRL_SEG_SIZE + RADDR_SEG_SIZE + DATA_SEG_SIZE <= BB_SIZE);
+
+/// WQEs each write posts: the WRITE and the READ that fences it.
+const WQES_PER_WRITE: u16 = 2;
+
+/// How a [`SendRing`] is sized and paced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendConfig {
+    /// The send ring has `2^log_sq_bbs` WQE slots (`1..=15`); the completion ring gets
+    /// at least as many entries.
+    pub log_sq_bbs: u8,
+    /// Every `signal_every`-th WQE asks for a completion (at least 1; the last WQE of
+    /// every doorbell asks for one anyway).
+    pub signal_every: u16,
+    /// Ring the doorbell once this many WQEs wait, even without a flush, so that the
+    /// device works while the driver goes on writing (at least 1; a full ring is rung
+    /// anyway).
+    pub doorbell_batch: u16,
+    /// Bytes of staging buffer: a multiple of 64, at least `max_write` rounded up to 64.
+    pub staging_size: usize,
+    /// The largest single write, in bytes (`1..2^31`).
+    pub max_write: usize,
+    /// How long a flush, or a write waiting for room, waits for completions.
+    pub timeout: Duration,
+}
+
+impl Default for SendConfig {
+    /// rdma-core's sizing: 128 write requests per ring, a completion every 8, and
+    /// staging for 8 writes of 1024 STEs (64 KiB each).
+    fn default() -> Self {
+        SendConfig {
+            log_sq_bbs: 8,
+            signal_every: 8,
+            doorbell_batch: 128,
+            staging_size: 512 << 10,
+            max_write: 64 << 10,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SendConfig {
+    fn validate(&self) -> Result<(), SendError> {
+        if self.log_sq_bbs == 0 || self.log_sq_bbs > MAX_LOG_SQ_BBS {
+            return Err(SendError::Config("log_sq_bbs must be in 1..=15"));
+        }
+        if self.signal_every == 0 || self.doorbell_batch == 0 {
+            return Err(SendError::Config(
+                "signal_every and doorbell_batch must be at least 1",
+            ));
+        }
+        if self.max_write == 0 || self.max_write as u64 >= MAX_MESSAGE_LEN {
+            return Err(SendError::Config("max_write must be in 1..2^31"));
+        }
+        if self.staging_size % ALIGN != 0
+            || self.staging_size < self.max_write.div_ceil(ALIGN) * ALIGN
+        {
+            return Err(SendError::Config(
+                "staging_size must be a multiple of 64 holding at least one max_write",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a ring's work since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SendStats {
+    /// Writes accepted.
+    pub writes: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// WQEs posted.
+    pub wqes: u64,
+    /// WQEs that asked for a completion.
+    pub signaled: u64,
+    /// Doorbells rung.
+    pub doorbells: u64,
+    /// CQEs consumed.
+    pub cqes: u64,
+    /// Writes that found the ring (or staging) full and waited for completions.
+    pub full_waits: u64,
+}
+
+/// What the ring remembers about the WQE in one slot until it completes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// The write it belongs to.
+    write: u64,
+    /// The READ of the pair (else the WRITE).
+    read: bool,
+    icm_addr: u64,
+    len: u32,
+    /// Staging released when this WQE completes.
+    stage_end: u64,
+    /// It asks for a CQE.
+    signaled: bool,
+}
+
+/// Waiting for completions with a deadline: spin briefly, then yield.
+struct Waiter {
+    timeout: Duration,
+    deadline: Option<Instant>,
+    idle_rounds: u32,
+}
+
+impl Waiter {
+    fn new(timeout: Duration) -> Waiter {
+        Waiter {
+            timeout,
+            deadline: None,
+            idle_rounds: 0,
+        }
+    }
+
+    /// One round without progress; fails once the deadline has passed.
+    fn idle(&mut self, outstanding: u16) -> Result<(), SendError> {
+        let now = Instant::now();
+        let deadline = *self.deadline.get_or_insert(now + self.timeout);
+        if now >= deadline {
+            return Err(SendError::Timeout {
+                timeout: self.timeout,
+                outstanding: outstanding.into(),
+            });
+        }
+        self.idle_rounds += 1;
+        if self.idle_rounds < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+}
+
+/// A steering send ring: one steering queue with its staging and sync buffers.
+///
+/// Used by one thread at a time (`&mut self`); a domain that writes from several
+/// threads keeps several rings. Dropping the ring waits (up to the timeout) for what
+/// it posted, then destroys the queue and frees the buffers.
+pub struct SendRing {
+    // Dropped first: the queue must be gone before the memory its WQEs point at.
+    queue: Box<dyn SteeringQueue>,
+    staging_buf: Box<dyn DmaBuffer>,
+    sync_buf: Box<dyn DmaBuffer>,
+    cfg: SendConfig,
+    qpn: u32,
+    /// Ring slots minus one.
+    mask: u16,
+    /// The counter of the next WQE to post.
+    sq_head: u16,
+    /// The counter of the oldest WQE not yet completed.
+    sq_tail: u16,
+    /// `sq_head` at the last doorbell.
+    rung: u16,
+    /// WQEs posted since the last one that asked for a CQE.
+    since_signal: u16,
+    slots: Vec<Slot>,
+    staging: Staging,
+    cq: CqReader,
+    next_write: u64,
+    broken: Option<SendError>,
+    stats: SendStats,
+}
+
+impl std::fmt::Debug for SendRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendRing")
+            .field("qpn", &self.qpn)
+            .field("sq_head", &self.sq_head)
+            .field("sq_tail", &self.sq_tail)
+            .field("rung", &self.rung)
+            .field("broken", &self.broken)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SendRing {
+    /// Creates the steering queue and the buffers on `dev`.
+    pub fn new(dev: &dyn Device, cfg: SendConfig) -> Result<SendRing, SendError> {
+        cfg.validate()?;
+        let queue = dev.create_queue(QueueSpec {
+            log_sq_bbs: cfg.log_sq_bbs,
+            log_cq_entries: cfg.log_sq_bbs,
+        })?;
+        // A backend may round the rings up; the ring works with what it got, as long as
+        // every WQE slot can have its CQE.
+        let spec = queue.spec();
+        if spec.log_sq_bbs == 0
+            || spec.log_sq_bbs > MAX_LOG_SQ_BBS
+            || spec.log_cq_entries < spec.log_sq_bbs
+        {
+            return Err(SendError::Config(
+                "the device made a send ring of an unusable size or a smaller completion ring",
+            ));
+        }
+        let staging_buf = dev.alloc_dma(cfg.staging_size)?;
+        let sync_buf = dev.alloc_dma(cfg.max_write.div_ceil(ALIGN) * ALIGN)?;
+        let cq = CqReader::new(queue.cq(), queue.cq_dbrec(), spec.log_cq_entries)?;
+        let slots = 1usize << spec.log_sq_bbs;
+        Ok(SendRing {
+            qpn: queue.qpn(),
+            queue,
+            staging_buf,
+            sync_buf,
+            mask: (slots - 1) as u16,
+            sq_head: 0,
+            sq_tail: 0,
+            rung: 0,
+            since_signal: 0,
+            slots: vec![Slot::default(); slots],
+            staging: Staging::new(cfg.staging_size),
+            cq,
+            next_write: 0,
+            broken: None,
+            stats: SendStats::default(),
+            cfg,
+        })
+    }
+
+    /// The steering queue's QP number.
+    pub fn qpn(&self) -> u32 {
+        self.qpn
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SendConfig {
+        &self.cfg
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> SendStats {
+        self.stats
+    }
+
+    /// WQEs posted and not yet completed.
+    pub fn outstanding(&self) -> u16 {
+        self.sq_head.wrapping_sub(self.sq_tail)
+    }
+
+    /// The error that made the ring unusable, if one did.
+    pub fn failure(&self) -> Option<&SendError> {
+        self.broken.as_ref()
+    }
+
+    /// Queues a write of `data` to ICM address `icm_addr` under `rkey`: the bytes are
+    /// copied, so `data` may be reused at once. The write reaches ICM after a later
+    /// doorbell; [`SendRing::flush`] waits for it. Returns the write's number, which an
+    /// error about it will name.
+    pub fn write(&mut self, icm_addr: u64, rkey: u32, data: &[u8]) -> Result<WriteId, SendError> {
+        self.usable()?;
+        if data.is_empty() || data.len() > self.cfg.max_write {
+            return Err(SendError::BadLength {
+                len: data.len(),
+                max: self.cfg.max_write,
+            });
+        }
+        let r = self.try_write(icm_addr, rkey, data);
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// Posts everything queued and waits until all of it has completed: on `Ok`, every
+    /// write accepted so far is in ICM.
+    pub fn flush(&mut self) -> Result<(), SendError> {
+        self.usable()?;
+        let r = self.try_flush();
+        r.map_err(|e| self.fail(e))
+    }
+
+    fn usable(&self) -> Result<(), SendError> {
+        match &self.broken {
+            Some(e) => Err(SendError::Broken(Box::new(e.clone()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an error that breaks the ring, and passes it on.
+    fn fail(&mut self, e: SendError) -> SendError {
+        if e.breaks_ring() && self.broken.is_none() {
+            self.broken = Some(e.clone());
+        }
+        e
+    }
+
+    fn try_write(&mut self, icm_addr: u64, rkey: u32, data: &[u8]) -> Result<WriteId, SendError> {
+        let offset = self.make_room(data.len())?;
+        self.staging_buf.write(offset, data)?;
+        let len = data.len() as u32;
+        let id = self.next_write;
+        let mut slot = Slot {
+            write: id,
+            read: false,
+            icm_addr,
+            len,
+            stage_end: self.staging.head(),
+            signaled: false,
+        };
+        let staged = DataSeg::new(
+            self.staging_buf.lkey(),
+            self.staging_buf.iova() + offset as u64,
+            len.into(),
+        )?;
+        self.post(RdmaOp::Write, rkey, staged, slot)?;
+        slot.read = true;
+        let sync = DataSeg::new(self.sync_buf.lkey(), self.sync_buf.iova(), len.into())?;
+        self.post(RdmaOp::Read, rkey, sync, slot)?;
+        self.next_write += 1;
+        self.stats.writes += 1;
+        self.stats.bytes += u64::from(len);
+        if self.sq_head.wrapping_sub(self.rung) >= self.cfg.doorbell_batch {
+            self.kick()?;
+        }
+        Ok(WriteId(id))
+    }
+
+    fn try_flush(&mut self) -> Result<(), SendError> {
+        self.kick()?;
+        let mut waiter = Waiter::new(self.cfg.timeout);
+        while self.sq_tail != self.sq_head {
+            if self.reap()? == 0 {
+                waiter.idle(self.outstanding())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Free WQE slots.
+    fn free_slots(&self) -> u32 {
+        u32::from(self.mask) + 1 - u32::from(self.outstanding())
+    }
+
+    /// Waits until a write of `len` bytes fits (two WQE slots and its staging), and
+    /// reserves its staging; returns the staging offset.
+    fn make_room(&mut self, len: usize) -> Result<usize, SendError> {
+        let mut waiter: Option<Waiter> = None;
+        loop {
+            if self.free_slots() >= u32::from(WQES_PER_WRITE) {
+                if let Some(offset) = self.staging.reserve(len) {
+                    return Ok(offset);
+                }
+            }
+            if waiter.is_none() {
+                self.stats.full_waits += 1;
+                waiter = Some(Waiter::new(self.cfg.timeout));
+            }
+            // Let the device work on everything posted, then reap what completed.
+            self.kick()?;
+            if self.reap()? == 0 {
+                if let Some(w) = waiter.as_mut() {
+                    w.idle(self.outstanding())?;
+                }
+            }
+        }
+    }
+
+    /// Encodes one WQE into the next slot.
+    fn post(
+        &mut self,
+        op: RdmaOp,
+        rkey: u32,
+        seg: DataSeg,
+        mut slot: Slot,
+    ) -> Result<(), SendError> {
+        let counter = self.sq_head;
+        self.since_signal += 1;
+        slot.signaled = self.since_signal >= self.cfg.signal_every;
+        if slot.signaled {
+            self.since_signal = 0;
+            self.stats.signaled += 1;
+        }
+        let wqe = RdmaWqe {
+            op,
+            wqe_index: counter,
+            qpn: self.qpn,
+            flags: if slot.signaled {
+                CtrlFlags::CQ_UPDATE
+            } else {
+                CtrlFlags::empty()
+            },
+            remote: RaddrSeg {
+                raddr: slot.icm_addr,
+                rkey,
+            },
+            payload: Payload::Segments(std::slice::from_ref(&seg)),
+        };
+        let mut bb = [0u8; BB_SIZE];
+        wqe.encode(&mut bb)?;
+        let index = usize::from(counter & self.mask);
+        self.queue.sq().write(index * BB_SIZE, &bb)?;
+        self.slots[index] = slot;
+        self.sq_head = counter.wrapping_add(1);
+        self.stats.wqes += 1;
+        Ok(())
+    }
+
+    /// Rings the doorbell for the WQEs posted since the last one, after making the last
+    /// of them ask for a CQE (the device has not seen it yet, so it may be changed).
+    fn kick(&mut self) -> Result<(), SendError> {
+        if self.sq_head == self.rung {
+            return Ok(());
+        }
+        let last = self.sq_head.wrapping_sub(1);
+        let index = usize::from(last & self.mask);
+        if !self.slots[index].signaled {
+            let at = index * BB_SIZE;
+            let mut bytes = [0u8; CTRL_SEG_SIZE];
+            self.queue.sq().read(at, &mut bytes)?;
+            let mut ctrl = CtrlSeg::decode(&bytes)?;
+            ctrl.flags |= CtrlFlags::CQ_UPDATE;
+            ctrl.encode(&mut bytes)?;
+            self.queue.sq().write(at, &bytes)?;
+            self.slots[index].signaled = true;
+            self.since_signal = 0;
+            self.stats.signaled += 1;
+        }
+        self.queue.ring_doorbell(self.sq_head, last)?;
+        self.rung = self.sq_head;
+        self.stats.doorbells += 1;
+        Ok(())
+    }
+
+    /// Consumes every CQE the device has written; returns how many.
+    fn reap(&mut self) -> Result<u32, SendError> {
+        let mut n = 0;
+        loop {
+            let index = self.cq.index();
+            let Some(cqe) = self.cq.next(self.queue.cq())? else {
+                break;
+            };
+            n += 1;
+            self.stats.cqes += 1;
+            let done = match cqe {
+                Cqe::Req(c) if c.qpn == self.qpn => self.complete_through(index, c.wqe_counter),
+                Cqe::Err(e) if e.qpn == self.qpn => Err(self.wqe_failure(index, &e)),
+                other => Err(SendError::BadCompletion {
+                    cqe_index: index,
+                    reason: format!("{other:?} on queue {:#x}", self.qpn),
+                }),
+            };
+            if let Err(e) = done {
+                // Whatever happens next, the device may reuse the slots read so far.
+                let _ = self.cq.publish(self.queue.cq_dbrec());
+                return Err(e);
+            }
+        }
+        if n > 0 {
+            self.cq.publish(self.queue.cq_dbrec())?;
+        }
+        Ok(n)
+    }
+
+    /// The slot of WQE `counter` if it is outstanding.
+    fn outstanding_slot(&self, cqe_index: u32, counter: u16) -> Result<Slot, SendError> {
+        if counter.wrapping_sub(self.sq_tail) >= self.outstanding() {
+            return Err(SendError::BadCompletion {
+                cqe_index,
+                reason: format!(
+                    "WQE counter {counter:#06x} is not outstanding (outstanding: {:#06x}..{:#06x})",
+                    self.sq_tail, self.sq_head
+                ),
+            });
+        }
+        Ok(self.slots[usize::from(counter & self.mask)])
+    }
+
+    /// A CQE for WQE `counter` completes it and every WQE before it.
+    fn complete_through(&mut self, cqe_index: u32, counter: u16) -> Result<(), SendError> {
+        let slot = self.outstanding_slot(cqe_index, counter)?;
+        self.sq_tail = counter.wrapping_add(1);
+        self.staging.release_to(slot.stage_end);
+        Ok(())
+    }
+
+    fn wqe_failure(&self, cqe_index: u32, e: &ErrCqe) -> SendError {
+        match self.outstanding_slot(cqe_index, e.wqe_counter) {
+            Ok(slot) => SendError::WqeFailed {
+                write: WriteId(slot.write),
+                op: if slot.read {
+                    RdmaOp::Read
+                } else {
+                    RdmaOp::Write
+                },
+                wqe_counter: e.wqe_counter,
+                icm_addr: slot.icm_addr,
+                len: slot.len,
+                syndrome: e.syndrome,
+                vendor_syndrome: e.vendor_syndrome,
+            },
+            Err(bad) => bad,
+        }
+    }
+}
+
+impl Drop for SendRing {
+    fn drop(&mut self) {
+        // The device may still read staging for posted WQEs: let them finish first.
+        if self.broken.is_none() && (self.outstanding() > 0 || self.sq_head != self.rung) {
+            let _ = self.try_flush();
+        }
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests;

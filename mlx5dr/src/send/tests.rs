@@ -1,0 +1,446 @@
+//! The send ring against the simulator: bytes in ICM, ring wrap-around, batching and
+//! completion counts, error CQEs, ring-full handling.
+
+use std::sync::Arc;
+
+use ::sim::profile::DeviceModel;
+use ste_builder::wqe::Syndrome;
+
+use super::*;
+use crate::device::sim::SimBackend;
+use crate::device::{IcmKind, IcmRegion};
+
+fn backend() -> SimBackend {
+    SimBackend::of_model(DeviceModel::ConnectX6Dx)
+}
+
+fn region(be: &SimBackend, size: u64) -> IcmRegion {
+    be.alloc_icm(IcmKind::Steering, size, 12).unwrap()
+}
+
+fn icm(be: &SimBackend, addr: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    be.sim().icm().read(addr, &mut out).unwrap();
+    out
+}
+
+/// A small deterministic generator (xorshift64*), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn cqes_written(be: &SimBackend, ring: &SendRing) -> u32 {
+    be.sim()
+        .with_queue(ring.qpn(), |q| q.cq_produced())
+        .unwrap()
+}
+
+#[test]
+fn writes_land_byte_exact() {
+    let be = backend();
+    let r = region(&be, 1 << 20);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    let mut rng = Rng(7);
+    let mut shadow = vec![0u8; 1 << 20];
+    let writes: [(usize, usize); 7] = [
+        (0, 64),
+        (64, 3),
+        (4096, 4096),
+        (200_000, 64 << 10),
+        (70, 10),
+        // Overlapping writes land in order: the later one wins.
+        (4096 + 100, 1000),
+        ((1 << 20) - 64, 64),
+    ];
+    for (i, &(off, len)) in writes.iter().enumerate() {
+        let data = rng.bytes(len);
+        let id = ring.write(r.addr + off as u64, r.rkey, &data).unwrap();
+        assert_eq!(id, WriteId(i as u64));
+        shadow[off..off + len].copy_from_slice(&data);
+    }
+    ring.flush().unwrap();
+    assert_eq!(icm(&be, r.addr, 1 << 20), shadow);
+    assert_eq!(ring.outstanding(), 0);
+
+    // Other ICM kinds are written the same way.
+    let m = be.alloc_icm(IcmKind::ModifyAction, 4096, 0).unwrap();
+    ring.write(m.addr + 8, m.rkey, &[0xab; 24]).unwrap();
+    ring.flush().unwrap();
+    assert_eq!(icm(&be, m.addr, 40)[8..32], [0xab; 24]);
+}
+
+#[test]
+fn many_writes_wrap_both_rings_several_times() {
+    let be = backend();
+    let r = region(&be, 64 << 10);
+    let cfg = SendConfig {
+        log_sq_bbs: 4,
+        signal_every: 4,
+        doorbell_batch: 8,
+        staging_size: 1024,
+        max_write: 256,
+        ..SendConfig::default()
+    };
+    let mut ring = SendRing::new(&be, cfg).unwrap();
+    let mut rng = Rng(42);
+    let mut shadow = vec![0u8; 64 << 10];
+    for i in 0..600u64 {
+        let len = 1 + rng.below(256) as usize;
+        let off = rng.below((64 << 10) - len as u64) as usize;
+        let data = rng.bytes(len);
+        assert_eq!(
+            ring.write(r.addr + off as u64, r.rkey, &data).unwrap(),
+            WriteId(i)
+        );
+        shadow[off..off + len].copy_from_slice(&data);
+        if rng.below(50) == 0 {
+            ring.flush().unwrap();
+            assert_eq!(icm(&be, r.addr, 64 << 10), shadow);
+        }
+    }
+    ring.flush().unwrap();
+    assert_eq!(icm(&be, r.addr, 64 << 10), shadow);
+    let s = ring.stats();
+    assert_eq!((s.writes, s.wqes), (600, 1200));
+    // 1200 WQEs over 16 slots, and far more bytes than the staging holds.
+    assert!(s.wqes >= 16 * 10 && s.bytes >= 1024 * 10, "{s:?}");
+    assert!(s.full_waits > 0, "{s:?}");
+    assert_eq!(s.cqes, u64::from(cqes_written(&be, &ring)));
+}
+
+#[test]
+fn batching_and_completion_counts() {
+    let be = backend();
+    let r = region(&be, 1 << 20);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    let ste = [0x5a; 64];
+    let mut n = 0u64;
+    let mut write = |ring: &mut SendRing, k: u64| {
+        for _ in 0..k {
+            ring.write(r.addr + 64 * n, r.rkey, &ste).unwrap();
+            n += 1;
+        }
+    };
+
+    // 10 writes: 20 WQEs on one doorbell; WQEs 7 and 15 ask for a CQE by the count,
+    // and the last one (19) because it ends the doorbell.
+    write(&mut ring, 10);
+    assert_eq!(ring.stats().doorbells, 0, "nothing rung before the flush");
+    ring.flush().unwrap();
+    let s = ring.stats();
+    assert_eq!((s.wqes, s.doorbells, s.signaled, s.cqes), (20, 1, 3, 3));
+    assert_eq!(cqes_written(&be, &ring), 3);
+
+    // 64 writes: the 128th WQE reaches the doorbell batch and rings it; the flush has
+    // nothing left to ring. Every 8th WQE asks for a CQE, the last one included.
+    write(&mut ring, 64);
+    assert_eq!(ring.stats().doorbells, 2);
+    ring.flush().unwrap();
+    let s = ring.stats();
+    assert_eq!((s.wqes, s.doorbells, s.signaled, s.cqes), (148, 2, 19, 19));
+
+    // 100 writes: a doorbell at 128 WQEs, another for the last 72 at the flush.
+    write(&mut ring, 100);
+    ring.flush().unwrap();
+    let s = ring.stats();
+    assert_eq!((s.wqes, s.doorbells, s.signaled, s.cqes), (348, 4, 44, 44));
+    assert_eq!(cqes_written(&be, &ring), 44);
+    assert_eq!(s.full_waits, 0);
+    for i in 0..n {
+        assert_eq!(icm(&be, r.addr + 64 * i, 64), ste.to_vec());
+    }
+    // A flush with nothing queued rings nothing.
+    ring.flush().unwrap();
+    assert_eq!(ring.stats().doorbells, 4);
+}
+
+/// Ten 64-byte writes to consecutive lines with an error injected on WQE `nth`.
+fn fail_at(nth: u64) -> (SimBackend, IcmRegion, SendRing, SendError) {
+    let be = backend();
+    let r = region(&be, 4096);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    be.sim()
+        .with_queue(ring.qpn(), |q| {
+            q.inject_error(nth, Syndrome::LocalLength, 0x42)
+        })
+        .unwrap();
+    for i in 0..10u64 {
+        ring.write(r.addr + 64 * i, r.rkey, &[i as u8 + 1; 64])
+            .unwrap();
+    }
+    let err = ring.flush().unwrap_err();
+    (be, r, ring, err)
+}
+
+#[test]
+fn an_error_cqe_names_the_write_and_breaks_the_ring() {
+    // WQE 6 is the WRITE of write 3.
+    let (be, r, mut ring, err) = fail_at(6);
+    assert_eq!(
+        err,
+        SendError::WqeFailed {
+            write: WriteId(3),
+            op: RdmaOp::Write,
+            wqe_counter: 6,
+            icm_addr: r.addr + 3 * 64,
+            len: 64,
+            syndrome: Syndrome::LocalLength,
+            vendor_syndrome: 0x42
+        }
+    );
+    assert!(
+        err.to_string().starts_with("write #3: Write WQE 0x0006"),
+        "{err}"
+    );
+    for i in 0..10u64 {
+        let line = icm(&be, r.addr + 64 * i, 64);
+        let want = if i < 3 { [i as u8 + 1; 64] } else { [0; 64] };
+        assert_eq!(line, want.to_vec(), "line {i}");
+    }
+    // From now on the ring refuses everything, naming the first failure.
+    assert_eq!(ring.failure(), Some(&err));
+    assert_eq!(
+        ring.write(r.addr, r.rkey, &[0; 64]),
+        Err(SendError::Broken(Box::new(err.clone())))
+    );
+    assert_eq!(ring.flush(), Err(SendError::Broken(Box::new(err))));
+
+    // WQE 7 is the READ that fences write 3: the write itself landed.
+    let (be, r, _ring, err) = fail_at(7);
+    assert!(matches!(
+        err,
+        SendError::WqeFailed {
+            write: WriteId(3),
+            op: RdmaOp::Read,
+            wqe_counter: 7,
+            ..
+        }
+    ));
+    assert_eq!(icm(&be, r.addr + 3 * 64, 64), vec![4; 64]);
+    assert_eq!(icm(&be, r.addr + 4 * 64, 64), vec![0; 64]);
+}
+
+#[test]
+fn writes_outside_icm_allocations_fail_with_remote_access() {
+    let be = backend();
+    let r = region(&be, 4096);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    ring.write(r.addr, r.rkey, &[1; 64]).unwrap();
+    // Runs 32 bytes past the end of the allocation.
+    ring.write(r.addr + 4096 - 32, r.rkey, &[2; 64]).unwrap();
+    ring.write(r.addr + 64, r.rkey, &[3; 64]).unwrap();
+    match ring.flush() {
+        Err(SendError::WqeFailed {
+            write,
+            op,
+            syndrome,
+            icm_addr,
+            ..
+        }) => {
+            assert_eq!(
+                (write, op, syndrome),
+                (WriteId(1), RdmaOp::Write, Syndrome::RemoteAccess)
+            );
+            assert_eq!(icm_addr, r.addr + 4096 - 32);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(icm(&be, r.addr, 64), vec![1; 64]);
+    assert_eq!(icm(&be, r.addr + 4096 - 64, 64), vec![0; 64]);
+    assert_eq!(icm(&be, r.addr + 64, 64), vec![0; 64]);
+
+    // A wrong rkey, and an address no allocation holds.
+    for (addr, rkey) in [(r.addr, r.rkey ^ 1), (0x40, r.rkey)] {
+        let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+        ring.write(addr, rkey, &[9; 64]).unwrap();
+        assert!(matches!(
+            ring.flush(),
+            Err(SendError::WqeFailed {
+                write: WriteId(0),
+                syndrome: Syndrome::RemoteAccess,
+                ..
+            })
+        ));
+    }
+}
+
+#[test]
+fn a_full_ring_polls_for_room() {
+    let be = backend();
+    let r = region(&be, 1 << 16);
+    // Four writes fill the send ring; two 128-byte writes fill the staging.
+    for (staging_size, max_write) in [(1 << 12, 64), (256, 128)] {
+        let cfg = SendConfig {
+            log_sq_bbs: 3,
+            signal_every: 8,
+            doorbell_batch: 8,
+            staging_size,
+            max_write,
+            ..SendConfig::default()
+        };
+        let mut ring = SendRing::new(&be, cfg).unwrap();
+        for i in 0..50u64 {
+            ring.write(r.addr + 128 * i, r.rkey, &vec![i as u8; max_write])
+                .unwrap();
+            assert!(ring.outstanding() <= 8);
+        }
+        ring.flush().unwrap();
+        let s = ring.stats();
+        assert!(s.full_waits > 0, "{s:?}");
+        assert!(s.doorbells >= 50 * 2 / 8, "{s:?}");
+        for i in 0..50u64 {
+            assert_eq!(
+                icm(&be, r.addr + 128 * i, max_write),
+                vec![i as u8; max_write]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_full_ring_times_out_while_completions_are_held_and_recovers() {
+    let be = backend();
+    let r = region(&be, 4096);
+    let cfg = SendConfig {
+        log_sq_bbs: 3,
+        timeout: Duration::from_millis(50),
+        ..SendConfig::default()
+    };
+    let mut ring = SendRing::new(&be, cfg).unwrap();
+    be.sim()
+        .with_queue(ring.qpn(), |q| q.hold_completions())
+        .unwrap();
+    for i in 0..4u64 {
+        ring.write(r.addr + 64 * i, r.rkey, &[i as u8 + 1; 64])
+            .unwrap();
+    }
+    let err = ring.write(r.addr + 256, r.rkey, &[5; 64]).unwrap_err();
+    assert!(
+        matches!(err, SendError::Timeout { outstanding: 8, .. }),
+        "{err:?}"
+    );
+    assert!(!err.breaks_ring() && ring.failure().is_none());
+    assert_eq!(ring.stats().writes, 4);
+    // The device executed the WQEs; only the completions are late.
+    assert_eq!(icm(&be, r.addr + 192, 64), vec![4; 64]);
+
+    be.sim()
+        .with_queue(ring.qpn(), |q| q.resume_completions())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ring.write(r.addr + 256, r.rkey, &[5; 64]).unwrap(),
+        WriteId(4)
+    );
+    ring.flush().unwrap();
+    assert_eq!(icm(&be, r.addr + 256, 64), vec![5; 64]);
+}
+
+#[test]
+fn lengths_and_configurations_are_checked() {
+    let be = backend();
+    let r = region(&be, 4096);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    let max = 64 << 10;
+    assert_eq!(
+        ring.write(r.addr, r.rkey, &[]),
+        Err(SendError::BadLength { len: 0, max })
+    );
+    assert_eq!(
+        ring.write(r.addr, r.rkey, &vec![0; max + 1]),
+        Err(SendError::BadLength { len: max + 1, max })
+    );
+    // Refused writes change nothing.
+    assert_eq!(ring.write(r.addr, r.rkey, &[1; 8]).unwrap(), WriteId(0));
+    ring.flush().unwrap();
+
+    let bad = [
+        SendConfig {
+            log_sq_bbs: 0,
+            ..SendConfig::default()
+        },
+        SendConfig {
+            log_sq_bbs: 16,
+            ..SendConfig::default()
+        },
+        SendConfig {
+            signal_every: 0,
+            ..SendConfig::default()
+        },
+        SendConfig {
+            doorbell_batch: 0,
+            ..SendConfig::default()
+        },
+        SendConfig {
+            staging_size: 1000,
+            ..SendConfig::default()
+        },
+        SendConfig {
+            staging_size: 1024,
+            max_write: 1025,
+            ..SendConfig::default()
+        },
+        SendConfig {
+            max_write: 0,
+            ..SendConfig::default()
+        },
+    ];
+    for cfg in bad {
+        assert!(
+            matches!(SendRing::new(&be, cfg.clone()), Err(SendError::Config(_))),
+            "{cfg:?}"
+        );
+    }
+}
+
+#[test]
+fn dropping_a_ring_completes_its_writes_and_destroys_its_queue() {
+    let be = backend();
+    let r = region(&be, 4096);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    let qpn = ring.qpn();
+    ring.write(r.addr, r.rkey, &[0x77; 64]).unwrap();
+    drop(ring);
+    assert_eq!(icm(&be, r.addr, 64), vec![0x77; 64]);
+    assert!(be.sim().with_queue(qpn, |_| ()).is_err());
+}
+
+#[test]
+fn rings_on_one_device_work_from_several_threads() {
+    let be = Arc::new(backend());
+    let handles: Vec<_> = (0..4u8)
+        .map(|t| {
+            let be = Arc::clone(&be);
+            std::thread::spawn(move || {
+                let r = region(&be, 1 << 16);
+                let mut ring = SendRing::new(be.as_ref(), SendConfig::default()).unwrap();
+                for i in 0..500u64 {
+                    ring.write(r.addr + i * 64, r.rkey, &[t ^ i as u8; 64])
+                        .unwrap();
+                }
+                ring.flush().unwrap();
+                for i in 0..500u64 {
+                    assert_eq!(icm(&be, r.addr + i * 64, 64), vec![t ^ i as u8; 64]);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

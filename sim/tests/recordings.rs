@@ -1,12 +1,20 @@
 //! Recordings of rdma-core's own software steering (`data/recordings/`, schema in its
-//! README.md): each recording's ICM writes are replayed into the simulator's ICM, the
-//! result must equal the recorded image line for line, and every recorded lookup
-//! expectation and probe is walked with the simulator's packet pipeline.
+//! README.md): each recording's ICM writes are replayed into a simulated device as RDMA
+//! WRITEs on its steering queue, the device's ICM must then equal the recorded image line
+//! for line (and a sample read back with RDMA READs must too), and every recorded lookup
+//! expectation and probe is walked with the simulator's packet pipeline over that ICM,
+//! both as the match value's fields and as a real packet built from the value.
 //!
 //! The folder is `$MLX5DR_RECORDINGS_DIR`, by default the in-repository copy. Each file
 //! prints `<file>: N passed, M failed` and the run ends with `N passed, M failed`; any
-//! failure, an empty folder or a file outside the schema fails the test.
+//! failure, an empty folder or a file outside the schema fails the test. A probe whose
+//! value no real packet carries is walked as a value only; its packet walk is listed as
+//! `SKIPPED` with the reason. (Every rule value must build into a packet.)
 
+// The test plays the driver with the ring helper of the device tests.
+#[allow(dead_code)]
+#[path = "device/driver.rs"]
+mod driver;
 #[path = "recordings/lookups.rs"]
 mod lookups;
 #[path = "recordings/replay.rs"]
@@ -31,23 +39,26 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
-/// Checks one recording: the replay is one check, each expectation and each probe side
-/// one more.
+/// Checks one recording: the replay and the read-back are one check each; each
+/// expectation and each probe side two more (value and packet).
 fn check_file(path: &Path) -> Result<lookups::Tally, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("reading: {e}"))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     let rec = schema::parse(&json).map_err(|e| format!("not a recording: {e}"))?;
-    let icm = replay::icm_for(&rec)?;
+    let mut replayed = replay::device_for(&rec)?;
     let mut tally = lookups::Tally::default();
-    let replayed = replay::replay(&rec, &icm);
-    let mut problems = match replayed {
-        Ok(()) => replay::image_differences(&rec, &icm, 5),
+    let mut problems = match replay::replay(&rec, &mut replayed) {
+        Ok(()) => replay::image_differences(&rec, &replayed, 5),
         Err(e) => vec![e],
     };
     problems.truncate(6);
     tally.record(|| "replay".to_string(), problems);
-    lookups::check(&rec, &icm, &mut tally)?;
+    tally.record(
+        || "read back".to_string(),
+        replay::read_back_differences(&rec, &mut replayed, 5),
+    );
+    lookups::check(&rec, replayed.device.icm(), &mut tally)?;
     Ok(tally)
 }
 
@@ -81,6 +92,9 @@ fn recordings_replay_and_lookups() {
                 }
                 if t.failed.len() > 20 {
                     say(&format!("  ... and {} more", t.failed.len() - 20));
+                }
+                for s in &t.skipped {
+                    say(&format!("  SKIPPED {s}"));
                 }
                 passed += t.passed;
                 failed += t.failed.len();

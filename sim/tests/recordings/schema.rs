@@ -216,6 +216,8 @@ pub struct Recording {
     pub gvmi: u16,
     /// `log_steering_sw_icm_size`, when given.
     pub log_icm_size: Option<u8>,
+    /// `max_log_sw_icm_sz` (log2 of the largest hash table, in STEs), when given.
+    pub max_log_sw_icm_sz: Option<u8>,
     pub sides: BTreeMap<Side, SideAddrs>,
     /// Firmware-owned addresses and what they are.
     pub firmware: BTreeMap<u64, Terminal>,
@@ -256,6 +258,15 @@ fn default_terminal(domain: &str) -> Result<Terminal, SchemaError> {
     }
 }
 
+/// A log2 size: an address-space exponent below 48.
+fn log2_field(o: Obj<'_>, key: &str) -> Result<Option<u8>, SchemaError> {
+    match o.opt_u64(key)? {
+        Some(l) if l < 48 => Ok(Some(l as u8)),
+        Some(l) => Err(format!("{}.{key}: log2 size {l} is not below 48", o.path)),
+        None => Ok(None),
+    }
+}
+
 /// Parses a recording.
 pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
     let top = Obj::of("$", v)?;
@@ -264,7 +275,7 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
 
     // Firmware addresses: from the fake device's capabilities, then the domain's.
     let mut firmware = BTreeMap::new();
-    let (mut version, mut gvmi, mut log_icm_size) = (1u8, 0u16, None);
+    let (mut version, mut gvmi, mut log_icm_size, mut max_log_sw_icm_sz) = (1u8, 0u16, None, None);
     let mut fake_sides = BTreeMap::new();
     if let Some(fd) = top.opt("fake_device") {
         let fd = Obj::of("$.fake_device", fd)?;
@@ -272,7 +283,8 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
             version = u8::try_from(v).map_err(|_| "steering_format_version too large")?;
         }
         gvmi = fd.opt_u64("gvmi")?.unwrap_or(0) as u16;
-        log_icm_size = fd.opt_u64("log_steering_sw_icm_size")?.map(|l| l as u8);
+        log_icm_size = log2_field(fd, "log_steering_sw_icm_size")?;
+        max_log_sw_icm_sz = log2_field(fd, "max_log_sw_icm_sz")?;
         for (key, t) in [
             ("nic_rx_drop_icm", Terminal::Drop),
             ("nic_tx_drop_icm", Terminal::Drop),
@@ -470,6 +482,7 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
         steering_format_version: version,
         gvmi,
         log_icm_size,
+        max_log_sw_icm_sz,
         sides,
         firmware,
         tables,

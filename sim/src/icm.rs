@@ -250,6 +250,8 @@ pub struct Icm {
     ranges: Vec<Range>,
     /// Live allocations by start address.
     allocs: RwLock<BTreeMap<u64, IcmAlloc>>,
+    /// Start address of the live allocation of each rkey.
+    by_rkey: RwLock<std::collections::HashMap<u32, u64>>,
     next_rkey: Mutex<u32>,
 }
 
@@ -293,6 +295,7 @@ impl Icm {
         Icm {
             ranges: layouts.iter().map(|&l| Range::new(l)).collect(),
             allocs: RwLock::new(BTreeMap::new()),
+            by_rkey: RwLock::new(std::collections::HashMap::new()),
             next_rkey: Mutex::new(0x100),
         }
     }
@@ -345,6 +348,10 @@ impl Icm {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(addr, alloc);
+        self.by_rkey
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rkey, addr);
         Ok(alloc)
     }
 
@@ -357,6 +364,10 @@ impl Icm {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&addr)
             .ok_or(IcmError::BadFree(addr))?;
+        self.by_rkey
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&alloc.rkey);
         let range = self.range_of_kind(alloc.kind)?;
         range.give_back(alloc.addr, alloc.size);
         Ok(alloc)
@@ -372,6 +383,30 @@ impl Icm {
             return Err(oob);
         }
         Ok(*a)
+    }
+
+    /// Resolves an RDMA remote address the way the steering queue sees it: ICM is
+    /// registered zero-based (`IBV_ACCESS_ZERO_BASED`, as rdma-core registers it), so a
+    /// WQE names a byte `offset` into the allocation whose key is `rkey`. Returns the ICM
+    /// address of `[offset, offset + len)`, which must lie inside that allocation.
+    pub fn resolve(&self, rkey: u32, offset: u64, len: u64) -> Result<u64, IcmError> {
+        let allocs = self.allocs.read().unwrap_or_else(|e| e.into_inner());
+        let base = *self
+            .by_rkey
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&rkey)
+            .ok_or(IcmError::BadRkey { rkey, addr: offset })?;
+        let a = allocs
+            .get(&base)
+            .ok_or(IcmError::BadRkey { rkey, addr: offset })?;
+        match offset.checked_add(len) {
+            Some(end) if end <= a.size => Ok(a.addr + offset),
+            _ => Err(IcmError::OutOfBounds {
+                addr: a.addr.saturating_add(offset),
+                len,
+            }),
+        }
     }
 
     /// Checks that `rkey` is the key of the allocation holding `[addr, addr + len)`.
@@ -497,8 +532,19 @@ mod tests {
             icm.check_rkey(a.rkey + 1, a.addr, 64),
             Err(IcmError::BadRkey { .. })
         ));
+        // Zero-based remote addresses: offsets into the allocation of the rkey.
+        assert_eq!(icm.resolve(a.rkey, 4032, 64), Ok(a.addr + 4032));
+        assert!(matches!(
+            icm.resolve(a.rkey, 4033, 64),
+            Err(IcmError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            icm.resolve(a.rkey + 1, 0, 64),
+            Err(IcmError::BadRkey { .. })
+        ));
         icm.free(a.addr).unwrap();
         assert!(icm.read_line(a.addr).is_err());
+        assert!(icm.resolve(a.rkey, 0, 64).is_err());
     }
 
     #[test]

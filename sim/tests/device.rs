@@ -269,9 +269,11 @@ impl Rig {
         }
     }
 
-    fn post(&mut self, writes: &[Write], rkey: u32) {
+    /// Posts writes into the table's ICM allocation.
+    fn post(&mut self, writes: &[Write]) {
+        let icm = self.table.icm;
         for w in writes {
-            self.ring.write(&self.dev, w.addr, rkey, &w.bytes).unwrap();
+            self.ring.write(&self.dev, &icm, w.addr, &w.bytes).unwrap();
         }
     }
 
@@ -280,7 +282,7 @@ impl Rig {
     /// Returns the SW table's id and the kernel root table's.
     fn install_table(&mut self) -> (u32, u32) {
         let writes = self.table.create();
-        self.post(&writes, self.table.icm.rkey);
+        self.post(&writes);
         self.ring.flush(&self.dev).unwrap();
         let sw = create_sw_table(&self.dev, TableType::NicRx, 1, self.table.root, 0).unwrap();
         let kernel_root = self
@@ -307,7 +309,7 @@ impl Rig {
             .table
             .add_rule(value, &self.caps, &set, &attr)
             .unwrap_or_else(|e| panic!("{:?}: {e}", self.format));
-        self.post(&writes, self.table.icm.rkey);
+        self.post(&writes);
         place
     }
 
@@ -329,7 +331,7 @@ impl Rig {
             .alloc_icm(IcmKind::ModifyAction, list.len() as u64, 6)
             .unwrap();
         self.ring
-            .write(&self.dev, alloc.addr, alloc.rkey, &list)
+            .write(&self.dev, &alloc, alloc.addr, &list)
             .unwrap();
         ((alloc.addr - self.profile.header_modify_sw_icm_start) / 64) as u32
     }
@@ -455,7 +457,7 @@ fn rule_set(model: DeviceModel) {
         attr,
     );
     let connect = rig.table.connect_root();
-    rig.post(&[connect], rig.table.icm.rkey);
+    rig.post(&[connect]);
     rig.ring.flush(&rig.dev).unwrap();
     let stats = rig.ring.stats();
     assert!(
@@ -464,7 +466,7 @@ fn rule_set(model: DeviceModel) {
     );
 
     // What the driver wrote is what the device holds, read back with RDMA READs.
-    let rkey = rig.table.icm.rkey;
+    let icm = rig.table.icm;
     let places = [
         Some(tag_rule),
         Some(drop_rule),
@@ -474,9 +476,9 @@ fn rule_set(model: DeviceModel) {
     ];
     let mut reads = Vec::new();
     for p in places.iter().flatten() {
-        reads.push((p.ste, rig.ring.read(&rig.dev, p.ste, rkey, 64).unwrap()));
+        reads.push((p.ste, rig.ring.read(&rig.dev, &icm, p.ste, 64).unwrap()));
     }
-    let root_read = rig.ring.read(&rig.dev, rig.table.root, rkey, 64).unwrap();
+    let root_read = rig.ring.read(&rig.dev, &icm, rig.table.root, 64).unwrap();
     rig.ring.flush(&rig.dev).unwrap();
     for (addr, at) in reads.into_iter().chain([(rig.table.root, root_read)]) {
         let posted = rig.table.posted(addr, 64).bytes;
@@ -659,7 +661,7 @@ fn colliding_rules_chain_behind_their_slot() {
             rules.push((v, place));
         }
         let connect = rig.table.connect_root();
-        rig.post(&[connect], rig.table.icm.rkey);
+        rig.post(&[connect]);
         rig.ring.flush(&rig.dev).unwrap();
         assert!(rules.iter().any(|(_, p)| p.depth >= 2), "{model:?}");
 
@@ -720,7 +722,7 @@ fn error_cqe_on_the_nth_wqe_stops_the_queue() {
     let mut indexes = Vec::new();
     for i in 0..8u8 {
         let bytes = [i + 1; 64];
-        indexes.push(ring.write(&dev, line(i.into()), icm.rkey, &bytes).unwrap());
+        indexes.push(ring.write(&dev, &icm, line(i.into()), &bytes).unwrap());
     }
     let err = ring.flush(&dev).unwrap_err();
     let DriverError::Cqe(cqe) = err else {
@@ -752,7 +754,7 @@ fn error_cqe_on_the_nth_wqe_stops_the_queue() {
     assert_eq!(flushed[..4], indexes[4..]);
     assert_eq!(flushed.len(), 5, "4 writes and the NOP");
     // A WQE posted after the error is flushed too, and ICM stays as it was.
-    ring.write(&dev, line(0), icm.rkey, &[0xee; 64]).unwrap();
+    ring.write(&dev, &icm, line(0), &[0xee; 64]).unwrap();
     let err = ring.ring(&dev);
     assert!(
         matches!(err, Err(DriverError::Cqe(c)) if c.syndrome == Syndrome::WrFlush),
@@ -804,7 +806,7 @@ fn a_probe_packet_is_classified_between_any_two_writes() {
     rig.rule(&probe, &[ActionType::Tag, ActionType::Ctr], attr);
     let connect = rig.table.connect_root();
     let root = connect.addr;
-    rig.post(&[connect], rig.table.icm.rkey);
+    rig.post(&[connect]);
     rig.ring.flush(&rig.dev).unwrap();
     rig.dev
         .with_queue(rig.ring.qpn(), |q| q.set_wqe_hook(None))

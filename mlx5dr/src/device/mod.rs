@@ -116,6 +116,13 @@ pub enum IcmKind {
 
 /// A live SW-ICM allocation: `size` bytes at ICM address `addr`, reachable by the
 /// steering queue under `rkey`.
+///
+/// The registration behind `rkey` is zero-based (rdma-core registers SW-ICM with
+/// `IBV_ACCESS_ZERO_BASED`): an RDMA WQE aimed at the region carries the byte offset
+/// `icm_addr - addr` as its remote address, never the ICM address itself. The region is
+/// therefore what a write into ICM is aimed with: [`crate::send::SendRing::write`] takes
+/// it with an ICM address inside it and makes the offset, so whatever hands out pieces
+/// of a region (the ICM pool) hands out the region with each piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IcmRegion {
     /// Its kind.

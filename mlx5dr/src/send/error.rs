@@ -36,6 +36,19 @@ pub enum SendError {
         /// The ring's largest write.
         max: usize,
     },
+    /// A write's span is not wholly inside the ICM region it was aimed at (nothing was
+    /// posted).
+    #[error("{len} bytes at ICM {icm_addr:#x} are outside the ICM region {region_addr:#x} + {region_size:#x}")]
+    OutsideRegion {
+        /// The ICM address of the write.
+        icm_addr: u64,
+        /// The write's length.
+        len: usize,
+        /// The region's first ICM address.
+        region_addr: u64,
+        /// The region's size.
+        region_size: u64,
+    },
     /// The device completed a WQE with an error: the write it belongs to, and every
     /// write after it, did not take effect (the queue flushes everything that follows);
     /// every write before it did.
@@ -47,7 +60,8 @@ pub enum SendError {
         op: RdmaOp,
         /// The WQE's counter on the send queue.
         wqe_counter: u16,
-        /// The ICM address the write targets.
+        /// The ICM address the write targets (the absolute address, not the offset the
+        /// WQE carried).
         icm_addr: u64,
         /// The write's length.
         len: u32,

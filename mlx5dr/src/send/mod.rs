@@ -8,10 +8,20 @@
 //! [`SendRing::flush`] rings the doorbell for everything posted and waits until every
 //! WQE has completed.
 //!
+//! - **Remote addresses**: SW-ICM is registered zero-based (rdma-core registers it
+//!   with `IBV_ACCESS_ZERO_BASED`), so the remote address a WQE carries is the byte
+//!   offset into the ICM region its rkey names, not the ICM address. A write names its
+//!   target as the [`IcmRegion`] and an ICM address inside it; the ring checks that the
+//!   whole span lies in the region and posts `icm_addr - region.addr` under
+//!   `region.rkey`. An address aimed with the wrong region lies outside it and is
+//!   refused, so no WQE carries an absolute address or another region's offset.
+//!   Errors still name the ICM address.
+//!
 //! ```text
-//!   staging (registered)          send ring (2^n BBs, one WQE each)         ICM
-//!   [..bytes of write k..] <--- WRITE k: raddr=icm, rkey, data=(lkey,iova,len) ---> icm
-//!                               READ  k: raddr=icm, rkey, data=(sync lkey,len) <--- icm
+//!   staging (registered)          send ring (2^n BBs, one WQE each)           ICM
+//!   [..bytes of write k..] <--- WRITE k: raddr=off, rkey, data=(lkey,iova,len) ---> region
+//!                               READ  k: raddr=off, rkey, data=(sync lkey,len) <--- region
+//!                               (off = icm_addr - region.addr)
 //! ```
 //!
 //! - **Batching**: WQEs accumulate in the send ring and one doorbell posts them all:
@@ -45,7 +55,7 @@ use ste_builder::wqe::{
     CTRL_SEG_SIZE, DATA_SEG_SIZE, MAX_MESSAGE_LEN, RADDR_SEG_SIZE,
 };
 
-use crate::device::{Device, DmaBuffer, QueueSpec, SteeringQueue};
+use crate::device::{Device, DmaBuffer, IcmRegion, QueueSpec, SteeringQueue};
 use cq::CqReader;
 pub use error::{SendError, WriteId};
 use staging::{Staging, ALIGN};
@@ -147,6 +157,7 @@ struct Slot {
     write: u64,
     /// The READ of the pair (else the WRITE).
     read: bool,
+    /// The ICM address written (errors name it).
     icm_addr: u64,
     len: u32,
     /// Staging released when this WQE completes.
@@ -302,11 +313,20 @@ impl SendRing {
         self.broken.as_ref()
     }
 
-    /// Queues a write of `data` to ICM address `icm_addr` under `rkey`: the bytes are
-    /// copied, so `data` may be reused at once. The write reaches ICM after a later
-    /// doorbell; [`SendRing::flush`] waits for it. Returns the write's number, which an
-    /// error about it will name.
-    pub fn write(&mut self, icm_addr: u64, rkey: u32, data: &[u8]) -> Result<WriteId, SendError> {
+    /// Queues a write of `data` to ICM address `icm_addr`, which lies in `region` (the
+    /// ICM allocation it belongs to, whose rkey and base make the WQE's remote address):
+    /// the bytes are copied, so `data` may be reused at once. The write reaches ICM after
+    /// a later doorbell; [`SendRing::flush`] waits for it. Returns the write's number,
+    /// which an error about it will name.
+    ///
+    /// A span not wholly inside `region` is refused with [`SendError::OutsideRegion`]
+    /// before anything is posted.
+    pub fn write(
+        &mut self,
+        region: &IcmRegion,
+        icm_addr: u64,
+        data: &[u8],
+    ) -> Result<WriteId, SendError> {
         self.usable()?;
         if data.is_empty() || data.len() > self.cfg.max_write {
             return Err(SendError::BadLength {
@@ -314,7 +334,8 @@ impl SendRing {
                 max: self.cfg.max_write,
             });
         }
-        let r = self.try_write(icm_addr, rkey, data);
+        let remote = remote_of(region, icm_addr, data.len())?;
+        let r = self.try_write(remote, icm_addr, data);
         r.map_err(|e| self.fail(e))
     }
 
@@ -341,7 +362,12 @@ impl SendRing {
         e
     }
 
-    fn try_write(&mut self, icm_addr: u64, rkey: u32, data: &[u8]) -> Result<WriteId, SendError> {
+    fn try_write(
+        &mut self,
+        remote: RaddrSeg,
+        icm_addr: u64,
+        data: &[u8],
+    ) -> Result<WriteId, SendError> {
         let offset = self.make_room(data.len())?;
         self.staging_buf.write(offset, data)?;
         let len = data.len() as u32;
@@ -359,10 +385,10 @@ impl SendRing {
             self.staging_buf.iova() + offset as u64,
             len.into(),
         )?;
-        self.post(RdmaOp::Write, rkey, staged, slot)?;
+        self.post(RdmaOp::Write, remote, staged, slot)?;
         slot.read = true;
         let sync = DataSeg::new(self.sync_buf.lkey(), self.sync_buf.iova(), len.into())?;
-        self.post(RdmaOp::Read, rkey, sync, slot)?;
+        self.post(RdmaOp::Read, remote, sync, slot)?;
         self.next_write += 1;
         self.stats.writes += 1;
         self.stats.bytes += u64::from(len);
@@ -416,7 +442,7 @@ impl SendRing {
     fn post(
         &mut self,
         op: RdmaOp,
-        rkey: u32,
+        remote: RaddrSeg,
         seg: DataSeg,
         mut slot: Slot,
     ) -> Result<(), SendError> {
@@ -436,10 +462,7 @@ impl SendRing {
             } else {
                 CtrlFlags::empty()
             },
-            remote: RaddrSeg {
-                raddr: slot.icm_addr,
-                rkey,
-            },
+            remote,
             payload: Payload::Segments(std::slice::from_ref(&seg)),
         };
         let mut bb = [0u8; BB_SIZE];
@@ -548,6 +571,29 @@ impl SendRing {
             Err(bad) => bad,
         }
     }
+}
+
+/// The remote-address segment of `len` bytes at ICM address `icm_addr` in `region`:
+/// the region's rkey and the offset into it (ICM is registered zero-based). The span
+/// must lie wholly inside the region.
+fn remote_of(region: &IcmRegion, icm_addr: u64, len: usize) -> Result<RaddrSeg, SendError> {
+    let offset = icm_addr.wrapping_sub(region.addr);
+    let inside = icm_addr >= region.addr
+        && offset
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= region.size);
+    if !inside {
+        return Err(SendError::OutsideRegion {
+            icm_addr,
+            len,
+            region_addr: region.addr,
+            region_size: region.size,
+        });
+    }
+    Ok(RaddrSeg {
+        raddr: offset,
+        rkey: region.rkey,
+    })
 }
 
 impl Drop for SendRing {

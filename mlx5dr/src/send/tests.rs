@@ -69,7 +69,7 @@ fn writes_land_byte_exact() {
     ];
     for (i, &(off, len)) in writes.iter().enumerate() {
         let data = rng.bytes(len);
-        let id = ring.write(r.addr + off as u64, r.rkey, &data).unwrap();
+        let id = ring.write(&r, r.addr + off as u64, &data).unwrap();
         assert_eq!(id, WriteId(i as u64));
         shadow[off..off + len].copy_from_slice(&data);
     }
@@ -79,7 +79,7 @@ fn writes_land_byte_exact() {
 
     // Other ICM kinds are written the same way.
     let m = be.alloc_icm(IcmKind::ModifyAction, 4096, 0).unwrap();
-    ring.write(m.addr + 8, m.rkey, &[0xab; 24]).unwrap();
+    ring.write(&m, m.addr + 8, &[0xab; 24]).unwrap();
     ring.flush().unwrap();
     assert_eq!(icm(&be, m.addr, 40)[8..32], [0xab; 24]);
 }
@@ -104,7 +104,7 @@ fn many_writes_wrap_both_rings_several_times() {
         let off = rng.below((64 << 10) - len as u64) as usize;
         let data = rng.bytes(len);
         assert_eq!(
-            ring.write(r.addr + off as u64, r.rkey, &data).unwrap(),
+            ring.write(&r, r.addr + off as u64, &data).unwrap(),
             WriteId(i)
         );
         shadow[off..off + len].copy_from_slice(&data);
@@ -132,7 +132,7 @@ fn batching_and_completion_counts() {
     let mut n = 0u64;
     let mut write = |ring: &mut SendRing, k: u64| {
         for _ in 0..k {
-            ring.write(r.addr + 64 * n, r.rkey, &ste).unwrap();
+            ring.write(&r, r.addr + 64 * n, &ste).unwrap();
             n += 1;
         }
     };
@@ -180,8 +180,7 @@ fn fail_at(nth: u64) -> (SimBackend, IcmRegion, SendRing, SendError) {
         })
         .unwrap();
     for i in 0..10u64 {
-        ring.write(r.addr + 64 * i, r.rkey, &[i as u8 + 1; 64])
-            .unwrap();
+        ring.write(&r, r.addr + 64 * i, &[i as u8 + 1; 64]).unwrap();
     }
     let err = ring.flush().unwrap_err();
     (be, r, ring, err)
@@ -215,7 +214,7 @@ fn an_error_cqe_names_the_write_and_breaks_the_ring() {
     // From now on the ring refuses everything, naming the first failure.
     assert_eq!(ring.failure(), Some(&err));
     assert_eq!(
-        ring.write(r.addr, r.rkey, &[0; 64]),
+        ring.write(&r, r.addr, &[0; 64]),
         Err(SendError::Broken(Box::new(err.clone())))
     );
     assert_eq!(ring.flush(), Err(SendError::Broken(Box::new(err))));
@@ -235,15 +234,83 @@ fn an_error_cqe_names_the_write_and_breaks_the_ring() {
     assert_eq!(icm(&be, r.addr + 4 * 64, 64), vec![0; 64]);
 }
 
+/// The remote address in both WQEs of a write is the offset into the region (ICM is
+/// registered zero-based), under the region's rkey.
 #[test]
-fn writes_outside_icm_allocations_fail_with_remote_access() {
+fn wqes_carry_the_offset_into_the_region() {
+    let be = backend();
+    let first = region(&be, 4096);
+    let r = region(&be, 8192);
+    assert_ne!(r.addr, 0);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    ring.write(&r, r.addr + 4160, &[0x3c; 64]).unwrap();
+    for slot in 0..2 {
+        let mut bb = [0u8; BB_SIZE];
+        ring.queue.sq().read(slot * BB_SIZE, &mut bb).unwrap();
+        let remote = RaddrSeg::decode(&bb[CTRL_SEG_SIZE..]).unwrap();
+        assert_eq!(
+            remote,
+            RaddrSeg {
+                raddr: 4160,
+                rkey: r.rkey
+            },
+            "WQE {slot}"
+        );
+    }
+    ring.flush().unwrap();
+    assert_eq!(icm(&be, r.addr + 4160, 64), vec![0x3c; 64]);
+    // The same offset in the other region is untouched.
+    assert_eq!(icm(&be, first.addr, 4096), vec![0; 4096]);
+}
+
+#[test]
+fn writes_outside_their_region_are_refused_before_posting() {
     let be = backend();
     let r = region(&be, 4096);
+    let other = region(&be, 4096);
     let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
-    ring.write(r.addr, r.rkey, &[1; 64]).unwrap();
-    // Runs 32 bytes past the end of the allocation.
-    ring.write(r.addr + 4096 - 32, r.rkey, &[2; 64]).unwrap();
-    ring.write(r.addr + 64, r.rkey, &[3; 64]).unwrap();
+    let outside = |icm_addr, len| SendError::OutsideRegion {
+        icm_addr,
+        len,
+        region_addr: r.addr,
+        region_size: 4096,
+    };
+    // Running 32 bytes past the end, starting before the start, and an address of
+    // another region (whose offset would be small enough to land somewhere).
+    for (addr, len) in [
+        (r.addr + 4096 - 32, 64),
+        (r.addr.wrapping_sub(64), 64),
+        (other.addr, 64),
+        (u64::MAX - 8, 64),
+    ] {
+        assert_eq!(ring.write(&r, addr, &vec![2; len]), Err(outside(addr, len)));
+    }
+    // Nothing was posted and the ring goes on.
+    assert_eq!((ring.stats().writes, ring.stats().wqes), (0, 0));
+    assert!(ring.failure().is_none());
+    assert_eq!(ring.write(&r, r.addr + 4096 - 64, &[1; 64]), Ok(WriteId(0)));
+    ring.flush().unwrap();
+    assert_eq!(icm(&be, r.addr + 4096 - 64, 64), vec![1; 64]);
+    assert_eq!(icm(&be, other.addr, 64), vec![0; 64]);
+    let err = ring.write(&r, r.addr + 4096, &[1; 1]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("1 bytes at ICM {:#x} are outside", r.addr + 4096)),
+        "{err}"
+    );
+}
+
+#[test]
+fn regions_the_device_does_not_know_fail_with_remote_access() {
+    let be = backend();
+    let r = region(&be, 4096);
+    // A region claiming more than the device allocated: the ring lets the write
+    // through, the device refuses it, and the error names the ICM address.
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    let larger = IcmRegion { size: 8192, ..r };
+    ring.write(&r, r.addr, &[1; 64]).unwrap();
+    ring.write(&larger, r.addr + 4096 - 32, &[2; 64]).unwrap();
+    ring.write(&r, r.addr + 64, &[3; 64]).unwrap();
     match ring.flush() {
         Err(SendError::WqeFailed {
             write,
@@ -264,10 +331,18 @@ fn writes_outside_icm_allocations_fail_with_remote_access() {
     assert_eq!(icm(&be, r.addr + 4096 - 64, 64), vec![0; 64]);
     assert_eq!(icm(&be, r.addr + 64, 64), vec![0; 64]);
 
-    // A wrong rkey, and an address no allocation holds.
-    for (addr, rkey) in [(r.addr, r.rkey ^ 1), (0x40, r.rkey)] {
+    // A wrong rkey, and a region freed since.
+    let freed = region(&be, 4096);
+    be.free_icm(&freed).unwrap();
+    for target in [
+        IcmRegion {
+            rkey: r.rkey ^ 1,
+            ..r
+        },
+        freed,
+    ] {
         let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
-        ring.write(addr, rkey, &[9; 64]).unwrap();
+        ring.write(&target, target.addr, &[9; 64]).unwrap();
         assert!(matches!(
             ring.flush(),
             Err(SendError::WqeFailed {
@@ -277,6 +352,7 @@ fn writes_outside_icm_allocations_fail_with_remote_access() {
             })
         ));
     }
+    assert_eq!(icm(&be, r.addr, 64), vec![1; 64]);
 }
 
 #[test]
@@ -295,7 +371,7 @@ fn a_full_ring_polls_for_room() {
         };
         let mut ring = SendRing::new(&be, cfg).unwrap();
         for i in 0..50u64 {
-            ring.write(r.addr + 128 * i, r.rkey, &vec![i as u8; max_write])
+            ring.write(&r, r.addr + 128 * i, &vec![i as u8; max_write])
                 .unwrap();
             assert!(ring.outstanding() <= 8);
         }
@@ -326,10 +402,9 @@ fn a_full_ring_times_out_while_completions_are_held_and_recovers() {
         .with_queue(ring.qpn(), |q| q.hold_completions())
         .unwrap();
     for i in 0..4u64 {
-        ring.write(r.addr + 64 * i, r.rkey, &[i as u8 + 1; 64])
-            .unwrap();
+        ring.write(&r, r.addr + 64 * i, &[i as u8 + 1; 64]).unwrap();
     }
-    let err = ring.write(r.addr + 256, r.rkey, &[5; 64]).unwrap_err();
+    let err = ring.write(&r, r.addr + 256, &[5; 64]).unwrap_err();
     assert!(
         matches!(err, SendError::Timeout { outstanding: 8, .. }),
         "{err:?}"
@@ -343,10 +418,7 @@ fn a_full_ring_times_out_while_completions_are_held_and_recovers() {
         .with_queue(ring.qpn(), |q| q.resume_completions())
         .unwrap()
         .unwrap();
-    assert_eq!(
-        ring.write(r.addr + 256, r.rkey, &[5; 64]).unwrap(),
-        WriteId(4)
-    );
+    assert_eq!(ring.write(&r, r.addr + 256, &[5; 64]).unwrap(), WriteId(4));
     ring.flush().unwrap();
     assert_eq!(icm(&be, r.addr + 256, 64), vec![5; 64]);
 }
@@ -358,15 +430,15 @@ fn lengths_and_configurations_are_checked() {
     let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
     let max = 64 << 10;
     assert_eq!(
-        ring.write(r.addr, r.rkey, &[]),
+        ring.write(&r, r.addr, &[]),
         Err(SendError::BadLength { len: 0, max })
     );
     assert_eq!(
-        ring.write(r.addr, r.rkey, &vec![0; max + 1]),
+        ring.write(&r, r.addr, &vec![0; max + 1]),
         Err(SendError::BadLength { len: max + 1, max })
     );
     // Refused writes change nothing.
-    assert_eq!(ring.write(r.addr, r.rkey, &[1; 8]).unwrap(), WriteId(0));
+    assert_eq!(ring.write(&r, r.addr, &[1; 8]).unwrap(), WriteId(0));
     ring.flush().unwrap();
 
     let bad = [
@@ -414,7 +486,7 @@ fn dropping_a_ring_completes_its_writes_and_destroys_its_queue() {
     let r = region(&be, 4096);
     let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
     let qpn = ring.qpn();
-    ring.write(r.addr, r.rkey, &[0x77; 64]).unwrap();
+    ring.write(&r, r.addr, &[0x77; 64]).unwrap();
     drop(ring);
     assert_eq!(icm(&be, r.addr, 64), vec![0x77; 64]);
     assert!(be.sim().with_queue(qpn, |_| ()).is_err());
@@ -430,8 +502,7 @@ fn rings_on_one_device_work_from_several_threads() {
                 let r = region(&be, 1 << 16);
                 let mut ring = SendRing::new(be.as_ref(), SendConfig::default()).unwrap();
                 for i in 0..500u64 {
-                    ring.write(r.addr + i * 64, r.rkey, &[t ^ i as u8; 64])
-                        .unwrap();
+                    ring.write(&r, r.addr + i * 64, &[t ^ i as u8; 64]).unwrap();
                 }
                 ring.flush().unwrap();
                 for i in 0..500u64 {

@@ -1,7 +1,8 @@
 //! Executing one decoded RDMA WQE against ICM and registered host memory.
 //!
-//! Every check comes before the first byte moves: the rkey must cover the whole ICM
-//! target in one allocation, and every pointer segment must resolve inside its
+//! Every check comes before the first byte moves: the remote address is an offset into
+//! the zero-based registration of the rkey's ICM allocation ([`Icm::resolve`]) and the
+//! whole target must lie inside it, and every pointer segment must resolve inside its
 //! registration. A WQE that fails therefore leaves ICM and host memory untouched (only
 //! a concurrent free or deregistration between check and copy can cut a copy short; it
 //! still fails with the matching syndrome).
@@ -42,10 +43,12 @@ pub(crate) fn rdma(
 ) -> Result<u32, Syndrome> {
     let total = data.total_len();
     // A zero-length operation touches no remote memory, so there is nothing to check.
-    if total > 0 {
-        icm.check_rkey(remote.rkey, remote.raddr, total)
-            .map_err(|_| Syndrome::RemoteAccess)?;
-    }
+    let base = if total > 0 {
+        icm.resolve(remote.rkey, remote.raddr, total)
+            .map_err(|_| Syndrome::RemoteAccess)?
+    } else {
+        0
+    };
     spans.clear();
     for chunk in data {
         match chunk {
@@ -58,7 +61,7 @@ pub(crate) fn rdma(
             DataChunk::Inline(_) => {}
         }
     }
-    let mut at = remote.raddr;
+    let mut at = base;
     let mut resolved = spans.iter();
     for chunk in data {
         let moved = match chunk {

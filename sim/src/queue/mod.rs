@@ -7,8 +7,9 @@
 //!
 //! - **NOP** does nothing; **RDMA WRITE** copies its pointer segments (resolved by lkey
 //!   in the [`MemoryRegistry`]) or its inline bytes to ICM at the remote address;
-//!   **RDMA READ** copies ICM into its pointer segments. The rkey must be the one of the
-//!   ICM allocation holding the whole target span ([`Icm::check_rkey`]).
+//!   **RDMA READ** copies ICM into its pointer segments. ICM is registered zero-based,
+//!   as rdma-core registers it: the remote address is a byte offset into the allocation
+//!   the rkey names, and the whole span must lie inside it ([`Icm::resolve`]).
 //! - A WQE whose control segment has `CQ_UPDATE` gets a requester CQE with its WQE
 //!   counter (a driver typically asks for one every N WQEs, and a CQE then also
 //!   completes every earlier WQE).
@@ -476,9 +477,14 @@ impl SteeringQueue {
             ..
         }) = &wqe
         {
+            // Report the ICM address the offset resolves to; an unresolvable one (the
+            // WQE will fail) is reported as given.
+            let len = data.total_len();
             step.icm = Some(IcmSpan {
-                addr: remote.raddr,
-                len: data.total_len(),
+                addr: icm
+                    .resolve(remote.rkey, remote.raddr, len.max(1))
+                    .unwrap_or(remote.raddr),
+                len,
             });
         }
         if let Some(fault) = self.fault.filter(|f| f.seq == self.seq) {

@@ -144,10 +144,10 @@ impl Rig {
             len,
         )
         .unwrap();
-        let (addr, rkey) = (self.ste.addr + icm_off, self.ste.rkey);
+        let rkey = self.ste.rkey;
         self.post(
             RdmaOp::Write,
-            addr,
+            icm_off,
             rkey,
             Payload::Segments(&[seg]),
             signaled,
@@ -161,10 +161,10 @@ impl Rig {
             len,
         )
         .unwrap();
-        let (addr, rkey) = (self.ste.addr + icm_off, self.ste.rkey);
+        let rkey = self.ste.rkey;
         self.post(
             RdmaOp::Read,
-            addr,
+            icm_off,
             rkey,
             Payload::Segments(&[seg]),
             signaled,
@@ -280,7 +280,8 @@ fn inline_write_wrapping_the_ring_and_multi_segment_gather() {
     }
     r.ring().unwrap();
     let ste: Vec<u8> = (0..64).map(|i| 0xa0 ^ i).collect();
-    let (addr, rkey) = (r.ste.addr + 192, r.ste.rkey);
+    // Zero-based: the remote address is the offset into the allocation.
+    let (addr, rkey) = (192, r.ste.rkey);
     r.post(RdmaOp::Write, addr, rkey, Payload::Inline(&ste), true);
     assert_eq!(r.pi, 5);
     r.ring().unwrap();
@@ -321,8 +322,8 @@ fn read_into_the_ring_buffer_itself() {
     let mr = r.mrs.register(&rings).unwrap();
     r.icm.write(r.ste.addr, &[0x5a; 64]).unwrap();
     let seg = DataSeg::new(mr.lkey, mr.iova + 12000, 64).unwrap();
-    let (addr, rkey) = (r.ste.addr, r.ste.rkey);
-    r.post(RdmaOp::Read, addr, rkey, Payload::Segments(&[seg]), true);
+    let rkey = r.ste.rkey;
+    r.post(RdmaOp::Read, 0, rkey, Payload::Segments(&[seg]), true);
     r.ring().unwrap();
     assert_eq!(rings.read_vec(12000, 64).unwrap(), vec![0x5a; 64]);
     assert_eq!(r.poll_all(), vec![req(0, Opcode::RdmaRead, 64)]);
@@ -337,10 +338,9 @@ fn every_error_cause_has_its_syndrome() {
             "bad rkey",
             |r| {
                 let seg = DataSeg::new(r.staging_mr.lkey, r.staging_mr.iova, 64).unwrap();
-                let addr = r.ste.addr;
                 r.post(
                     RdmaOp::Write,
-                    addr,
+                    0,
                     r.ste.rkey + 1,
                     Payload::Segments(&[seg]),
                     false,
@@ -353,10 +353,9 @@ fn every_error_cause_has_its_syndrome() {
             "ICM span past the allocation",
             |r| {
                 let seg = DataSeg::new(r.staging_mr.lkey, r.staging_mr.iova, 128).unwrap();
-                let addr = r.ste.addr + 4096 - 64;
                 r.post(
                     RdmaOp::Write,
-                    addr,
+                    4096 - 64,
                     r.ste.rkey,
                     Payload::Segments(&[seg]),
                     false,
@@ -366,12 +365,12 @@ fn every_error_cause_has_its_syndrome() {
             Syndrome::RemoteAccess,
         ),
         (
-            "ICM address in no allocation",
+            "offset beyond the allocation",
             |r| {
-                let (addr, rkey) = (r.ste.addr + (512 << 10), r.ste.rkey);
+                let rkey = r.ste.rkey;
                 r.post(
                     RdmaOp::Read,
-                    addr,
+                    512 << 10,
                     rkey,
                     Payload::Segments(&[
                         DataSeg::new(r.readback_mr.lkey, r.readback_mr.iova, 8).unwrap()
@@ -386,8 +385,8 @@ fn every_error_cause_has_its_syndrome() {
             "unknown lkey",
             |r| {
                 let seg = DataSeg::new(0x4242, r.staging_mr.iova, 64).unwrap();
-                let (addr, rkey) = (r.ste.addr, r.ste.rkey);
-                r.post(RdmaOp::Write, addr, rkey, Payload::Segments(&[seg]), false)
+                let rkey = r.ste.rkey;
+                r.post(RdmaOp::Write, 0, rkey, Payload::Segments(&[seg]), false)
             },
             Opcode::RdmaWrite,
             Syndrome::LocalProtection,
@@ -396,8 +395,8 @@ fn every_error_cause_has_its_syndrome() {
             "span past the registration",
             |r| {
                 let seg = DataSeg::new(r.readback_mr.lkey, r.readback_mr.iova + 1000, 64).unwrap();
-                let (addr, rkey) = (r.ste.addr, r.ste.rkey);
-                r.post(RdmaOp::Read, addr, rkey, Payload::Segments(&[seg]), false)
+                let rkey = r.ste.rkey;
+                r.post(RdmaOp::Read, 0, rkey, Payload::Segments(&[seg]), false)
             },
             Opcode::RdmaRead,
             Syndrome::LocalProtection,
@@ -446,7 +445,7 @@ fn every_error_cause_has_its_syndrome() {
                     .encode(&mut b)
                     .unwrap();
                 RaddrSeg {
-                    raddr: r.ste.addr,
+                    raddr: 0,
                     rkey: r.ste.rkey,
                 }
                 .encode(&mut b[16..])
@@ -465,7 +464,7 @@ fn every_error_cause_has_its_syndrome() {
                     .encode(&mut b)
                     .unwrap();
                 RaddrSeg {
-                    raddr: r.ste.addr,
+                    raddr: 0,
                     rkey: r.ste.rkey,
                 }
                 .encode(&mut b[16..])
@@ -534,19 +533,117 @@ fn every_error_cause_has_its_syndrome() {
     }
 }
 
+/// ICM is registered zero-based, so an absolute ICM address in a WQE is an offset far
+/// beyond the allocation: refused with a remote-access error, ICM untouched, and the
+/// hook reports the address as given since it resolves nowhere.
+#[test]
+fn an_absolute_icm_address_is_refused() {
+    let mut r = Rig::new(3, 3);
+    let seen: Arc<Mutex<Vec<WqeEvent>>> = Arc::default();
+    let log = seen.clone();
+    r.queue.set_wqe_hook(Some(Box::new(move |e: &WqeEvent| {
+        log.lock().unwrap().push(*e)
+    })));
+    let absolute = r.ste.addr + 64;
+    assert!(
+        absolute > r.ste.size,
+        "the absolute address is no offset inside"
+    );
+    r.write_from_staging(absolute, 0, 64, true);
+    let report = r.ring().unwrap();
+    assert_eq!((report.completed, report.failed), (0, 1));
+    assert_eq!(
+        r.poll_all(),
+        vec![err(0, Opcode::RdmaWrite, Syndrome::RemoteAccess, 0)]
+    );
+    assert_eq!(r.icm_bytes(0, 4096), vec![0; 4096]);
+    assert_eq!(
+        seen.lock().unwrap()[0].icm,
+        Some(IcmSpan {
+            addr: absolute,
+            len: 64
+        })
+    );
+}
+
+/// With two allocations, the rkey picks the allocation and the remote address is an
+/// offset into that one: the same offset lands in different places, and an offset only
+/// the larger allocation holds is refused under the smaller one's rkey.
+#[test]
+fn an_offset_resolves_into_the_allocation_of_its_rkey() {
+    let mut r = Rig::new(4, 3);
+    let big = r.icm.alloc(IcmKind::Steering, 8192, 6).unwrap();
+    assert_ne!(big.addr, r.ste.addr);
+    let stage = |off: u64| DataSeg::new(r.staging_mr.lkey, r.staging_mr.iova + off, 64).unwrap();
+    let (to_ste, to_big) = (stage(0), stage(64));
+    r.post(
+        RdmaOp::Write,
+        128,
+        r.ste.rkey,
+        Payload::Segments(&[to_ste]),
+        false,
+    );
+    r.post(
+        RdmaOp::Write,
+        128,
+        big.rkey,
+        Payload::Segments(&[to_big]),
+        false,
+    );
+    r.post(
+        RdmaOp::Write,
+        6000,
+        big.rkey,
+        Payload::Inline(&[0xee; 16]),
+        false,
+    );
+    let back = DataSeg::new(r.readback_mr.lkey, r.readback_mr.iova, 64).unwrap();
+    r.post(
+        RdmaOp::Read,
+        128,
+        big.rkey,
+        Payload::Segments(&[back]),
+        true,
+    );
+    let report = r.ring().unwrap();
+    assert_eq!((report.completed, report.failed), (4, 0));
+    assert_eq!(r.poll_all(), vec![req(3, Opcode::RdmaRead, 64)]);
+    assert_eq!(r.icm_bytes(128, 64), (0..64).collect::<Vec<u8>>());
+    let mut at_big = vec![0; 64];
+    r.icm.read(big.addr + 128, &mut at_big).unwrap();
+    assert_eq!(at_big, (64..128).collect::<Vec<u8>>());
+    let mut tail = vec![0; 16];
+    r.icm.read(big.addr + 6000, &mut tail).unwrap();
+    assert_eq!(tail, vec![0xee; 16]);
+    assert_eq!(
+        r.readback.read_vec(0, 64).unwrap(),
+        (64..128).collect::<Vec<u8>>()
+    );
+
+    // Offset 6000 lies inside the 8 KiB allocation but past the 4 KiB one.
+    r.post(
+        RdmaOp::Write,
+        6000,
+        r.ste.rkey,
+        Payload::Inline(&[0x11; 16]),
+        true,
+    );
+    r.ring().unwrap();
+    assert_eq!(
+        r.poll_all(),
+        vec![err(4, Opcode::RdmaWrite, Syndrome::RemoteAccess, 0)]
+    );
+    r.icm.read(big.addr + 6000, &mut tail).unwrap();
+    assert_eq!(tail, vec![0xee; 16]);
+}
+
 /// After an error, WQEs posted in the same doorbell and in later ones are flushed: not
 /// executed, one flush CQE each, signaled or not.
 #[test]
 fn error_state_flushes_everything_after() {
     let mut r = Rig::new(3, 3);
-    let (addr, rkey) = (r.ste.addr, r.ste.rkey);
-    r.post(
-        RdmaOp::Write,
-        addr,
-        rkey ^ 1,
-        Payload::Inline(&[1; 8]),
-        false,
-    );
+    let rkey = r.ste.rkey;
+    r.post(RdmaOp::Write, 0, rkey ^ 1, Payload::Inline(&[1; 8]), false);
     r.write_from_staging(0, 0, 64, false);
     r.nop(true);
     let report = r.ring().unwrap();
@@ -756,6 +853,7 @@ fn hook_reports_each_wqe_in_order() {
     r.nop(true);
     r.ring().unwrap();
     let events = seen.lock().unwrap().clone();
+    // The WQEs carry offset 0; the hook reports the ICM address it resolves to.
     let span = Some(IcmSpan {
         addr: r.ste.addr,
         len: 64,
@@ -842,10 +940,7 @@ fn hook_observes_icm_mid_doorbell_and_errors() {
             wqe_index: pi,
             qpn: QPN,
             flags: CtrlFlags::empty(),
-            remote: RaddrSeg {
-                raddr: ste.addr,
-                rkey,
-            },
+            remote: RaddrSeg { raddr: 0, rkey },
             payload: Payload::Inline(&[i; 64]),
         };
         let mut buf = [0u8; 128];

@@ -14,11 +14,17 @@
 //! Writes of at most [`MAX_INLINE`] bytes travel inline in the WQE; longer ones are copied
 //! to the registered staging buffer and sent by lkey. Reads land in a registered
 //! read-back buffer.
+//!
+//! ICM is registered zero-based (as rdma-core registers SW-ICM), so a WQE's remote
+//! address is the byte offset into the allocation its rkey names: [`SendRing::write`]
+//! and [`SendRing::read`] take the allocation and an ICM address inside it and post the
+//! difference.
 
 use std::collections::VecDeque;
 use std::fmt;
 
 use sim::host_mem::{HostMemory, Mr};
+use sim::icm::IcmAlloc;
 use sim::queue::{DbRecord, RingConfig};
 use sim::{Device, DeviceError};
 use ste_builder::wqe::{
@@ -43,6 +49,15 @@ pub enum DriverError {
     Wqe(WqeError),
     /// The device completed a WQE with an error.
     Cqe(ErrCqe),
+    /// An ICM span the allocation it was posted under does not hold.
+    OutsideAllocation {
+        /// First ICM address.
+        addr: u64,
+        /// Bytes.
+        len: usize,
+        /// The allocation.
+        alloc: IcmAlloc,
+    },
     /// Something the driver's own bookkeeping cannot handle.
     Stuck(String),
 }
@@ -56,6 +71,12 @@ impl fmt::Display for DriverError {
                 f,
                 "error CQE for WQE {:#x}: {:?} (vendor syndrome {:#x})",
                 c.wqe_counter, c.syndrome, c.vendor_syndrome
+            ),
+            DriverError::OutsideAllocation { addr, len, alloc } => write!(
+                f,
+                "{len} bytes at ICM {addr:#x} lie outside the allocation {:#x}..{:#x}",
+                alloc.addr,
+                alloc.addr + alloc.size
             ),
             DriverError::Stuck(s) => f.write_str(s),
         }
@@ -227,16 +248,34 @@ impl SendRing {
         1u16 << self.sizes.log_sq_bbs
     }
 
-    /// Posts an RDMA WRITE of `data` to ICM `addr` under `rkey`: inline when short, else
+    /// The remote-address segment for `[addr, addr + len)` in `alloc`: its rkey and the
+    /// offset into it.
+    fn remote(alloc: &IcmAlloc, addr: u64, len: usize) -> Result<RaddrSeg, DriverError> {
+        let outside = || DriverError::OutsideAllocation {
+            addr,
+            len,
+            alloc: *alloc,
+        };
+        let offset = addr.checked_sub(alloc.addr).ok_or_else(outside)?;
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= alloc.size => Ok(RaddrSeg {
+                raddr: offset,
+                rkey: alloc.rkey,
+            }),
+            _ => Err(outside()),
+        }
+    }
+
+    /// Posts an RDMA WRITE of `data` to ICM `addr` in `alloc`: inline when short, else
     /// through the staging buffer.
     pub fn write(
         &mut self,
         dev: &Device,
+        alloc: &IcmAlloc,
         addr: u64,
-        rkey: u32,
         data: &[u8],
     ) -> Result<u16, DriverError> {
-        let remote = RaddrSeg { raddr: addr, rkey };
+        let remote = Self::remote(alloc, addr, data.len())?;
         if data.len() <= MAX_INLINE {
             self.stats.inline_writes += 1;
             return self.post(dev, RdmaOp::Write, remote, Payload::Inline(data));
@@ -269,15 +308,17 @@ impl SendRing {
         self.post(dev, RdmaOp::Write, remote, Payload::Segments(&[seg]))
     }
 
-    /// Posts an RDMA READ of `len` bytes at ICM `addr` into the read-back buffer and
-    /// returns the offset the bytes will land at (valid after [`SendRing::flush`]).
+    /// Posts an RDMA READ of `len` bytes at ICM `addr` in `alloc` into the read-back
+    /// buffer and returns the offset the bytes will land at (valid after
+    /// [`SendRing::flush`]).
     pub fn read(
         &mut self,
         dev: &Device,
+        alloc: &IcmAlloc,
         addr: u64,
-        rkey: u32,
         len: usize,
     ) -> Result<usize, DriverError> {
+        let remote = Self::remote(alloc, addr, len)?;
         if self.readback_at + len > self.readback.len() {
             return Err(DriverError::Stuck(format!(
                 "read-back buffer full ({} of {} bytes used)",
@@ -293,12 +334,7 @@ impl SendRing {
         )?;
         self.readback_at += len;
         self.stats.reads += 1;
-        self.post(
-            dev,
-            RdmaOp::Read,
-            RaddrSeg { raddr: addr, rkey },
-            Payload::Segments(&[seg]),
-        )?;
+        self.post(dev, RdmaOp::Read, remote, Payload::Segments(&[seg]))?;
         Ok(at)
     }
 

@@ -175,12 +175,11 @@ pub fn replay(rec: &Recording, r: &mut Replayed) -> Result<(), String> {
         if w.addr % LINE as u64 != 0 {
             return Err(format!("write {i} at {:#x} is not line aligned", w.addr));
         }
-        let rkey = r
+        let pool = *r
             .pool(w.addr, w.data.len() as u64)
-            .map(|p| p.rkey)
             .ok_or_else(|| format!("write {i} at {:#x} lies in no ICM pool", w.addr))?;
         r.ring
-            .write(&r.device, w.addr, rkey, &w.data)
+            .write(&r.device, &pool, w.addr, &w.data)
             .map_err(|e| format!("write {i} at {:#x}: {e}", w.addr))?;
     }
     r.ring
@@ -272,11 +271,11 @@ pub fn read_back_differences(rec: &Recording, r: &mut Replayed, max: usize) -> V
     let mut posted = Vec::new();
     let reads = sample.iter().copied().chain(block);
     for (addr, want) in reads {
-        let Some(rkey) = r.pool(addr, want.len() as u64).map(|p| p.rkey) else {
+        let Some(&pool) = r.pool(addr, want.len() as u64) else {
             out.push(format!("image bytes at {addr:#x} lie in no ICM pool"));
             continue;
         };
-        match r.ring.read(&r.device, addr, rkey, want.len()) {
+        match r.ring.read(&r.device, &pool, addr, want.len()) {
             Ok(at) => posted.push((addr, want, at)),
             Err(e) => return vec![format!("posting a READ at {addr:#x}: {e}")],
         }

@@ -23,6 +23,10 @@
 //!   definer and RoCE/force-loopback support; [`caps::DeviceCaps::check_sw_steering`]
 //!   says whether a table type can be steered in software and why not; and the
 //!   `ste_builder::Caps` the STE encoders read.
+//! - [`matching`]: the match side. [`matching::Match`] builds masks and values with
+//!   typed setters for every PRM match field (or takes a raw 448-byte buffer), and
+//!   [`matching::BuilderChain`] chooses a matcher's STE lookups from its mask and the
+//!   caps, as rdma-core does, and computes each rule's tags.
 //! - [`send`]: the send engine. [`send::SendRing`] stages bytes in a registered buffer
 //!   and posts RDMA WRITE + RDMA READ WQE pairs (the READ fences the WRITE) on a
 //!   steering queue, batches many writes per doorbell, asks for a completion every N
@@ -41,6 +45,7 @@
 pub mod caps;
 pub mod cmd;
 pub mod device;
+pub mod matching;
 pub mod send;
 
 pub use caps::{CapsError, DeviceCaps, SwSteering, TableType};

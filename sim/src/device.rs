@@ -35,8 +35,10 @@ use crate::pipeline::{
 use crate::profile::{DeviceModel, Profile};
 use crate::queue::{DbRecord, DoorbellReport, QueueConfig, QueueError, RingConfig, SteeringQueue};
 
-/// The most firmware/software hand-overs one packet copy may make (a firmware table
-/// forwarding to a SW table whose STEs go to a firmware table, and so on).
+/// The most firmware/software hand-overs one processed packet may make, over all its
+/// copies (a firmware table forwarding to a SW table whose STEs go to a firmware
+/// table, and so on). One budget for all copies: a table graph that fans out into
+/// itself must end in a fault, not in exponential work or a deep recursion.
 pub const MAX_STAGES: usize = 64;
 
 /// ICM lines the modify-header and pattern indexes count in.
@@ -344,6 +346,7 @@ impl Device {
             Entry::Icm(root) => Next::Icm(root),
         };
         let mut out = Vec::new();
+        let mut budget = MAX_STAGES;
         ctx.follow(
             Delivery {
                 fate: Fate::Fault(String::new()),
@@ -352,6 +355,7 @@ impl Device {
                 stages: Vec::new(),
             },
             start,
+            &mut budget,
             &mut out,
         );
         Ok(out)
@@ -375,8 +379,16 @@ struct WalkCtx<'a> {
 
 impl WalkCtx<'_> {
     /// Follows one copy from `next` until it ends, pushing every resulting copy to `out`.
-    fn follow(&self, mut copy: Delivery, mut next: Next, out: &mut Vec<Delivery>) {
-        for _ in 0..MAX_STAGES {
+    /// Every stage of every copy spends one unit of `budget`.
+    fn follow(
+        &self,
+        mut copy: Delivery,
+        mut next: Next,
+        budget: &mut usize,
+        out: &mut Vec<Delivery>,
+    ) {
+        while *budget > 0 {
+            *budget -= 1;
             match next {
                 Next::Table(id) => {
                     let fields = copy.packet.fields();
@@ -400,7 +412,7 @@ impl WalkCtx<'_> {
                     for path in paths {
                         let mut other = copy.clone();
                         if let Some(n) = self.enter(&mut other, path) {
-                            self.follow(other, n, out);
+                            self.follow(other, n, budget, out);
                         } else {
                             out.push(other);
                         }
@@ -757,5 +769,74 @@ mod tests {
             Err(IcmError::Injected { .. })
         ));
         assert!(device.alloc_icm(IcmKind::Steering, 4096, 0).is_ok());
+    }
+
+    /// Two SW tables whose roots lead back to the firmware table that forwards to both:
+    /// every pass doubles the copies. Found by the `sim_device` fuzz target (it used to
+    /// recurse until the stack overflowed); now one budget ends it with faults.
+    #[test]
+    fn a_fan_out_loop_ends_in_faults() {
+        use crate::fw::{
+            Destination, EntryOp, Fate as FwFate, FteAction, GroupSpec, TableAttr, TableOwner,
+        };
+        use ste_builder::ste::SteFormat;
+        let device = Device::of_model(DeviceModel::ConnectX6Dx);
+        let ty = TableType::NicRx;
+        let icm = device.alloc_icm(IcmKind::Steering, 4096, 12).unwrap();
+        let (root_a, root_b) = (icm.addr, icm.addr + 64);
+        let x = device.with_firmware(|fw| {
+            let x = fw.create_table(1, &TableAttr::firmware(ty, 1, 4)).unwrap();
+            let a = fw
+                .create_table(1, &TableAttr::software(ty, 2, root_a, 0))
+                .unwrap();
+            let b = fw
+                .create_table(1, &TableAttr::software(ty, 2, root_b, 0))
+                .unwrap();
+            let spec = GroupSpec {
+                start: 0,
+                end: 0,
+                criteria: 0,
+                mask: ste_builder::MatchParam::default(),
+            };
+            let g = fw.create_group(1, ty, x, &spec).unwrap();
+            let fte = crate::fw::Fte {
+                flow_index: 0,
+                group_id: g,
+                value: ste_builder::MatchParam::default(),
+                action: FteAction {
+                    fate: FwFate::Forward(vec![
+                        Destination::FlowTable(a),
+                        Destination::FlowTable(b),
+                    ]),
+                    counters: vec![],
+                    flow_tag: 0,
+                },
+            };
+            fw.set_entry(1, ty, x, EntryOp::Create, fte).unwrap();
+            x
+        });
+        let entry_rx = device.with_firmware(|fw| match fw.table(x).unwrap().owner {
+            TableOwner::Firmware { entry_rx, .. } => entry_rx,
+            ref other => panic!("{other:?}"),
+        });
+        // Both roots: always hit, into X's firmware entry address.
+        let ctrl = SteFormat::V1.ctrl();
+        for root in [root_a, root_b] {
+            let mut ste = [0u8; 64];
+            ctrl.init(&mut ste, 0x0f, true, 1);
+            ctrl.set_hit_addr(&mut ste, entry_rx, 1);
+            device.icm().write(root, &ste).unwrap();
+        }
+        let mut packet = udp_packet();
+        packet.meta.side = Side::Rx;
+        let out = device.process(packet, Entry::Table(x)).unwrap();
+        assert!(!out.is_empty());
+        assert!(out.len() <= MAX_STAGES + 1, "{} copies", out.len());
+        let fates: Vec<_> = out.iter().map(|d| &d.fate).collect();
+        assert!(
+            out.iter()
+                .any(|d| matches!(&d.fate, Fate::Fault(f) if f.contains("hand-overs"))),
+            "{fates:?}"
+        );
     }
 }

@@ -651,7 +651,14 @@ impl Parser<'_> {
         let ext_len = exts.slice().len();
         let mut frag_offset = 0;
         let mut more_fragments = false;
-        for ext in exts {
+        // etherparse 0.16's iterator does not stop where `from_slice_lax` stopped: after
+        // an error it follows the last good header's next-header field past the valid
+        // bytes. Stop once the valid headers are used up.
+        let mut seen = 0;
+        let mut headers = exts.into_iter();
+        while seen < ext_len {
+            let Some(ext) = headers.next() else { break };
+            seen += ext_slice_len(&ext);
             if let Ipv6ExtensionSlice::Fragment(f) = ext {
                 // Read with our layout: etherparse 0.16 decodes the offset and M bits of
                 // this header in the wrong positions (its issue #150, fixed in 0.20); its
@@ -1049,5 +1056,16 @@ impl Parser<'_> {
             None
         };
         Some((t, start))
+    }
+}
+
+/// The bytes of one IPv6 extension header.
+fn ext_slice_len(ext: &Ipv6ExtensionSlice<'_>) -> usize {
+    match ext {
+        Ipv6ExtensionSlice::HopByHop(h)
+        | Ipv6ExtensionSlice::Routing(h)
+        | Ipv6ExtensionSlice::DestinationOptions(h) => h.slice().len(),
+        Ipv6ExtensionSlice::Fragment(f) => f.slice().len(),
+        Ipv6ExtensionSlice::Authentication(a) => a.slice().len(),
     }
 }

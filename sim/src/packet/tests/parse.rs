@@ -595,3 +595,23 @@ proptest! {
         }
     }
 }
+
+/// Found by the `sim_device` fuzz target: an IPv6 packet whose hop-by-hop header claims
+/// a next header with no bytes left. etherparse's extension iterator used to run past
+/// the valid headers here (a debug assertion, and an out-of-bounds read in release).
+#[test]
+fn ipv6_extension_chain_cut_short() {
+    let mut bytes = vec![0u8; 12];
+    bytes.extend_from_slice(&[0x86, 0xdd]);
+    let mut ip = [0u8; 40];
+    ip[0] = 0x60;
+    ip[5] = 8; // payload length: just the hop-by-hop header
+    ip[6] = 0; // next header: hop-by-hop
+    bytes.extend_from_slice(&ip);
+    bytes.extend_from_slice(&[44, 0, 0, 0, 0, 0, 0, 0]); // hop-by-hop → fragment (absent)
+    let p = Packet::new(bytes, Metadata::new(Side::Rx));
+    let parsed = p.parse();
+    assert_eq!(parsed.fields.get(Outer, spec::IP_VERSION), 6);
+    assert_eq!(parsed.fields.get(Outer, spec::L3_OK), 0);
+    assert_eq!(parsed.fields.get(Outer, spec::FRAG), 0);
+}

@@ -33,6 +33,9 @@
 //!   WQEs and on the last of every doorbell, polls the completion ring by owner bit,
 //!   waits for room when the ring is full, and turns error CQEs into typed errors that
 //!   name the failed write.
+//! - [`icm`]: ICM memory. [`icm::IcmPool`] per ICM kind (regions from the device, a
+//!   buddy allocator for aligned power-of-two chunks), [`icm::EntrySlab`] for single
+//!   collision entries in O(1), and deferred reuse of freed ICM behind `SYNC_STEERING`.
 //!
 //! ## Still to come
 //!
@@ -45,6 +48,7 @@
 pub mod caps;
 pub mod cmd;
 pub mod device;
+pub mod icm;
 pub mod matching;
 pub mod send;
 

@@ -39,9 +39,9 @@
 //!
 //! ## Still to come
 //!
-//! The ICM pool and allocator, STE hash tables with miss chains and rehash, matcher
-//! builder chains, and the public `Domain` / `Table` / `Matcher` / `Rule` / `Action`
-//! API build on these layers.
+//! STE hash tables with miss chains and incremental rehash, table and matcher anchors,
+//! and the public `Domain` / `Table` / `Matcher` / `Rule` / `Action` API build on
+//! these layers (issue 4).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -2,6 +2,7 @@
 //! freeing entries and allocating them again (reclaim and fresh blocks from the pool
 //! included) makes no heap allocation. Counted with a global allocator that counts the
 //! allocations of the thread that asks, during the closures it is asked about.
+#![cfg(feature = "sim")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -12,6 +12,8 @@ pub const QUERY_ESW_FUNCTIONS: u16 = 0x740;
 pub const QUERY_ESW_VPORT_CONTEXT: u16 = 0x752;
 /// `QUERY_NIC_VPORT_CONTEXT`.
 pub const QUERY_NIC_VPORT_CONTEXT: u16 = 0x754;
+/// `SYNC_STEERING`.
+pub const SYNC_STEERING: u16 = 0xb00;
 
 /// `QUERY_HCA_CAP` `op_mod`: the capability type in bits 15..1, and bit 0 set for the
 /// current (rather than the maximum) values.

@@ -13,9 +13,7 @@ use super::{IcmError, PoolConfig};
 use crate::cmd::CmdIn;
 use crate::device::{Device, DeviceError, IcmKind, IcmRegion};
 
-/// `SYNC_STEERING` (PRM opcode 0xb00). It belongs in `crate::cmd::opcode`; it lives
-/// here until that module carries it.
-const SYNC_STEERING: u16 = 0xb00;
+use crate::cmd::opcode::SYNC_STEERING;
 
 /// The most regions a pool holds (a chunk names its region in 16 bits).
 const MAX_REGIONS: usize = 1 << 16;

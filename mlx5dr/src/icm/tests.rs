@@ -8,11 +8,10 @@ use ::sim::profile::{DeviceModel, Profile};
 use proptest::prelude::*;
 
 use super::*;
+use crate::cmd::opcode::SYNC_STEERING;
 use crate::device::sim::SimBackend;
 use crate::device::Device;
 use crate::send::{SendConfig, SendRing};
-
-const SYNC_STEERING: u16 = 0xb00;
 
 fn backend(profile: Profile) -> Arc<SimBackend> {
     Arc::new(SimBackend::with_profile(profile).unwrap())

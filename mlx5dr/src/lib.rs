@@ -36,18 +36,27 @@
 //! - [`icm`]: ICM memory. [`icm::IcmPool`] per ICM kind (regions from the device, a
 //!   buddy allocator for aligned power-of-two chunks), [`icm::EntrySlab`] for single
 //!   collision entries in O(1), and deferred reuse of freed ICM behind `SYNC_STEERING`.
+//! - [`domain`]: [`domain::Domain`] (NIC RX, NIC TX or FDB on one device: caps checked,
+//!   ICM pools, the send ring, per-side default and drop addresses) and
+//!   [`domain::Table`] (a root anchor per side in ICM and the software-owned firmware
+//!   flow table over them, with the anchor rewrite the matcher layer uses).
+//! - [`action`]: [`action::Action`] handles (drop, default miss, goto table, TIR, QP,
+//!   vport/uplink, flow tag, flow counter), [`action::Counter`] bulks with queries,
+//!   [`action::Tir`], and [`action::ActionList`]: a rule's actions checked by rdma-core's
+//!   rules and encoded into its last STE and any action-only STEs.
 //!
 //! ## Still to come
 //!
-//! STE hash tables with miss chains and incremental rehash, table and matcher anchors,
-//! and the public `Domain` / `Table` / `Matcher` / `Rule` / `Action` API build on
-//! these layers (issue 4).
+//! STE hash tables with miss chains and incremental rehash, matcher anchors and
+//! chaining, and the public `Matcher` / `Rule` API build on these layers (issue 4).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod action;
 pub mod caps;
 pub mod cmd;
 pub mod device;
+pub mod domain;
 pub mod icm;
 pub mod matching;
 pub mod send;

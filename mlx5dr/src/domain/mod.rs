@@ -1,0 +1,362 @@
+//! Domains and tables: what software steering owns on one device for one table type.
+//!
+//! A [`Domain`] is opened on a device for NIC RX, NIC TX or FDB ([`DomainType`]). Opening
+//! it discovers the capabilities through PRM commands, checks that software may own
+//! tables of the type ([`crate::caps::DeviceCaps::check_sw_steering`]: a refusal names
+//! the missing capability), and sets up what every table, matcher and rule of the domain
+//! shares:
+//!
+//! - the ICM pools: steering entries ([`Domain::ste_pool`]) and modify-header actions
+//!   ([`Domain::action_pool`]); both ask the device for ICM only when first used;
+//! - the send ring that writes into ICM ([`Domain::ring`]);
+//! - per side (NIC RX and NIC TX have one, FDB has RX and TX), the firmware addresses a
+//!   chain ends at: the default miss and the drop address ([`SideInfo`]), and the gvmi
+//!   STEs are stamped with.
+//!
+//! A [`Table`] ([`table`]) hangs off a domain with one root anchor per side and a
+//! firmware flow table whose software-owned roots are those anchors.
+//!
+//! ## Ownership
+//!
+//! Everything that needs the domain holds an `Arc<Domain>`: a table, an action bound to
+//! the domain (a vport destination). The domain's resources are released when the last
+//! holder goes: the send ring is drained, the device is told to sync steering, and the
+//! ICM goes back to the device. A table likewise lives until the last holder of its
+//! `Arc` (its owner, and every goto action naming it) is gone.
+//!
+//! ## Concurrency
+//!
+//! `Domain` is `Send + Sync`. For now it has one send ring behind a mutex, so every ICM
+//! write of the domain goes through one lock. The plan is a small array of rings, each
+//! behind its own lock, a writer picking one by a per-thread (or per-matcher) index as
+//! rdma-core picks its ring by lock index; a control write (an anchor) takes any ring
+//! and flushes it. The pools are already shared without a domain-wide lock (see
+//! [`crate::icm`]).
+
+mod object;
+pub mod table;
+
+#[cfg(all(test, feature = "sim"))]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ste_builder::prm::{sync_steering_in, sync_steering_out};
+use ste_builder::ste::{set_formatted_ste, Connect, LU_TYPE_DONT_CARE, STE_SIZE};
+use ste_builder::{Caps, SteFormat, VportCap};
+
+use crate::caps::{CapsError, DeviceCaps, SwSteering, UPLINK_VPORT};
+use crate::cmd::opcode::SYNC_STEERING;
+use crate::cmd::{CmdError, CmdIn};
+use crate::device::Device;
+use crate::icm::{IcmError, IcmPool, PoolConfig};
+use crate::matching::DomainSide;
+use crate::send::{SendConfig, SendError, SendRing};
+
+pub use crate::caps::TableType as DomainType;
+pub use object::opcode;
+pub(crate) use object::{create as create_object, destroy as destroy_object, out_get};
+pub use table::{Table, TableError, TableInUse};
+
+/// Why a domain could not be opened or a domain-wide operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// A capability query failed, or the device cannot steer this table type in
+    /// software (the error names the missing capability).
+    #[error(transparent)]
+    Caps(#[from] CapsError),
+    /// An ICM pool could not be set up.
+    #[error(transparent)]
+    Icm(#[from] IcmError),
+    /// The send ring could not be created, or a write or flush failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// A command failed.
+    #[error(transparent)]
+    Command(#[from] CmdError),
+    /// Vports exist only in FDB domains.
+    #[error("vport {vport:#x}: vports are destinations of FDB domains, not of {domain}")]
+    VportOutsideFdb {
+        /// The vport asked for.
+        vport: u16,
+        /// The domain's type.
+        domain: DomainType,
+    },
+}
+
+/// What STEs of one side of a domain need to know: where a chain ends when nothing
+/// matches, and where a drop goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SideInfo {
+    /// The side.
+    pub side: DomainSide,
+    /// The default miss address: NIC RX drops, NIC TX sends to the wire (the "allow"
+    /// address), FDB delivers to the e-switch manager's vport.
+    pub default_miss: u64,
+    /// The drop address.
+    pub drop: u64,
+}
+
+/// One value per side: RX and TX slots, filled for the sides a domain has.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PerSide<T> {
+    rx: Option<T>,
+    tx: Option<T>,
+}
+
+impl<T> Default for PerSide<T> {
+    fn default() -> Self {
+        PerSide { rx: None, tx: None }
+    }
+}
+
+impl<T> PerSide<T> {
+    fn slot(&self, side: DomainSide) -> &Option<T> {
+        if side.rx() {
+            &self.rx
+        } else {
+            &self.tx
+        }
+    }
+
+    fn slot_mut(&mut self, side: DomainSide) -> &mut Option<T> {
+        if side.rx() {
+            &mut self.rx
+        } else {
+            &mut self.tx
+        }
+    }
+
+    /// The value of `side` (RX or TX, whatever the domain type), if set.
+    pub fn get(&self, side: DomainSide) -> Option<&T> {
+        self.slot(side).as_ref()
+    }
+
+    /// Sets the value of `side`; returns the one it replaces.
+    pub fn insert(&mut self, side: DomainSide, value: T) -> Option<T> {
+        self.slot_mut(side).replace(value)
+    }
+
+    /// Takes the value of `side` out.
+    pub fn take(&mut self, side: DomainSide) -> Option<T> {
+        self.slot_mut(side).take()
+    }
+
+    /// Takes every value out, RX first.
+    pub fn take_all(&mut self) -> impl Iterator<Item = T> {
+        self.rx.take().into_iter().chain(self.tx.take())
+    }
+
+    /// The RX value then the TX value, those that are set.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.rx.iter().chain(self.tx.iter())
+    }
+}
+
+/// Software steering of one table type on one device: capabilities, ICM pools, the send
+/// ring and the per-side firmware addresses. See the module documentation.
+pub struct Domain {
+    // Field order is drop order: the ring is drained before the pools give their ICM
+    // back (and `Drop` syncs steering in between).
+    ring: Mutex<SendRing>,
+    ste_pool: Arc<IcmPool>,
+    action_pool: Arc<IcmPool>,
+    vports: Mutex<HashMap<u16, VportCap>>,
+    caps: DeviceCaps,
+    sw: SwSteering,
+    sides: PerSide<SideInfo>,
+    dev: Arc<dyn Device>,
+}
+
+impl std::fmt::Debug for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domain")
+            .field("type", &self.sw.table_type)
+            .field("format", &self.sw.format)
+            .field("sides", &self.sides)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing under these locks is left half-changed by a panic that unwinds through
+    // a caller: the ring checks its own state on every call.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Domain {
+    /// Opens a domain of `domain_type` on `dev` with the default send-ring sizing.
+    ///
+    /// Nothing is left behind on failure: whatever was created is released again.
+    pub fn open(dev: Arc<dyn Device>, domain_type: DomainType) -> Result<Arc<Domain>, DomainError> {
+        Domain::open_with(dev, domain_type, SendConfig::default())
+    }
+
+    /// Opens a domain with a send ring sized by `ring`.
+    pub fn open_with(
+        dev: Arc<dyn Device>,
+        domain_type: DomainType,
+        ring: SendConfig,
+    ) -> Result<Arc<Domain>, DomainError> {
+        let caps = DeviceCaps::query(&*dev)?;
+        let sw = caps.check_sw_steering(domain_type)?;
+        let mut sides = PerSide::default();
+        for &side in DomainSide::of(domain_type) {
+            let addrs = if side.rx() { sw.rx } else { sw.tx };
+            // `check_sw_steering` fills exactly the sides of the type.
+            if let Some(a) = addrs {
+                sides.insert(
+                    side,
+                    SideInfo {
+                        side,
+                        default_miss: a.default_miss,
+                        drop: a.drop,
+                    },
+                );
+            }
+        }
+        let ste_pool = Arc::new(IcmPool::new(Arc::clone(&dev), PoolConfig::steering(&caps))?);
+        let action_pool = Arc::new(IcmPool::new(
+            Arc::clone(&dev),
+            PoolConfig::modify_action(&caps),
+        )?);
+        let ring = SendRing::new(&*dev, ring)?;
+        Ok(Arc::new(Domain {
+            ring: Mutex::new(ring),
+            ste_pool,
+            action_pool,
+            vports: Mutex::new(HashMap::new()),
+            caps,
+            sw,
+            sides,
+            dev,
+        }))
+    }
+
+    /// The domain's type.
+    pub fn domain_type(&self) -> DomainType {
+        self.sw.table_type
+    }
+
+    /// The sides of the domain, RX first.
+    pub fn sides(&self) -> &'static [DomainSide] {
+        DomainSide::of(self.sw.table_type)
+    }
+
+    /// The firmware addresses of `side`; `None` for a side the domain does not have.
+    pub fn side(&self, side: DomainSide) -> Option<&SideInfo> {
+        self.sides.get(side).filter(|s| s.side == side)
+    }
+
+    /// The STE format of the device.
+    pub fn format(&self) -> SteFormat {
+        self.sw.format
+    }
+
+    /// The gvmi STEs of this domain carry.
+    pub fn gvmi(&self) -> u16 {
+        self.caps.gvmi
+    }
+
+    /// The device's capabilities, as discovered when the domain was opened.
+    pub fn caps(&self) -> &DeviceCaps {
+        &self.caps
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<dyn Device> {
+        &self.dev
+    }
+
+    /// The steering-entry ICM pool.
+    pub fn ste_pool(&self) -> &Arc<IcmPool> {
+        &self.ste_pool
+    }
+
+    /// The modify-header action ICM pool.
+    pub fn action_pool(&self) -> &Arc<IcmPool> {
+        &self.action_pool
+    }
+
+    /// The send ring, locked for the caller's writes (see the module documentation on
+    /// the plan for several rings).
+    pub fn ring(&self) -> MutexGuard<'_, SendRing> {
+        lock(&self.ring)
+    }
+
+    /// Waits until every write posted on the domain's ring is in ICM.
+    pub fn flush(&self) -> Result<(), SendError> {
+        self.ring().flush()
+    }
+
+    /// The capabilities the STE encoders read, with the vports the domain has looked up
+    /// so far ([`Domain::vport`]) in its vport table.
+    pub fn ste_caps(&self) -> Caps {
+        let mut known: Vec<VportCap> = lock(&self.vports).values().copied().collect();
+        known.sort_by_key(|v| v.vport_num);
+        self.caps.ste_caps(&known)
+    }
+
+    /// E-switch vport `num` (the uplink is [`UPLINK_VPORT`]): its ICM addresses and
+    /// gvmis. Asked of the device the first time, then remembered. FDB domains only.
+    pub fn vport(&self, num: u16) -> Result<VportCap, DomainError> {
+        if self.sw.table_type != DomainType::Fdb {
+            return Err(DomainError::VportOutsideFdb {
+                vport: num,
+                domain: self.sw.table_type,
+            });
+        }
+        let esw = self.caps.esw.as_ref().ok_or(CapsError::NotEswitchManager)?;
+        if num == UPLINK_VPORT {
+            return Ok(esw.uplink);
+        }
+        if let Some(v) = lock(&self.vports).get(&num) {
+            return Ok(*v);
+        }
+        // Queried without the lock held: two threads asking at once both ask the
+        // device, and get the same answer.
+        let v = self.caps.query_vport(&*self.dev, num)?;
+        lock(&self.vports).insert(num, v);
+        Ok(v)
+    }
+
+    /// The 64 bytes of an anchor-style entry of `side` (lookup type "don't care"), as
+    /// posted to ICM: always hitting into the table `connect` names, or always missing
+    /// to its address.
+    pub fn anchor_ste(&self, side: DomainSide, connect: Connect) -> [u8; STE_SIZE] {
+        let ctrl = self.sw.format.ctrl();
+        let mut ste = [0u8; STE_SIZE];
+        set_formatted_ste(
+            ctrl,
+            &mut ste,
+            self.caps.gvmi,
+            side.rx(),
+            LU_TYPE_DONT_CARE,
+            connect,
+        );
+        ctrl.prepare_for_postsend(&mut ste, STE_SIZE);
+        ste
+    }
+
+    /// Runs `SYNC_STEERING`: the device drops what it cached of ICM written before.
+    pub fn sync_steering(&self) -> Result<(), CmdError> {
+        CmdIn::new("SYNC_STEERING", SYNC_STEERING, sync_steering_in::SIZE_BITS)
+            .exec(&*self.dev, sync_steering_out::SIZE_BITS)
+            .map(|_| ())
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        // As rdma-core does before freeing a domain's resources: everything posted has
+        // landed, and the device no longer holds cached entries of the ICM about to go.
+        // Nothing can report a failure here; a broken ring has nothing in flight.
+        let _ = self
+            .ring
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush();
+        let _ = self.sync_steering();
+    }
+}

@@ -1,0 +1,76 @@
+//! Firmware objects over the seam: a create command whose output names the object, the
+//! destroy command that goes with it, and the opcodes of the objects the domain layer
+//! makes (flow tables, TIRs, flow counters).
+//!
+//! [`Device::create_object`] and [`Device::destroy_object`] are kept apart from plain
+//! commands because DEVX creates objects through their own call; this module turns their
+//! failures into the same [`CmdError`] that names the command, as [`CmdIn::exec`] does.
+
+use ste_builder::bits;
+use ste_builder::prm::mbox_in;
+
+use crate::cmd::{CmdError, CmdIn, CmdStatus};
+use crate::device::{Device, DeviceError, ObjectId};
+
+/// PRM opcodes of the objects this layer creates (the command layer's
+/// [`crate::cmd::opcode`] holds the query and sync opcodes).
+pub mod opcode {
+    /// `CREATE_TIR`.
+    pub const CREATE_TIR: u16 = 0x900;
+    /// `DESTROY_TIR`.
+    pub const DESTROY_TIR: u16 = 0x902;
+    /// `CREATE_FLOW_TABLE`.
+    pub const CREATE_FLOW_TABLE: u16 = 0x930;
+    /// `DESTROY_FLOW_TABLE`.
+    pub const DESTROY_FLOW_TABLE: u16 = 0x931;
+    /// `ALLOC_FLOW_COUNTER`.
+    pub const ALLOC_FLOW_COUNTER: u16 = 0x939;
+    /// `DEALLOC_FLOW_COUNTER`.
+    pub const DEALLOC_FLOW_COUNTER: u16 = 0x93a;
+    /// `QUERY_FLOW_COUNTER`.
+    pub const QUERY_FLOW_COUNTER: u16 = 0x93b;
+}
+
+/// The error of `cmd` for a device failure, as [`CmdIn::exec`] reports it.
+pub(crate) fn cmd_error(cmd: &CmdIn, e: DeviceError) -> CmdError {
+    match e {
+        DeviceError::CommandStatus { status, syndrome } => CmdError::Failed {
+            command: cmd.name(),
+            op_mod: bits::get(cmd.bytes(), mbox_in::OP_MOD) as u16,
+            status: CmdStatus::from_code(status),
+            syndrome,
+        },
+        source => CmdError::Device {
+            command: cmd.name(),
+            source,
+        },
+    }
+}
+
+/// Creates the object `cmd` describes; returns its handle and the output mailbox of
+/// `out_bits` bits.
+pub(crate) fn create(
+    dev: &dyn Device,
+    cmd: &CmdIn,
+    out_bits: usize,
+) -> Result<(ObjectId, Vec<u8>), CmdError> {
+    let mut out = vec![0u8; out_bits.div_ceil(8)];
+    let obj = dev
+        .create_object(cmd.bytes(), &mut out)
+        .map_err(|e| cmd_error(cmd, e))?;
+    Ok((obj, out))
+}
+
+/// Destroys `obj` with its destroy command `cmd` (the handle is gone even on error).
+pub(crate) fn destroy(dev: &dyn Device, obj: ObjectId, cmd: &CmdIn) -> Result<(), CmdError> {
+    dev.destroy_object(obj, cmd.bytes())
+        .map_err(|e| cmd_error(cmd, e))
+}
+
+/// Reads `field` of an output mailbox (0 past its end, like [`crate::cmd::CmdOut::get`]).
+pub(crate) fn out_get(out: &[u8], field: bits::BitField) -> u64 {
+    if field.end_byte() > out.len() || field.width > 64 {
+        return 0;
+    }
+    bits::get(out, field)
+}

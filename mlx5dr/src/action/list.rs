@@ -40,6 +40,11 @@ struct SideActions {
 /// A rule's actions, checked for one table (see the module documentation of
 /// [`super`]): holds the actions, and per side of the table's domain what the STE
 /// encoders need.
+///
+/// Holding the list holds the actions and what they point at (a goto's table, a TIR,
+/// a counter). A rule keeps its list until its STEs are unlinked and the writes that
+/// unlinked them have completed, so that no destination is freed while an STE in ICM
+/// still hits it.
 #[derive(Debug)]
 pub struct ActionList {
     actions: Vec<Arc<Action>>,
@@ -251,4 +256,62 @@ fn prepare(
         prev = Some(t);
     }
     Ok(SideActions { side, set, attr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DomainType;
+
+    /// A list as `ActionList::new` would make it, for action types no `Action` has yet:
+    /// decapsulation followed by a VLAN pop needs an added STE on v0.
+    #[test]
+    fn added_stes_come_back_in_chain_order() {
+        let side = DomainSide::NicRx;
+        let set: ActionTypeSet = [ActionType::TnlL2ToL2, ActionType::PopVlan, ActionType::Qp]
+            .into_iter()
+            .collect();
+        let mut attr = ActionsAttr {
+            gvmi: 3,
+            hit_gvmi: 3,
+            final_icm_addr: 0x8000_0040,
+            ..ActionsAttr::default()
+        };
+        attr.vlans.count_pop = 1;
+        let mut sides = PerSide::default();
+        sides.insert(side, SideActions { side, set, attr });
+        let list = ActionList {
+            actions: Vec::new(),
+            format: SteFormat::V0,
+            domain: DomainType::NicRx,
+            sides,
+        };
+        let mut last: Ste = [0u8; STE_SIZE];
+        SteFormat::V0
+            .ctrl()
+            .init(&mut last, LU_TYPE_DONT_CARE, true, 3);
+        let mut want = [0u8; BUF_STES * STE_SIZE];
+        want[..STE_SIZE].copy_from_slice(&last);
+        let out = set_actions_rx(SteFormat::V0, &set, &mut want, &attr).unwrap();
+        assert_eq!(out.added_stes, 1);
+
+        let mut extra = vec![[0xee; STE_SIZE]];
+        let enc = list.encode(side, &mut last, &mut extra).unwrap();
+        assert_eq!(
+            enc,
+            Encoded {
+                added_stes: 1,
+                final_icm_addr: 0x8000_0040
+            }
+        );
+        assert_eq!(last[..], want[..STE_SIZE]);
+        // Pushed after what the caller already had.
+        assert_eq!(extra.len(), 2);
+        assert_eq!(extra[0], [0xee; STE_SIZE]);
+        assert_eq!(extra[1][..], want[STE_SIZE..2 * STE_SIZE]);
+        // The added STE, not the match STE, hits the final address.
+        let ctrl = SteFormat::V0.ctrl();
+        assert_eq!(ctrl.hit_index(&extra[1]), (0x8000_0040 >> 5) | 1);
+        assert_ne!(ctrl.hit_index(&last), (0x8000_0040 >> 5) | 1);
+    }
 }

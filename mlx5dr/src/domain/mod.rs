@@ -281,6 +281,10 @@ impl Domain {
 
     /// The send ring, locked for the caller's writes (see the module documentation on
     /// the plan for several rings).
+    ///
+    /// Do not drop a [`Table`] (or anything whose drop writes or flushes, like the last
+    /// `Arc` of one) while holding the guard: its drop flushes this ring and would wait
+    /// for the lock forever.
     pub fn ring(&self) -> MutexGuard<'_, SendRing> {
         lock(&self.ring)
     }

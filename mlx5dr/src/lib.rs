@@ -36,6 +36,10 @@
 //! - [`icm`]: ICM memory. [`icm::IcmPool`] per ICM kind (regions from the device, a
 //!   buddy allocator for aligned power-of-two chunks), [`icm::EntrySlab`] for single
 //!   collision entries in O(1), and deferred reuse of freed ICM behind `SYNC_STEERING`.
+//! - [`htbl`]: the STE hash tables of one matcher side ([`htbl::MatcherTables`]): end
+//!   anchor, start table, per-level tables under shared STE prefixes, miss chains in slab
+//!   entries, duplicate refusal, growth, and the write order that makes every insert,
+//!   removal and growth a single linking write for packets.
 //! - [`domain`]: [`domain::Domain`] (NIC RX, NIC TX or FDB on one device: caps checked,
 //!   ICM pools, the send ring, per-side default and drop addresses) and
 //!   [`domain::Table`] (a root anchor per side in ICM and the software-owned firmware
@@ -57,6 +61,7 @@ pub mod caps;
 pub mod cmd;
 pub mod device;
 pub mod domain;
+pub mod htbl;
 pub mod icm;
 pub mod matching;
 pub mod send;

@@ -1,0 +1,169 @@
+//! [`Arena`]: host records addressed by `u32` ids, stored in fixed-size pages.
+//!
+//! Pages instead of one growing vector: growth allocates one page at a time, so a million
+//! records cost a million records plus at most one page, not up to twice that as a
+//! doubling vector would, and no record ever moves.
+
+/// The id no record has: "none" in links between records.
+pub(super) const NIL: u32 = u32::MAX;
+
+/// Records per page.
+const PAGE: usize = 512;
+
+/// Records of type `T` with stable `u32` ids; freed ids are reused.
+///
+/// Invariant: `live` counts the `Some` slots; every id in `free` names a `None` slot
+/// below `next`; slots at `next` and above were never used.
+pub(super) struct Arena<T> {
+    pages: Vec<Box<[Option<T>]>>,
+    free: Vec<u32>,
+    /// Ids below this were handed out at least once.
+    next: u32,
+    live: u32,
+}
+
+impl<T> Arena<T> {
+    pub(super) fn new() -> Arena<T> {
+        Arena {
+            pages: Vec::new(),
+            free: Vec::new(),
+            next: 0,
+            live: 0,
+        }
+    }
+
+    /// Stores `value`, returning its id.
+    pub(super) fn insert(&mut self, value: T) -> u32 {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                let id = self.next;
+                if id as usize == self.pages.len() * PAGE {
+                    self.pages.push((0..PAGE).map(|_| None).collect());
+                }
+                self.next += 1;
+                id
+            }
+        };
+        let slot = self.slot_mut(id);
+        debug_assert!(slot.is_none());
+        *slot = Some(value);
+        self.live += 1;
+        id
+    }
+
+    /// Takes the record `id` out; `None` if there is none.
+    pub(super) fn remove(&mut self, id: u32) -> Option<T> {
+        if id >= self.next {
+            return None;
+        }
+        let value = self.slot_mut(id).take()?;
+        self.live -= 1;
+        self.free.push(id);
+        Some(value)
+    }
+
+    pub(super) fn get(&self, id: u32) -> Option<&T> {
+        if id >= self.next {
+            return None;
+        }
+        let (p, o) = split(id);
+        self.pages[p][o].as_ref()
+    }
+
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        if id >= self.next {
+            return None;
+        }
+        self.slot_mut(id).as_mut()
+    }
+
+    fn slot_mut(&mut self, id: u32) -> &mut Option<T> {
+        let (p, o) = split(id);
+        &mut self.pages[p][o]
+    }
+
+    /// Live records.
+    pub(super) fn len(&self) -> usize {
+        self.live as usize
+    }
+
+    /// The live records with their ids.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &T)> + '_ {
+        self.pages
+            .iter()
+            .flat_map(|p| p.iter())
+            .take(self.next as usize)
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (i as u32, v)))
+    }
+
+    /// Takes every record out.
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.live = 0;
+        self.next = 0;
+        self.free.clear();
+        self.pages
+            .drain(..)
+            .flat_map(|p| p.into_vec().into_iter().flatten())
+    }
+
+    /// Host bytes held: the pages and the free list.
+    pub(super) fn host_bytes(&self) -> usize {
+        self.pages.len() * PAGE * std::mem::size_of::<Option<T>>()
+            + self.pages.capacity() * std::mem::size_of::<Box<[Option<T>]>>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+impl<T> std::ops::Index<u32> for Arena<T> {
+    type Output = T;
+
+    /// The record `id`. Ids come from the engine's own links, which always name live
+    /// records (ids from outside are checked with [`Arena::get`]).
+    fn index(&self, id: u32) -> &T {
+        match self.get(id) {
+            Some(v) => v,
+            None => panic!("no record {id}: a broken link in the hash-table records"),
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<u32> for Arena<T> {
+    fn index_mut(&mut self, id: u32) -> &mut T {
+        match self.get_mut(id) {
+            Some(v) => v,
+            None => panic!("no record {id}: a broken link in the hash-table records"),
+        }
+    }
+}
+
+fn split(id: u32) -> (usize, usize) {
+    (id as usize / PAGE, id as usize % PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_reused() {
+        let mut a = Arena::new();
+        let ids: Vec<u32> = (0..1200u32).map(|i| a.insert(i * 10)).collect();
+        assert_eq!(ids, (0..1200).collect::<Vec<_>>());
+        assert_eq!(a.len(), 1200);
+        assert_eq!(a.remove(7), Some(70));
+        assert_eq!(a.remove(7), None);
+        assert_eq!(a.get(7), None);
+        assert_eq!(a.remove(5000), None);
+        assert_eq!(a[1199], 11990);
+        assert_eq!(a.insert(1), 7);
+        assert_eq!(a.insert(2), 1200);
+        assert_eq!(a.len(), 1201);
+        assert_eq!(a.iter().count(), 1201);
+        assert_eq!(a.iter().find(|(i, _)| *i == 7).map(|(_, v)| *v), Some(1));
+        assert_eq!(a.drain().count(), 1201);
+        assert_eq!(a.len(), 0);
+        assert_eq!(a.insert(3), 0);
+    }
+}

@@ -1,0 +1,198 @@
+//! The STE hash-table engine of a matcher: anchors, per-level hash tables, shared STE
+//! prefixes, miss chains, growth, and the write order that keeps every update atomic for
+//! packets.
+//!
+//! ## Shape (one matcher, one side)
+//!
+//! ```text
+//!  pointer (table root, or the previous matcher's end anchor)
+//!    │ always hit
+//!    ▼
+//!  start table (level 0)            level 1 tables (one per level-0 STE)      ...
+//!  ┌──────────────┐                 ┌──────────────┐
+//!  │ STE a ───────┼── hit ─────────▶│ STE a1 ──────┼── hit ──▶ (next level, or the
+//!  │   │ miss     │                 │ unused ──┐   │            rule's destination)
+//!  │   ▼          │                 └──────────┼───┘
+//!  │ [entry b] ─miss─▶ end anchor ◀── miss ────┘
+//!  │ unused ──────┼──▶ end anchor ──▶ default miss address, or the next matcher
+//!  └──────────────┘
+//! ```
+//!
+//! - The **end anchor** (one entry) is where every miss chain of the matcher ends; it
+//!   always misses to a default address or always hits into the next matcher's start
+//!   table ([`MatcherTables::set_end_target`]).
+//! - The **start table** is the level-0 hash table (one entry at first). Nothing in it
+//!   points back: its pointer belongs to the caller ([`MatcherTables::start`] says how
+//!   to point at it, [`MatcherTables::set_start_pointer`] which anchor does).
+//! - A rule is one STE per lookup of the chain. Rules with equal tags at levels `0..i`
+//!   share those STEs (reference counted); an STE of a level that is not the last owns
+//!   the next level's table its hit address points to. The last STE carries the rule's
+//!   actions and hit address ([`LastSte`]), and the action-only STEs that did not fit
+//!   hit on from it.
+//! - **Collisions**: an STE whose slot is taken goes into a one-entry collision entry
+//!   from the matcher's [`crate::icm::EntrySlab`] (no buddy allocation per collision),
+//!   appended to the slot's miss chain; every chain ends in the end anchor. An unused
+//!   slot holds an always-miss STE to the end anchor.
+//! - Deletion never shrinks a table; a table may grow (below).
+//!
+//! ## Update order (the hardware contract)
+//!
+//! Each update writes everything new where no packet can reach it yet, then makes it
+//! reachable with one write, and flushes (see `txn`):
+//!
+//! - **insert**: the new STEs of the levels below the shared prefix in fresh one-entry
+//!   tables, the action STEs, the collision entry; then the link: the first new STE into
+//!   its unused slot (64 bytes), or the chain tail's control block (32 bytes) with its
+//!   miss address set to the new entry;
+//! - **remove**: one write at the topmost STE only this rule uses: the next chain member
+//!   copied into its slot, or the unused-slot STE, or the predecessor's control block
+//!   with the miss address past it. Memory below becomes unreachable at once and goes
+//!   back to the pool after the flush; the pool reuses it only after a later
+//!   `SYNC_STEERING` (deferred reuse);
+//! - **growth**: the whole new table and its collision entries are written, then the
+//!   one STE (or anchor) pointing at the table is switched by one write; the old table
+//!   is freed after the flush.
+//!
+//! On a failure the link's fate decides (an error CQE tells which write failed; the
+//! queue executes nothing after it): if it did not land, host state is left as it was and
+//! the new memory goes back to the pool (or, if writes might still land, is kept out of
+//! use). If it landed, the update stands. If that is unknown (a completion timeout, a
+//! device failure after the link was posted), the engine assumes it landed and keeps
+//! whatever might still be reachable out of use ([`HtblError::Unconfirmed`]).
+//!
+//! ## Host memory
+//!
+//! No copy of ICM lines. Per STE 36 bytes (`records`: tag, table, chain link, place,
+//! child table or control block, reference count); per hash-table slot 4 bytes (its chain
+//! head); per collision entry 24 bytes; per distinct last-STE control block 36 bytes
+//! (rules that drop or go to one table share one); per table about 60 bytes. For a 2-level
+//! IPv4 5-tuple matcher whose rules drop or go to a table, every rule is one STE at level
+//! 1 (level 0 is one shared STE): about 36 + 4..16 (slots, 1 to 4 per rule as tables grow
+//! 4×) + 24 × (the share of rules in collision entries, about a third) ≈ 50–60 bytes per
+//! rule. [`HtblStats::host_bytes`] counts the real figure.
+//!
+//! ## Growth
+//!
+//! A table grows 4× (up to the pool's largest chunk) when, as in rdma-core, at least half
+//! its size of STEs sit in collision entries and at least half in slots, its level hashes
+//! more bits than its index has, and [`TablesConfig::grow`] is set. Growth runs after the
+//! insert that crowded the table; it is stop-the-world for the inserting thread (the new
+//! table is written whole before the switch) but never for packets: every rule stays
+//! reachable through the old table until the switch, and through the new one after.
+//! A failed growth leaves the table as it was ([`HtblStats::grow_failures`]).
+
+mod arena;
+mod encode;
+mod error;
+mod grow;
+mod records;
+mod tables;
+mod txn;
+
+#[cfg(all(test, feature = "sim"))]
+mod tests;
+
+pub use error::{HtblError, RemoveError};
+pub use tables::{MatcherTables, TablesConfig};
+
+use ste_builder::action::ActionError;
+use ste_builder::ste::{SteCtrl, STE_SIZE};
+use ste_builder::SteFormat;
+
+use crate::device::IcmRegion;
+
+/// The most action-only STEs a rule's actions may add after its last match STE
+/// (rdma-core's `DR_ACTION_MAX_STES`).
+pub const MAX_ACTION_STES: usize = 7;
+
+/// What a rule's last STE does on a hit: its actions and hit address, filled in by the
+/// domain's action encoder.
+pub trait LastSte {
+    /// Fills the rule's actions. `stes` holds the last match STE as built (control block
+    /// initialised for the level's lookup type, tag and bit mask set, no hit or miss
+    /// address) followed by room for [`MAX_ACTION_STES`] action-only STEs. The filler
+    /// writes the actions, initialises the action STEs it adds, sets the hit address of
+    /// the last STE it uses (the match STE or its last action STE) and returns how many
+    /// action STEs it added; the engine places them and chains the hit addresses from the
+    /// match STE on. It must not change the match STE's tag and mask.
+    ///
+    /// `ste_builder::action::set_actions_rx` / `set_actions_tx` are such fillers.
+    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, ActionError>;
+}
+
+impl<F> LastSte for F
+where
+    F: FnOnce(SteFormat, &mut [u8]) -> Result<usize, ActionError>,
+{
+    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, ActionError> {
+        self(format, stes)
+    }
+}
+
+/// A last STE without actions that hits a table of `num_entries` entries at `icm_addr`
+/// (another table's root with 1, or a firmware address such as the drop address with 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HitOnly {
+    /// The hit address.
+    pub icm_addr: u64,
+    /// The size of the table there (a power of two; 1 for an anchor or an address).
+    pub num_entries: u32,
+}
+
+impl LastSte for HitOnly {
+    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, ActionError> {
+        let ctrl: &dyn SteCtrl = format.ctrl();
+        ctrl.set_hit_addr(&mut stes[..STE_SIZE], self.icm_addr, self.num_entries);
+        Ok(0)
+    }
+}
+
+/// An installed rule of one [`MatcherTables`]: its last STE. Not `Clone`: the handle is
+/// the rule, given back with [`MatcherTables::remove`] (dropping it leaves the rule
+/// installed until the tables are dropped).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RuleHandle {
+    tables: u32,
+    ste: u32,
+}
+
+/// An anchor STE in ICM (a table root or a matcher's end anchor) that points at a start
+/// table: the engine rewrites it when the start table moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorRef {
+    /// The region the anchor lies in.
+    pub region: IcmRegion,
+    /// Its ICM address.
+    pub icm_addr: u64,
+}
+
+/// Counters and sizes of one [`MatcherTables`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HtblStats {
+    /// Rules installed.
+    pub rules: u64,
+    /// Rule STEs (shared ones once).
+    pub stes: u64,
+    /// Hash tables (the start table included).
+    pub tables: u64,
+    /// ICM entries of all hash tables.
+    pub table_entries: u64,
+    /// STEs in collision entries.
+    pub collision_entries: u64,
+    /// Action-only STEs.
+    pub action_stes: u64,
+    /// Distinct last-STE control blocks kept.
+    pub ctrl_blocks: u64,
+    /// The longest miss chain (STEs in one slot's chain).
+    pub longest_chain: u32,
+    /// Tables grown.
+    pub grows: u64,
+    /// Growths given up (no ICM, or the send ring failed); the table kept its size.
+    pub grow_failures: u64,
+    /// Chunks kept out of use because a write to or past them might still land.
+    pub leaked_chunks: u64,
+    /// Entries kept out of use for the same reason.
+    pub leaked_entries: u64,
+    /// Host bytes of the records, the entry slab included.
+    pub host_bytes: usize,
+}

@@ -1,0 +1,943 @@
+//! [`MatcherTables`]: the anchors, hash tables, miss chains and rule STEs of one matcher
+//! on one side, with insert and remove.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use ste_builder::hash::HtblType;
+use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE, STE_TAG_SIZE};
+use ste_builder::SteFormat;
+
+use super::arena::{Arena, NIL};
+use super::encode::{Encoder, Level};
+use super::error::{HtblError, RemoveError};
+use super::records::{CtrlStore, SteRec, TableRec, IN_ENTRY};
+use super::txn::{Failed, Outcome, Txn};
+use super::{AnchorRef, HtblStats, LastSte, RuleHandle, MAX_ACTION_STES};
+use crate::device::IcmRegion;
+use crate::icm::{Chunk, Entry, EntrySlab, IcmPool};
+use crate::matching::{BuilderChain, RuleTags, MAX_LOOKUPS};
+use crate::send::SendRing;
+
+/// Ids of tables instances, so a handle is never taken for another instance's rule.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// How one matcher's tables on one side are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TablesConfig {
+    /// The STE format of the device.
+    pub format: SteFormat,
+    /// The receive side (its STEs carry RX entry types on v0).
+    pub rx: bool,
+    /// The gvmi STEs carry.
+    pub gvmi: u16,
+    /// Tables may grow (rehash) when crowded; if not, they keep their size and chains
+    /// get longer.
+    pub grow: bool,
+}
+
+/// The hash tables of one matcher on one side: its end anchor, its start table, the
+/// per-level tables that shared STEs point to, the miss chains of colliding STEs, and
+/// the rules' STEs.
+///
+/// Every change is made so that packets see either the old or the new state, never a
+/// half-installed rule (see the module documentation). Used through `&mut self` (the
+/// caller serialises a matcher side's updates) with the caller's [`SendRing`]; every
+/// update is flushed before the call returns, so on `Ok` it is in ICM.
+///
+/// Dropping the tables gives all their ICM back to the pool: unlink the matcher first
+/// (nothing may point at its start table or end anchor any more, through completed
+/// writes).
+pub struct MatcherTables {
+    id: u32,
+    enc: Encoder,
+    levels: Box<[Level]>,
+    grow: bool,
+    max_log: u8,
+    pool: Arc<IcmPool>,
+    slab: EntrySlab,
+    /// The end anchor's chunk (taken out only on drop).
+    end_chunk: Option<Chunk>,
+    /// Its region and ICM address.
+    end_region: IcmRegion,
+    end_addr: u64,
+    end_target: Connect,
+    start: u32,
+    start_pointer: Option<AnchorRef>,
+    pub(super) tables: Arena<TableRec>,
+    pub(super) stes: Arena<SteRec>,
+    entries: Arena<Entry>,
+    ctrls: CtrlStore,
+    /// The action-only STEs after a rule's last STE, by the last STE's id.
+    extras: HashMap<u32, Box<[Entry]>>,
+    rules: u64,
+    pub(super) counters: Counters,
+}
+
+/// Events counted over the tables' life.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Counters {
+    pub(super) grows: u64,
+    pub(super) grow_failures: u64,
+    pub(super) leaked_chunks: u64,
+    pub(super) leaked_entries: u64,
+}
+
+impl std::fmt::Debug for MatcherTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatcherTables")
+            .field("id", &self.id)
+            .field("enc", &self.enc)
+            .field("levels", &self.levels)
+            .field("end_anchor", &self.end_addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// New memory of an insert, until it is linked in (or handed back).
+#[derive(Default)]
+struct Fresh {
+    /// One 1-entry table per new level below the split level.
+    tables: Vec<Chunk>,
+    /// The collision entry of the split level's STE, if its slot is taken.
+    collision: Option<Entry>,
+    /// The action-only STEs.
+    extras: Vec<Entry>,
+}
+
+impl MatcherTables {
+    /// Builds a matcher's tables for `chain`: writes the end anchor (leading to `end`)
+    /// and a one-entry start table whose unused slot misses to the end anchor, then
+    /// flushes. Nothing points at the start table yet: see [`MatcherTables::start`].
+    pub fn new(
+        pool: Arc<IcmPool>,
+        chain: &BuilderChain,
+        cfg: TablesConfig,
+        end: Connect,
+        ring: &mut SendRing,
+    ) -> Result<MatcherTables, HtblError> {
+        let levels: Box<[Level]> = chain.builders().iter().map(Level::of).collect();
+        if let Some(level) = levels.iter().position(|l| l.htbl_type == HtblType::Match) {
+            return Err(HtblError::DefinerLookup { level });
+        }
+        let end_anchor = pool.alloc(0)?;
+        let start_chunk = match pool.alloc(0) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = pool.free(end_anchor);
+                return Err(e.into());
+            }
+        };
+        let enc = Encoder::new(cfg.format, cfg.rx, cfg.gvmi);
+        let anchor = enc.anchor(end);
+        let unused = enc.unused_slot(&levels[0], end_anchor.icm_addr());
+        let written = Txn::new(ring).run(|t| {
+            let a = enc.posted(anchor, STE_SIZE);
+            t.write(&end_anchor.region(), end_anchor.icm_addr(), &a)?;
+            let u = enc.posted(unused, STE_SIZE);
+            t.write(&start_chunk.region(), start_chunk.icm_addr(), &u)
+        });
+        if let Err(f) = written {
+            // Nothing points at either chunk; give them back unless a write may land.
+            if f.outcome == (Outcome::Rejected { settled: true }) {
+                let _ = pool.free(end_anchor);
+                let _ = pool.free(start_chunk);
+            }
+            return Err(HtblError::Send(f.error));
+        }
+        let mut tables = Arena::new();
+        let start = tables.insert(TableRec::new(start_chunk, NIL, 0));
+        Ok(MatcherTables {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            enc,
+            levels,
+            grow: cfg.grow,
+            max_log: pool.config().max_log_chunk,
+            slab: EntrySlab::new(pool.clone()),
+            pool,
+            end_region: end_anchor.region(),
+            end_addr: end_anchor.icm_addr(),
+            end_chunk: Some(end_anchor),
+            end_target: end,
+            start,
+            start_pointer: None,
+            tables,
+            stes: Arena::new(),
+            entries: Arena::new(),
+            ctrls: CtrlStore::new(),
+            extras: HashMap::new(),
+            rules: 0,
+            counters: Counters::default(),
+        })
+    }
+
+    /// How an anchor points at the start table: what the table root or the previous
+    /// matcher's end anchor writes to lead here. Changes when the start table grows (the
+    /// pointer set with [`MatcherTables::set_start_pointer`] is rewritten then).
+    pub fn start(&self) -> Connect {
+        let t = &self.tables[self.start];
+        Connect::Hit {
+            lu_type: self.levels[0].lu_type,
+            byte_mask: self.levels[0].byte_mask,
+            icm_addr: t.chunk.icm_addr(),
+            num_entries: t.entries(),
+        }
+    }
+
+    /// The end anchor's ICM address: every miss chain of the matcher ends there.
+    pub fn end_anchor(&self) -> u64 {
+        self.end_addr
+    }
+
+    /// The end anchor as an [`AnchorRef`]: what the next matcher's tables are told
+    /// points at their start table.
+    pub fn end_anchor_ref(&self) -> AnchorRef {
+        AnchorRef {
+            region: self.end_region,
+            icm_addr: self.end_addr,
+        }
+    }
+
+    /// Where the end anchor leads.
+    pub fn end_target(&self) -> Connect {
+        self.end_target
+    }
+
+    /// Makes the end anchor lead to `to` (miss to a default address, or hit into the next
+    /// matcher's start table) with one 64-byte write, flushed.
+    pub fn set_end_target(&mut self, ring: &mut SendRing, to: Connect) -> Result<(), HtblError> {
+        let image = self.enc.posted(self.enc.anchor(to), STE_SIZE);
+        let (region, addr) = (self.end_region, self.end_addr);
+        let res = Txn::new(ring).run(|t| t.link(&region, addr, &image));
+        match res {
+            Ok(()) => {
+                self.end_target = to;
+                Ok(())
+            }
+            Err(Failed {
+                outcome: Outcome::Rejected { .. },
+                error,
+            }) => Err(HtblError::Send(error)),
+            Err(Failed { error, .. }) => {
+                self.end_target = to;
+                Err(HtblError::Send(error))
+            }
+        }
+    }
+
+    /// Tells the tables which anchor points at their start table (the table root, or the
+    /// previous matcher's end anchor), so that growing the start table can switch it;
+    /// `None` while nothing does. The caller writes that anchor itself when linking.
+    pub fn set_start_pointer(&mut self, pointer: Option<AnchorRef>) {
+        self.start_pointer = pointer;
+    }
+
+    /// The anchor set with [`MatcherTables::set_start_pointer`].
+    pub fn start_pointer(&self) -> Option<AnchorRef> {
+        self.start_pointer
+    }
+
+    /// Rules installed.
+    pub fn rules(&self) -> u64 {
+        self.rules
+    }
+
+    /// The ICM address of `rule`'s last match STE (it moves when its table grows or the
+    /// STE before it in its slot is removed). `None` for another instance's handle.
+    pub fn rule_addr(&self, rule: &RuleHandle) -> Option<u64> {
+        (rule.tables == self.id && self.stes.get(rule.ste).is_some())
+            .then(|| self.place(rule.ste).1)
+    }
+
+    // --- insert -------------------------------------------------------------------
+
+    /// Installs a rule whose STEs carry `tags` (one per lookup of the chain), with
+    /// `last` filling its actions and hit address.
+    ///
+    /// STEs equal to an installed rule's at the first levels are shared. The new STEs,
+    /// their tables, the rule's action STEs and, for a taken slot, the collision entry
+    /// are written first; then one write links them in: the STE into an unused slot of
+    /// a reachable table, or the 32-byte control block of the slot's chain tail with its
+    /// miss address set to the new entry. On error nothing changed (but see
+    /// [`HtblError::Unconfirmed`]). Afterwards the table the rule went into may grow.
+    pub fn insert<L: LastSte>(
+        &mut self,
+        ring: &mut SendRing,
+        tags: &RuleTags,
+        last: L,
+    ) -> Result<RuleHandle, HtblError> {
+        let n = self.levels.len();
+        let tags = self.check_tags(tags)?;
+
+        // The shared prefix: levels whose STE exists already.
+        let mut path = [NIL; MAX_LOOKUPS];
+        let mut table = self.start;
+        let mut split = n;
+        for (i, tag) in tags[..n].iter().enumerate() {
+            match self.find(table, tag) {
+                Some(_) if i + 1 == n => return Err(HtblError::Duplicate),
+                Some(s) => {
+                    path[i] = s;
+                    table = self.stes[s].link;
+                }
+                None => {
+                    split = i;
+                    break;
+                }
+            }
+        }
+        let slot = self.levels[split].slot(self.tables[table].entries(), &tags[split]);
+        let tail = self.chain_tail(table, slot);
+
+        // The last STE with its actions (nothing allocated yet: a refusal costs nothing).
+        let mut stes = [0u8; STE_SIZE * (1 + MAX_ACTION_STES)];
+        let built = self.enc.rule_ste(&self.levels[n - 1], &tags[n - 1]);
+        stes[..STE_SIZE].copy_from_slice(&built);
+        let added = last.fill(self.enc.ctrl.format(), &mut stes)?;
+        if added > MAX_ACTION_STES {
+            return Err(HtblError::BadActionStes(
+                "reported more action STEs than it has room for",
+            ));
+        }
+        if stes[STE_CTRL_SIZE..STE_SIZE] != built[STE_CTRL_SIZE..] {
+            return Err(HtblError::BadActionStes(
+                "changed the match STE's tag or mask",
+            ));
+        }
+
+        let fresh = self.alloc_fresh(n - 1 - split, tail != NIL, added)?;
+
+        // Chain the action STEs: each one before hits the next (one-entry tables).
+        for (k, e) in fresh.extras.iter().enumerate() {
+            let (before, rest) = stes.split_at_mut((k + 1) * STE_SIZE);
+            let prev = &mut before[k * STE_SIZE..];
+            self.enc.ctrl.set_hit_addr(prev, e.icm_addr(), 1);
+            // Action STEs always hit; their miss address is never followed.
+            self.enc.ctrl.set_miss_addr(&mut rest[..STE_SIZE], 0);
+        }
+        let mut ctrl = [0u8; STE_CTRL_SIZE];
+        ctrl.copy_from_slice(&stes[..STE_CTRL_SIZE]);
+        // Stored without a miss address, so equal blocks are shared whatever their chain.
+        self.enc.ctrl.set_miss_addr(&mut ctrl, 0);
+
+        let res = self.write_insert(ring, &tags, split, table, slot, tail, &stes, &ctrl, &fresh);
+        match res {
+            Ok(()) => {
+                Ok(self.commit_insert(ring, &tags, &path, split, table, slot, tail, &ctrl, fresh))
+            }
+            Err(Failed {
+                outcome: Outcome::Rejected { settled },
+                error,
+            }) => {
+                self.give_back(fresh, settled);
+                Err(HtblError::Send(error))
+            }
+            // The link landed (a failure after it) or may have: keep the rule.
+            Err(Failed {
+                outcome: Outcome::Applied,
+                ..
+            }) => {
+                Ok(self.commit_insert(ring, &tags, &path, split, table, slot, tail, &ctrl, fresh))
+            }
+            Err(Failed {
+                outcome: Outcome::Unknown,
+                error,
+            }) => {
+                let rule =
+                    self.commit_insert_only(&tags, &path, split, table, slot, tail, &ctrl, fresh);
+                Err(HtblError::Unconfirmed {
+                    rule,
+                    source: error,
+                })
+            }
+        }
+    }
+
+    /// The rule's tags as 16-byte arrays, checked against the chain.
+    fn check_tags(&self, tags: &RuleTags) -> Result<[[u8; STE_TAG_SIZE]; MAX_LOOKUPS], HtblError> {
+        let n = self.levels.len();
+        if tags.len() != n {
+            return Err(HtblError::TagCount {
+                got: tags.len(),
+                want: n,
+            });
+        }
+        let mut out = [[0u8; STE_TAG_SIZE]; MAX_LOOKUPS];
+        for (level, (tag, o)) in tags.iter().zip(out.iter_mut()).enumerate() {
+            if tag.len() != STE_TAG_SIZE {
+                return Err(HtblError::TagLength {
+                    level,
+                    got: tag.len(),
+                    want: STE_TAG_SIZE,
+                });
+            }
+            o.copy_from_slice(tag);
+        }
+        Ok(out)
+    }
+
+    /// The STE of `table` with `tag`, if any.
+    fn find(&self, table: u32, tag: &[u8; STE_TAG_SIZE]) -> Option<u32> {
+        let t = &self.tables[table];
+        let mut s = t.slots[self.levels[usize::from(t.level)].slot(t.entries(), tag) as usize];
+        while s != NIL {
+            let rec = &self.stes[s];
+            if rec.tag == *tag {
+                return Some(s);
+            }
+            s = rec.next;
+        }
+        None
+    }
+
+    /// The last STE of the chain at `slot`, or NIL for an unused slot.
+    fn chain_tail(&self, table: u32, slot: u32) -> u32 {
+        let mut s = self.tables[table].slots[slot as usize];
+        if s == NIL {
+            return NIL;
+        }
+        while self.stes[s].next != NIL {
+            s = self.stes[s].next;
+        }
+        s
+    }
+
+    /// Allocates an insert's new memory; on failure hands back what it took.
+    fn alloc_fresh(
+        &mut self,
+        new_tables: usize,
+        collision: bool,
+        extras: usize,
+    ) -> Result<Fresh, HtblError> {
+        let mut fresh = Fresh::default();
+        let res = (|| {
+            for _ in 0..new_tables {
+                fresh.tables.push(self.pool.alloc(0)?);
+            }
+            if collision {
+                fresh.collision = Some(self.slab.alloc()?);
+            }
+            for _ in 0..extras {
+                fresh.extras.push(self.slab.alloc()?);
+            }
+            Ok::<(), HtblError>(())
+        })();
+        match res {
+            Ok(()) => Ok(fresh),
+            Err(e) => {
+                self.give_back(fresh, true);
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands back an insert's memory that never became reachable; when writes to it may
+    /// still land (`settled` false), it is kept out of use instead.
+    fn give_back(&mut self, fresh: Fresh, settled: bool) {
+        let entries = fresh.collision.into_iter().chain(fresh.extras);
+        if settled {
+            for c in fresh.tables {
+                let _ = self.pool.free(c);
+            }
+            for e in entries {
+                let _ = self.slab.free(e);
+            }
+        } else {
+            self.counters.leaked_chunks += fresh.tables.len() as u64;
+            self.counters.leaked_entries += entries.count() as u64;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_insert(
+        &self,
+        ring: &mut SendRing,
+        tags: &[[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
+        split: usize,
+        table: u32,
+        slot: u32,
+        tail: u32,
+        stes: &[u8],
+        ctrl: &[u8; STE_CTRL_SIZE],
+        fresh: &Fresh,
+    ) -> Result<(), Failed> {
+        let n = self.levels.len();
+        let end = self.end_addr;
+        let enc = self.enc;
+        Txn::new(ring).run(|t| {
+            for (k, e) in fresh.extras.iter().enumerate() {
+                let mut ste: Ste = [0; STE_SIZE];
+                ste.copy_from_slice(&stes[(k + 1) * STE_SIZE..(k + 2) * STE_SIZE]);
+                let region = self.slab_region(e);
+                t.write(&region, e.icm_addr(), &enc.posted(ste, STE_SIZE))?;
+            }
+            // The new STEs, deepest first; level j > split sits alone in fresh table j-split-1.
+            for j in (split..n).rev() {
+                let image = if j + 1 == n {
+                    enc.last_ste(ctrl, &self.levels[j], &tags[j], end)
+                } else {
+                    let child = &fresh.tables[j - split];
+                    enc.inner_ste(
+                        &self.levels[j],
+                        &self.levels[j + 1],
+                        &tags[j],
+                        (child.icm_addr(), 1),
+                        end,
+                    )
+                };
+                let posted = enc.posted(image, STE_SIZE);
+                if j > split {
+                    let c = &fresh.tables[j - split - 1];
+                    t.write(&c.region(), c.icm_addr(), &posted)?;
+                } else if let Some(e) = &fresh.collision {
+                    t.write(&self.slab_region(e), e.icm_addr(), &posted)?;
+                    // The link: the chain's tail now misses to the new entry.
+                    let tail_image =
+                        enc.posted(self.image(tail, e.icm_addr(), None), STE_CTRL_SIZE);
+                    let (region, addr) = self.place(tail);
+                    t.link(&region, addr, &tail_image[..STE_CTRL_SIZE])?;
+                } else {
+                    let tbl = &self.tables[table];
+                    t.link(&tbl.chunk.region(), tbl.slot_addr(slot), &posted)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a landed insert, then lets the table it went into grow.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_insert(
+        &mut self,
+        ring: &mut SendRing,
+        tags: &[[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
+        path: &[u32; MAX_LOOKUPS],
+        split: usize,
+        table: u32,
+        slot: u32,
+        tail: u32,
+        ctrl: &[u8; STE_CTRL_SIZE],
+        fresh: Fresh,
+    ) -> RuleHandle {
+        let rule = self.commit_insert_only(tags, path, split, table, slot, tail, ctrl, fresh);
+        if tail != NIL {
+            self.maybe_grow(ring, table);
+        }
+        rule
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_insert_only(
+        &mut self,
+        tags: &[[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
+        path: &[u32; MAX_LOOKUPS],
+        split: usize,
+        table: u32,
+        slot: u32,
+        tail: u32,
+        ctrl: &[u8; STE_CTRL_SIZE],
+        fresh: Fresh,
+    ) -> RuleHandle {
+        let n = self.levels.len();
+        for &s in &path[..split] {
+            let r = &mut self.stes[s].refs;
+            *r = r.saturating_add(1);
+        }
+        let Fresh {
+            tables,
+            collision,
+            extras,
+        } = fresh;
+        // The split level's STE in the existing table.
+        let home = match collision {
+            Some(e) => IN_ENTRY | self.entries.insert(e),
+            None => slot,
+        };
+        let mut s = self.stes.insert(SteRec {
+            tag: tags[split],
+            table,
+            next: NIL,
+            home,
+            link: NIL,
+            refs: NonZeroU32::MIN,
+        });
+        let t = &mut self.tables[table];
+        t.stes += 1;
+        if tail == NIL {
+            t.slots[slot as usize] = s;
+        } else {
+            t.collisions += 1;
+            self.stes[tail].next = s;
+        }
+        // Each deeper level: a one-entry table owned by the STE above, holding one STE.
+        for (j, chunk) in (split + 1..n).zip(tables) {
+            let mut rec = TableRec::new(chunk, s, j as u8);
+            rec.stes = 1;
+            let child = self.tables.insert(rec);
+            self.stes[s].link = child;
+            let below = self.stes.insert(SteRec {
+                tag: tags[j],
+                table: child,
+                next: NIL,
+                home: 0,
+                link: NIL,
+                refs: NonZeroU32::MIN,
+            });
+            self.tables[child].slots[0] = below;
+            s = below;
+        }
+        self.stes[s].link = self.ctrls.intern(ctrl);
+        if !extras.is_empty() {
+            self.extras.insert(s, extras.into_boxed_slice());
+        }
+        self.rules += 1;
+        RuleHandle {
+            tables: self.id,
+            ste: s,
+        }
+    }
+
+    // --- remove -------------------------------------------------------------------
+
+    /// Removes `rule` with one write, flushed: the topmost of its STEs no other rule
+    /// passes through is unlinked (the next STE of its chain copied into its slot, or the
+    /// unused-slot STE written there, or its predecessor's miss address set past it).
+    /// Then its STEs, tables and entries below that point go back to the pool, to be
+    /// reused after the next `SYNC_STEERING`.
+    pub fn remove(&mut self, ring: &mut SendRing, rule: RuleHandle) -> Result<(), RemoveError> {
+        let n = self.levels.len();
+        let valid = rule.tables == self.id
+            && self
+                .stes
+                .get(rule.ste)
+                .is_some_and(|s| usize::from(self.tables[s.table].level) + 1 == n);
+        if !valid {
+            return Err(RemoveError {
+                error: HtblError::ForeignHandle,
+                rule: Some(rule),
+            });
+        }
+        // The rule's STEs, level by level, and the topmost one only it uses.
+        let mut path = [NIL; MAX_LOOKUPS];
+        let mut s = rule.ste;
+        for level in (0..n).rev() {
+            path[level] = s;
+            s = self.tables[self.stes[s].table].owner;
+        }
+        let top = (0..n)
+            .find(|&i| self.stes[path[i]].refs.get() == 1)
+            .unwrap_or(n - 1);
+        let x = path[top];
+        let table = self.stes[x].table;
+        let slot = self.slot_of(x);
+        let head = self.tables[table].slots[slot as usize];
+        let pred = self.predecessor(head, x);
+
+        let enc = self.enc;
+        let next = self.stes[x].next;
+        let res = Txn::new(ring).run(|t| {
+            if pred != NIL {
+                let image = self.image(pred, self.miss_of(next), None);
+                let (region, addr) = self.place(pred);
+                t.link(
+                    &region,
+                    addr,
+                    &enc.posted(image, STE_CTRL_SIZE)[..STE_CTRL_SIZE],
+                )
+            } else {
+                let image = if next == NIL {
+                    enc.unused_slot(&self.levels[top], self.end_addr)
+                } else {
+                    self.image(next, self.miss_of(self.stes[next].next), None)
+                };
+                let tbl = &self.tables[table];
+                t.link(
+                    &tbl.chunk.region(),
+                    tbl.slot_addr(slot),
+                    &enc.posted(image, STE_SIZE),
+                )
+            }
+        });
+        let free = match res {
+            Ok(()) => true,
+            Err(Failed {
+                outcome: Outcome::Rejected { .. },
+                error,
+            }) => {
+                return Err(RemoveError {
+                    error: HtblError::Send(error),
+                    rule: Some(rule),
+                })
+            }
+            Err(Failed {
+                outcome: Outcome::Applied,
+                ..
+            }) => true,
+            Err(Failed {
+                outcome: Outcome::Unknown,
+                error,
+            }) => {
+                self.commit_remove(&path, top, pred, false);
+                return Err(RemoveError {
+                    error: HtblError::Send(error),
+                    rule: None,
+                });
+            }
+        };
+        self.commit_remove(&path, top, pred, free);
+        Ok(())
+    }
+
+    /// The STE before `x` in the chain starting at `head` (NIL: `x` is the head).
+    fn predecessor(&self, head: u32, x: u32) -> u32 {
+        let mut p = NIL;
+        let mut s = head;
+        while s != x && s != NIL {
+            p = s;
+            s = self.stes[s].next;
+        }
+        p
+    }
+
+    /// Records a landed removal; `free`: hand the unreachable memory back (else it is
+    /// kept out of use, as the unlink may not have landed).
+    fn commit_remove(&mut self, path: &[u32; MAX_LOOKUPS], top: usize, pred: u32, free: bool) {
+        let n = self.levels.len();
+        for &s in &path[..top] {
+            let r = &mut self.stes[s].refs;
+            *r = NonZeroU32::new(r.get() - 1).unwrap_or(NonZeroU32::MIN);
+        }
+        let x = path[top];
+        let table = self.stes[x].table;
+        let next = self.stes[x].next;
+        let slot = self.slot_of(x);
+        self.tables[table].stes -= 1;
+        if pred != NIL {
+            // x sat in a collision entry.
+            self.stes[pred].next = next;
+            self.tables[table].collisions -= 1;
+        } else if next == NIL {
+            self.tables[table].slots[slot as usize] = NIL;
+        } else {
+            // The next STE now lives in the slot; its entry is free.
+            let moved = self.stes[next].home;
+            self.stes[next].home = slot;
+            self.tables[table].slots[slot as usize] = next;
+            self.tables[table].collisions -= 1;
+            self.release_entry(moved, free);
+        }
+        // x and everything below it belong to this rule alone.
+        for (level, &s) in path.iter().enumerate().take(n).skip(top) {
+            let Some(rec) = self.stes.remove(s) else {
+                continue;
+            };
+            if level > top || pred != NIL {
+                self.release_entry(rec.home, free);
+            }
+            if level + 1 < n {
+                if let Some(child) = self.tables.remove(rec.link) {
+                    self.release_chunk(child.chunk, free);
+                }
+            } else {
+                self.ctrls.release(rec.link);
+                if let Some(extras) = self.extras.remove(&s) {
+                    for e in extras.into_vec() {
+                        self.release_slab_entry(e, free);
+                    }
+                }
+            }
+        }
+        self.rules -= 1;
+    }
+
+    /// Frees the collision entry named by a `home`, if it names one.
+    fn release_entry(&mut self, home: u32, free: bool) {
+        if home & IN_ENTRY == 0 {
+            return;
+        }
+        if let Some(e) = self.entries.remove(home & !IN_ENTRY) {
+            self.release_slab_entry(e, free);
+        }
+    }
+
+    fn release_slab_entry(&mut self, e: Entry, free: bool) {
+        if free {
+            let _ = self.slab.free(e);
+        } else {
+            self.counters.leaked_entries += 1;
+        }
+    }
+
+    pub(super) fn release_chunk(&mut self, c: Chunk, free: bool) {
+        if free {
+            let _ = self.pool.free(c);
+        } else {
+            self.counters.leaked_chunks += 1;
+        }
+    }
+
+    // --- places and images ------------------------------------------------------------
+
+    /// The slot an STE hashes to in its table.
+    pub(super) fn slot_of(&self, s: u32) -> u32 {
+        let rec = &self.stes[s];
+        if rec.home & IN_ENTRY == 0 {
+            return rec.home;
+        }
+        let t = &self.tables[rec.table];
+        self.levels[usize::from(t.level)].slot(t.entries(), &rec.tag)
+    }
+
+    /// The region and ICM address of an STE.
+    pub(super) fn place(&self, s: u32) -> (IcmRegion, u64) {
+        let rec = &self.stes[s];
+        if rec.home & IN_ENTRY != 0 {
+            let e = &self.entries[rec.home & !IN_ENTRY];
+            (self.slab_region(e), e.icm_addr())
+        } else {
+            let t = &self.tables[rec.table];
+            (t.chunk.region(), t.slot_addr(rec.home))
+        }
+    }
+
+    pub(super) fn slab_region(&self, e: &Entry) -> IcmRegion {
+        match self.slab.region(e) {
+            Some(r) => r,
+            None => panic!("collision entry {:#x} is not from this slab", e.icm_addr()),
+        }
+    }
+
+    /// Where a miss to chain member `next` goes (NIL: the end anchor).
+    pub(super) fn miss_of(&self, next: u32) -> u64 {
+        if next == NIL {
+            self.end_addr
+        } else {
+            self.place(next).1
+        }
+    }
+
+    /// The image of STE `s` as built, missing to `miss`; `child` overrides where an
+    /// inner STE hits (a table being switched to).
+    pub(super) fn image(&self, s: u32, miss: u64, child: Option<(u64, u32)>) -> Ste {
+        let rec = &self.stes[s];
+        let level = usize::from(self.tables[rec.table].level);
+        if level + 1 < self.levels.len() {
+            let child = child.unwrap_or_else(|| self.tables[rec.link].target());
+            self.enc.inner_ste(
+                &self.levels[level],
+                &self.levels[level + 1],
+                &rec.tag,
+                child,
+                miss,
+            )
+        } else {
+            self.enc.last_ste(
+                self.ctrls.get(rec.link),
+                &self.levels[level],
+                &rec.tag,
+                miss,
+            )
+        }
+    }
+
+    pub(super) fn enc(&self) -> Encoder {
+        self.enc
+    }
+
+    pub(super) fn level(&self, i: usize) -> &Level {
+        &self.levels[i]
+    }
+
+    pub(super) fn pool(&self) -> &Arc<IcmPool> {
+        &self.pool
+    }
+
+    pub(super) fn slab_mut(&mut self) -> &mut EntrySlab {
+        &mut self.slab
+    }
+
+    pub(super) fn entries_mut(&mut self) -> &mut Arena<Entry> {
+        &mut self.entries
+    }
+
+    #[cfg(test)]
+    pub(super) fn slab(&self) -> &EntrySlab {
+        &self.slab
+    }
+
+    pub(super) fn grow_enabled(&self) -> (bool, u8) {
+        (self.grow, self.max_log)
+    }
+
+    // --- accounting -----------------------------------------------------------------
+
+    /// Counters and sizes, at this moment.
+    pub fn stats(&self) -> HtblStats {
+        let mut table_entries = 0;
+        let mut slot_bytes = 0;
+        let mut collisions = 0;
+        let mut longest = 0u32;
+        for (_, t) in self.tables.iter() {
+            table_entries += u64::from(t.entries());
+            slot_bytes += t.slots.len() * std::mem::size_of::<u32>();
+            collisions += u64::from(t.collisions);
+            for &head in t.slots.iter() {
+                let mut len = 0;
+                let mut s = head;
+                while s != NIL {
+                    len += 1;
+                    s = self.stes[s].next;
+                }
+                longest = longest.max(len);
+            }
+        }
+        let extras: usize = self.extras.values().map(|e| e.len()).sum();
+        let host_bytes = std::mem::size_of::<MatcherTables>()
+            + self.levels.len() * std::mem::size_of::<Level>()
+            + self.tables.host_bytes()
+            + slot_bytes
+            + self.stes.host_bytes()
+            + self.entries.host_bytes()
+            + self.ctrls.host_bytes()
+            + self.extras.capacity() * (std::mem::size_of::<(u32, Box<[Entry]>)>() + 1)
+            + extras * std::mem::size_of::<Entry>()
+            + self.slab.stats().host_bytes;
+        HtblStats {
+            rules: self.rules,
+            stes: self.stes.len() as u64,
+            tables: self.tables.len() as u64,
+            table_entries,
+            collision_entries: collisions,
+            action_stes: extras as u64,
+            ctrl_blocks: self.ctrls.len() as u64,
+            longest_chain: longest,
+            grows: self.counters.grows,
+            grow_failures: self.counters.grow_failures,
+            leaked_chunks: self.counters.leaked_chunks,
+            leaked_entries: self.counters.leaked_entries,
+            host_bytes,
+        }
+    }
+}
+
+impl Drop for MatcherTables {
+    fn drop(&mut self) {
+        for t in self.tables.drain().collect::<Vec<_>>() {
+            let _ = self.pool.free(t.chunk);
+        }
+        for e in self.entries.drain().collect::<Vec<_>>() {
+            let _ = self.slab.free(e);
+        }
+        for (_, extras) in self.extras.drain().collect::<Vec<_>>() {
+            for e in extras.into_vec() {
+                let _ = self.slab.free(e);
+            }
+        }
+        if let Some(c) = self.end_chunk.take() {
+            let _ = self.pool.free(c);
+        }
+    }
+}

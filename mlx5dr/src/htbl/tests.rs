@@ -1,0 +1,1052 @@
+//! The engine on the simulator: rules inserted through a real steering queue, then
+//! classified by walking ICM from an always-hit root anchor (the walk a NIC does).
+//! 5-tuple and VXLAN chains on v0/v1/v2, collisions, shared prefixes, duplicates,
+//! removal, growth, ICM exhaustion, error CQEs, per-WQE reachability and teardown.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use ::sim::packet::{build_from_match, Metadata, Side};
+use ::sim::pipeline::{Outcome, Verdict};
+use ::sim::profile::{DeviceModel, Profile};
+use ::sim::queue::WqeEvent;
+use ::sim::{Fate, Stage};
+use ste_builder::action::{set_actions_rx, ActionType, ActionTypeSet, ActionsAttr};
+use ste_builder::ste::{set_formatted_ste, Connect, LU_TYPE_DONT_CARE, STE_SIZE};
+use ste_builder::wqe::Syndrome;
+use ste_builder::{Caps, MatchParam, SteFormat};
+
+use super::*;
+use crate::caps::DeviceCaps;
+use crate::device::sim::SimBackend;
+use crate::device::Device;
+use crate::icm::{Chunk, IcmError, IcmPool, PoolConfig};
+use crate::matching::{BuilderChain, ChainCaps, DomainSide, Match};
+use crate::send::{SendConfig, SendRing};
+
+const MODELS: [DeviceModel; 3] = [
+    DeviceModel::ConnectX5,
+    DeviceModel::ConnectX6Dx,
+    DeviceModel::ConnectX7,
+];
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A simulated device with the driver's caps, an STE pool, a send ring and a root
+/// anchor in ICM that always hits into the tables under test.
+struct Rig {
+    be: Arc<SimBackend>,
+    caps: DeviceCaps,
+    ste_caps: Caps,
+    format: SteFormat,
+    pool: Arc<IcmPool>,
+    ring: SendRing,
+    root: Option<Chunk>,
+    drop_addr: u64,
+}
+
+impl Rig {
+    fn new(model: DeviceModel) -> Rig {
+        Rig::with_profile(Profile::new(model))
+    }
+
+    fn with_profile(profile: Profile) -> Rig {
+        let be = Arc::new(SimBackend::with_profile(profile).unwrap());
+        let caps = DeviceCaps::query(&*be).unwrap();
+        let ste_caps = caps.ste_caps(&[]);
+        let format = caps.ste_format().unwrap();
+        let dev: Arc<dyn Device> = be.clone();
+        let pool = Arc::new(IcmPool::new(dev, PoolConfig::steering(&caps)).unwrap());
+        let ring = SendRing::new(&*be, SendConfig::default()).unwrap();
+        let drop_addr = caps.nic_rx_drop_icm;
+        Rig {
+            be,
+            caps,
+            ste_caps,
+            format,
+            pool,
+            ring,
+            root: None,
+            drop_addr,
+        }
+    }
+
+    fn chain(&self, mask: &Match) -> BuilderChain {
+        let cc = ChainCaps::new(&self.caps, &self.ste_caps).unwrap();
+        BuilderChain::new(&mask.to_raw().unwrap(), DomainSide::NicRx, &cc).unwrap()
+    }
+
+    fn config(&self, grow: bool) -> TablesConfig {
+        TablesConfig {
+            format: self.format,
+            rx: true,
+            gvmi: self.caps.gvmi,
+            grow,
+        }
+    }
+
+    /// Tables for `chain` missing to the drop address, with the root anchor pointing at
+    /// their start table.
+    fn tables(&mut self, chain: &BuilderChain, grow: bool) -> MatcherTables {
+        let end = Connect::Miss {
+            miss_addr: self.drop_addr,
+        };
+        let mut t = MatcherTables::new(
+            self.pool.clone(),
+            chain,
+            self.config(grow),
+            end,
+            &mut self.ring,
+        )
+        .unwrap();
+        let root = match self.root.take() {
+            Some(r) => r,
+            None => self.pool.alloc(0).unwrap(),
+        };
+        self.write_anchor(&root, t.start());
+        t.set_start_pointer(Some(AnchorRef {
+            region: root.region(),
+            icm_addr: root.icm_addr(),
+        }));
+        self.root = Some(root);
+        t
+    }
+
+    fn write_anchor(&mut self, at: &Chunk, to: Connect) {
+        let ctrl = self.format.ctrl();
+        let mut ste = [0u8; STE_SIZE];
+        set_formatted_ste(ctrl, &mut ste, self.caps.gvmi, true, LU_TYPE_DONT_CARE, to);
+        ctrl.prepare_for_postsend(&mut ste, STE_SIZE);
+        self.ring.write(&at.region(), at.icm_addr(), &ste).unwrap();
+        self.ring.flush().unwrap();
+    }
+
+    fn root_addr(&self) -> u64 {
+        self.root.as_ref().unwrap().icm_addr()
+    }
+
+    /// The walk of a packet built from `value`, from the root anchor.
+    fn walk(&self, value: &MatchParam) -> Verdict {
+        walk_from(&self.be, self.root_addr(), value)
+    }
+
+    fn tags(&self, chain: &BuilderChain, value: &MatchParam) -> crate::matching::RuleTags {
+        chain.rule_tags(value, &self.ste_caps).unwrap()
+    }
+
+    /// A last STE that drops with flow tag `tag`.
+    fn tagged(&self, tag: u32) -> impl LastSte {
+        let attr = ActionsAttr {
+            final_icm_addr: self.drop_addr,
+            flow_tag: tag,
+            gvmi: self.caps.gvmi,
+            hit_gvmi: self.caps.gvmi,
+            ..ActionsAttr::default()
+        };
+        let set: ActionTypeSet = [ActionType::Tag, ActionType::Drop].into_iter().collect();
+        move |format: SteFormat, stes: &mut [u8]| {
+            set_actions_rx(format, &set, stes, &attr).map(|o| o.added_stes)
+        }
+    }
+
+    fn hit(&self) -> HitOnly {
+        HitOnly {
+            icm_addr: self.drop_addr,
+            num_entries: 1,
+        }
+    }
+
+    fn new_ring(&mut self) {
+        self.ring = SendRing::new(&*self.be, SendConfig::default()).unwrap();
+    }
+
+    fn inject_error(&self, nth: u64) {
+        self.be
+            .sim()
+            .with_queue(self.ring.qpn(), |q| {
+                q.inject_error(nth, Syndrome::LocalProtection, 0x42)
+            })
+            .unwrap();
+    }
+
+    /// Bytes in live chunks and live slab entries of the pool.
+    fn in_use(&self, t: &MatcherTables) -> (u64, u64, u64) {
+        let p = self.pool.stats();
+        let s = t.slab().stats();
+        (p.chunk_bytes, s.live_entries, p.chunks)
+    }
+}
+
+fn walk_from(be: &SimBackend, root: u64, value: &MatchParam) -> Verdict {
+    let packet = build_from_match(value, Metadata::new(Side::Rx)).unwrap();
+    let out = be.sim().process(packet, ::sim::Entry::Icm(root)).unwrap();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert!(matches!(out[0].fate, Fate::Delivered(_)), "{:#?}", out[0]);
+    out[0]
+        .stages
+        .iter()
+        .find_map(|s| match s {
+            Stage::Software { verdict, .. } => Some(verdict.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn five_tuple_mask() -> Match {
+    Match::new().outer(|h| {
+        h.ipv4_src(Ipv4Addr::BROADCAST)
+            .ipv4_dst(Ipv4Addr::BROADCAST)
+            .ip_protocol(0xff)
+            .tcp_sport(0xffff)
+            .tcp_dport(0xffff)
+    })
+}
+
+fn five_tuple(rng: &mut Rng) -> MatchParam {
+    let (src, dst, ports) = (rng.next() as u32, rng.next() as u32, rng.next());
+    Match::new()
+        .outer(|h| {
+            h.ipv4_src(Ipv4Addr::from(src))
+                .ipv4_dst(Ipv4Addr::from(dst))
+                .ip_protocol(6)
+                .tcp_sport(ports as u16)
+                .tcp_dport((ports >> 16) as u16)
+        })
+        .to_raw()
+        .unwrap()
+        .param
+}
+
+fn vxlan_mask() -> Match {
+    Match::new()
+        .outer(|h| h.ip_version(4).ip_protocol(0xff).udp_dport(0xffff))
+        .tunnel(|t| t.vxlan_vni(0xff_ffff))
+        .inner(|h| h.ipv4_dst(Ipv4Addr::BROADCAST))
+}
+
+fn vxlan(vni: u32, dst: u32) -> MatchParam {
+    Match::new()
+        .outer(|h| h.ip_version(4).ip_protocol(17).udp_dport(4789))
+        .tunnel(|t| t.vxlan_vni(vni))
+        .inner(|h| h.ipv4_dst(Ipv4Addr::from(dst)))
+        .to_raw()
+        .unwrap()
+        .param
+}
+
+fn dmac_mask() -> Match {
+    Match::new().outer(|h| h.dmac([0xff; 6]))
+}
+
+fn dmac(mac: u64) -> MatchParam {
+    let b = mac.to_be_bytes();
+    Match::new()
+        .outer(|h| h.dmac([b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .to_raw()
+        .unwrap()
+        .param
+}
+
+/// An installed rule as the tests remember it.
+struct Live {
+    handle: RuleHandle,
+    value: MatchParam,
+    tag: Option<u32>,
+}
+
+/// The packet of `rule` ends at its last STE (with its flow tag, if it has one) and the
+/// drop address.
+fn assert_hits(rig: &Rig, t: &MatcherTables, rule: &Live) {
+    let v = rig.walk(&rule.value);
+    assert_eq!(
+        v.last_rule_hit(),
+        t.rule_addr(&rule.handle),
+        "{:#?}",
+        v.trace
+    );
+    assert_eq!(v.flow_tag(), rule.tag);
+    assert_eq!(v.final_addr(), Some(rig.drop_addr));
+    assert!(!v.missed_into(t.end_anchor()));
+}
+
+/// The packet of `value` matches no rule: its walk ends in the end anchor's miss (it
+/// may have hit shared STEs of earlier levels on the way).
+fn assert_misses(rig: &Rig, t: &MatcherTables, value: &MatchParam) {
+    let v = rig.walk(value);
+    let last = v.trace.last().unwrap();
+    assert_eq!(last.addr, t.end_anchor(), "{:#?}", v.trace);
+    assert!(
+        matches!(last.outcome, Outcome::Miss { .. }),
+        "{:#?}",
+        v.trace
+    );
+    assert_eq!(v.final_addr(), Some(rig.drop_addr));
+    assert_eq!(v.flow_tag(), None);
+}
+
+/// Inserts `n` random 5-tuple rules, half with a flow tag.
+fn insert_five_tuples(
+    rig: &mut Rig,
+    t: &mut MatcherTables,
+    chain: &BuilderChain,
+    rng: &mut Rng,
+    n: usize,
+) -> Vec<Live> {
+    let mut live = Vec::new();
+    for i in 0..n {
+        let value = five_tuple(rng);
+        let tags = rig.tags(chain, &value);
+        let (handle, tag) = if i % 2 == 0 {
+            let tag = 0x1000 + i as u32;
+            (
+                {
+                    let last = rig.tagged(tag);
+                    t.insert(&mut rig.ring, &tags, last)
+                }
+                .unwrap(),
+                Some(tag),
+            )
+        } else {
+            (
+                {
+                    let last = rig.hit();
+                    t.insert(&mut rig.ring, &tags, last)
+                }
+                .unwrap(),
+                None,
+            )
+        };
+        live.push(Live { handle, value, tag });
+    }
+    live
+}
+
+fn five_tuple_rules_on(model: DeviceModel) {
+    let mut rig = Rig::new(model);
+    let chain = rig.chain(&five_tuple_mask());
+    assert_eq!(chain.len(), 2);
+    let mut t = rig.tables(&chain, true);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ model as u64);
+
+    // The empty matcher: everything misses into the end anchor.
+    assert_misses(&rig, &t, &five_tuple(&mut rng));
+
+    let mut live = insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 400);
+    let s = t.stats();
+    assert_eq!(s.rules, 400);
+    // One shared level-0 STE (it matches only the IP version), one STE per rule below.
+    assert_eq!(s.stes, 401);
+    assert!(s.grows > 0, "{s:?}");
+    // Tagged rules have one control block each; those that drop share one (recently
+    // interned blocks are found again, so only a few copies of it are kept).
+    assert!((201..=210).contains(&s.ctrl_blocks), "{s:?}");
+    for r in &live {
+        assert_hits(&rig, &t, r);
+    }
+    for _ in 0..50 {
+        assert_misses(&rig, &t, &five_tuple(&mut rng));
+    }
+
+    // A duplicate is refused and changes nothing.
+    let before = rig.in_use(&t);
+    let tags = rig.tags(&chain, &live[7].value);
+    assert!(matches!(
+        {
+            let last = rig.hit();
+            t.insert(&mut rig.ring, &tags, last)
+        },
+        Err(HtblError::Duplicate)
+    ));
+    assert_eq!(rig.in_use(&t), before);
+    assert_hits(&rig, &t, &live[7]);
+
+    // Remove a random half.
+    let mut removed = Vec::new();
+    let mut i = 0;
+    while removed.len() < 200 {
+        i = (i + rng.below(7) as usize + 1) % live.len();
+        let r = live.swap_remove(i);
+        t.remove(&mut rig.ring, r.handle).unwrap();
+        removed.push(r.value);
+    }
+    assert_eq!(t.rules(), 200);
+    assert_eq!(t.stats().stes, 201);
+    for r in &live {
+        assert_hits(&rig, &t, r);
+    }
+    for v in &removed {
+        assert_misses(&rig, &t, v);
+    }
+    // Removed rules may come back.
+    for v in removed.drain(..50) {
+        let tags = rig.tags(&chain, &v);
+        let handle = {
+            let last = rig.hit();
+            t.insert(&mut rig.ring, &tags, last)
+        }
+        .unwrap();
+        live.push(Live {
+            handle,
+            value: v,
+            tag: None,
+        });
+    }
+    for r in &live {
+        assert_hits(&rig, &t, r);
+    }
+
+    // Everything removed: the tables are as empty as they started, but keep their size.
+    for r in live.drain(..) {
+        t.remove(&mut rig.ring, r.handle).unwrap();
+    }
+    let s = t.stats();
+    assert_eq!(
+        (s.rules, s.stes, s.tables, s.collision_entries),
+        (0, 0, 1, 0)
+    );
+    assert_eq!(rig.in_use(&t).1, 0, "no collision entry is live");
+    for v in &removed {
+        assert_misses(&rig, &t, v);
+    }
+    assert_no_leak_after_drop(rig, t);
+}
+
+/// Dropping the tables gives every chunk and entry back; trimming the pool then gives
+/// the device all its ICM back.
+fn assert_no_leak_after_drop(mut rig: Rig, t: MatcherTables) {
+    drop(t);
+    if let Some(root) = rig.root.take() {
+        rig.pool.free(root).unwrap();
+    }
+    let s = rig.pool.stats();
+    assert_eq!((s.chunks, s.chunk_bytes, s.slab_bytes), (0, 0, 0), "{s:?}");
+    rig.pool.trim().unwrap();
+    assert_eq!(rig.be.sim().icm().usage().bytes, 0);
+}
+
+#[test]
+fn five_tuple_rules_connectx5_v0() {
+    five_tuple_rules_on(DeviceModel::ConnectX5);
+}
+
+#[test]
+fn five_tuple_rules_connectx6dx_v1() {
+    five_tuple_rules_on(DeviceModel::ConnectX6Dx);
+}
+
+#[test]
+fn five_tuple_rules_connectx7_v2() {
+    five_tuple_rules_on(DeviceModel::ConnectX7);
+}
+
+/// Without growth every rule of a one-level matcher lands in the one-entry start table:
+/// a single miss chain. Removing its head, middle and tail keeps the rest reachable.
+#[test]
+fn collisions_form_one_miss_chain_in_a_tiny_table() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&dmac_mask());
+        assert_eq!(chain.len(), 1);
+        let mut t = rig.tables(&chain, false);
+        let mut live: Vec<Live> = (0..12u64)
+            .map(|i| {
+                let value = dmac(0x0200_0000_0000 + i * 0x1_0001);
+                let tags = rig.tags(&chain, &value);
+                let tag = 0x77 + i as u32;
+                let handle = {
+                    let last = rig.tagged(tag);
+                    t.insert(&mut rig.ring, &tags, last)
+                }
+                .unwrap();
+                Live {
+                    handle,
+                    value,
+                    tag: Some(tag),
+                }
+            })
+            .collect();
+        let s = t.stats();
+        assert_eq!(
+            (s.table_entries, s.collision_entries, s.longest_chain),
+            (1, 11, 12)
+        );
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        // The slot's occupant: the next entry is copied into the slot.
+        let head = live.remove(0);
+        let head_addr = t.rule_addr(&head.handle).unwrap();
+        t.remove(&mut rig.ring, head.handle).unwrap();
+        assert_eq!(t.rule_addr(&live[0].handle), Some(head_addr));
+        // A middle entry and the tail: the predecessor's miss address skips them.
+        for middle in [true, false] {
+            let r = live.remove(if middle { 5 } else { live.len() - 1 });
+            t.remove(&mut rig.ring, r.handle).unwrap();
+            assert_misses(&rig, &t, &r.value);
+        }
+        assert_misses(&rig, &t, &head.value);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        assert_eq!(t.stats().longest_chain, 9);
+        // Down to one rule, then none: the unused-slot STE is back.
+        while live.len() > 1 {
+            let r = live.remove(live.len() / 2);
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_hits(&rig, &t, &live[0]);
+        let last = live.pop().unwrap();
+        t.remove(&mut rig.ring, last.handle).unwrap();
+        assert_misses(&rig, &t, &last.value);
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// VXLAN: four lookups; rules with one VNI share the first three STEs, all rules share
+/// the first two. Shared STEs live as long as a rule uses them.
+#[test]
+fn vxlan_rules_share_prefixes() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&vxlan_mask());
+        assert_eq!(chain.len(), 4, "{model:?}");
+        let mut t = rig.tables(&chain, true);
+        let mut live = HashMap::new();
+        for vni in 1..=6u32 {
+            for host in 1..=20u32 {
+                let value = vxlan(vni * 1000, 0x0a00_0000 | (vni << 8) | host);
+                let tags = rig.tags(&chain, &value);
+                let tag = vni << 8 | host;
+                let handle = {
+                    let last = rig.tagged(tag);
+                    t.insert(&mut rig.ring, &tags, last)
+                }
+                .unwrap();
+                live.insert(
+                    (vni, host),
+                    Live {
+                        handle,
+                        value,
+                        tag: Some(tag),
+                    },
+                );
+            }
+        }
+        let s = t.stats();
+        // 1 + 1 shared, one per VNI, one per rule.
+        assert_eq!(s.stes, 2 + 6 + 120, "{s:?}");
+        for r in live.values() {
+            assert_hits(&rig, &t, r);
+        }
+        // An unknown VNI, and a known VNI with an unknown inner address, miss.
+        assert_misses(&rig, &t, &vxlan(7000, 0x0a00_0701));
+        assert_misses(&rig, &t, &vxlan(3000, 0x0a00_0399));
+
+        // Remove every rule of VNI 3: its level-2 STE and level-3 table go too.
+        let before = t.stats();
+        for host in 1..=20 {
+            let r = live.remove(&(3, host)).unwrap();
+            t.remove(&mut rig.ring, r.handle).unwrap();
+            assert_misses(&rig, &t, &r.value);
+        }
+        let s = t.stats();
+        assert_eq!(s.stes, before.stes - 21);
+        assert_eq!(s.tables, before.tables - 1);
+        for r in live.values() {
+            assert_hits(&rig, &t, r);
+        }
+        // A duplicate deep in a shared prefix is refused.
+        let tags = rig.tags(&chain, &vxlan(2000, 0x0a00_0205));
+        assert!(matches!(
+            {
+                let last = rig.hit();
+                t.insert(&mut rig.ring, &tags, last)
+            },
+            Err(HtblError::Duplicate)
+        ));
+        for ((_, _), r) in live.drain() {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_eq!(t.stats().stes, 0);
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// A rule whose actions need action-only STEs: they are placed and chained after the
+/// match STE, and go away with the rule.
+#[test]
+fn action_stes_are_chained_after_the_last_match_ste() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&five_tuple_mask());
+        let mut t = rig.tables(&chain, true);
+        let (gvmi, drop_addr) = (rig.caps.gvmi, rig.drop_addr);
+        let mut rng = Rng(5);
+        let value = five_tuple(&mut rng);
+        let tags = rig.tags(&chain, &value);
+        // Two always-hit action-only STEs; the last one hits the drop address.
+        let last = move |format: SteFormat, stes: &mut [u8]| {
+            let ctrl = format.ctrl();
+            for k in 1..=2 {
+                let ste = &mut stes[k * STE_SIZE..(k + 1) * STE_SIZE];
+                ctrl.init(ste, LU_TYPE_DONT_CARE, true, gvmi);
+            }
+            ctrl.set_hit_addr(&mut stes[2 * STE_SIZE..3 * STE_SIZE], drop_addr, 1);
+            Ok(2)
+        };
+        let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+        assert_eq!(t.stats().action_stes, 2);
+        let v = rig.walk(&value);
+        assert_eq!(v.last_rule_hit(), t.rule_addr(&handle));
+        assert_eq!(v.final_addr(), Some(drop_addr));
+        // Root, level 0, level 1, then the two action STEs.
+        assert_eq!(v.trace.len(), 5, "{:#?}", v.trace);
+        let before = rig.in_use(&t);
+        t.remove(&mut rig.ring, handle).unwrap();
+        assert_eq!(t.stats().action_stes, 0);
+        assert_eq!(rig.in_use(&t).1, before.1 - 2);
+        assert_misses(&rig, &t, &value);
+
+        // An encoder that reports more STEs than there is room for, or touches the tag,
+        // is refused before anything is allocated.
+        let before = rig.in_use(&t);
+        let too_many = |_: SteFormat, _: &mut [u8]| Ok(MAX_ACTION_STES + 1);
+        assert!(matches!(
+            t.insert(&mut rig.ring, &tags, too_many),
+            Err(HtblError::BadActionStes(_))
+        ));
+        let touches = |_: SteFormat, stes: &mut [u8]| {
+            stes[40] ^= 1;
+            Ok(0)
+        };
+        assert!(matches!(
+            t.insert(&mut rig.ring, &tags, touches),
+            Err(HtblError::BadActionStes(_))
+        ));
+        assert_eq!(rig.in_use(&t), before);
+        assert_misses(&rig, &t, &value);
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+#[test]
+fn tags_of_another_chain_and_foreign_handles_are_refused() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    let five = rig.chain(&five_tuple_mask());
+    let l2 = rig.chain(&dmac_mask());
+    let mut a = rig.tables(&five, true);
+    let mut b = rig.tables(&l2, true);
+    let tags = rig.tags(&l2, &dmac(0x0200_0000_0001));
+    assert!(matches!(
+        {
+            let last = rig.hit();
+            a.insert(&mut rig.ring, &tags, last)
+        },
+        Err(HtblError::TagCount { got: 1, want: 2 })
+    ));
+    let handle = {
+        let last = rig.hit();
+        b.insert(&mut rig.ring, &tags, last)
+    }
+    .unwrap();
+    let err = a.remove(&mut rig.ring, handle).unwrap_err();
+    assert!(matches!(err.error, HtblError::ForeignHandle));
+    let handle = err.rule.unwrap();
+    assert_eq!(a.rule_addr(&handle), None);
+    b.remove(&mut rig.ring, handle).unwrap();
+    drop(a);
+    assert_no_leak_after_drop(rig, b);
+}
+
+/// Growth rewrites a table 4× larger and switches its pointer: the start table's root
+/// anchor, or the STE above.
+#[test]
+fn tables_grow_and_stay_reachable() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        // One level: the start table itself grows, through the root anchor.
+        let chain = rig.chain(&dmac_mask());
+        let mut t = rig.tables(&chain, true);
+        let live: Vec<Live> = (0..300u64)
+            .map(|i| {
+                let value = dmac(0x0200_0000_0000 | (i * 0x9e37_79b9) & 0xffff_ffff_ffff);
+                let tags = rig.tags(&chain, &value);
+                let handle = {
+                    let last = rig.hit();
+                    t.insert(&mut rig.ring, &tags, last)
+                }
+                .unwrap();
+                Live {
+                    handle,
+                    value,
+                    tag: None,
+                }
+            })
+            .collect();
+        let s = t.stats();
+        assert!(s.table_entries >= 64, "{s:?}");
+        assert!(s.grows >= 3, "{s:?}");
+        assert_eq!(s.grow_failures, 0);
+        assert!(s.longest_chain <= 8, "{s:?}");
+        assert!(
+            matches!(t.start(), Connect::Hit { num_entries, .. } if u64::from(num_entries) == s.table_entries)
+        );
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// ICM runs out: the insert that finds none fails with a typed error and changes
+/// nothing; every earlier rule still hits, and rules can be removed and added after.
+#[test]
+fn icm_exhaustion_changes_nothing() {
+    for model in MODELS {
+        let mut profile = Profile::new(model);
+        // 64 KiB of steering ICM: 1024 STEs.
+        profile.log_steering_sw_icm_size = 16;
+        let mut rig = Rig::with_profile(profile);
+        let chain = rig.chain(&vxlan_mask());
+        let mut t = rig.tables(&chain, true);
+        let mut live = Vec::new();
+        let mut failed = None;
+        for i in 0..2000u32 {
+            // A new VNI per rule: three new one-entry tables each.
+            let value = vxlan(i + 1, 0x0a00_0001 + i);
+            let tags = rig.tags(&chain, &value);
+            let before = rig.in_use(&t);
+            let stats = t.stats();
+            let last = rig.tagged(i);
+            match t.insert(&mut rig.ring, &tags, last) {
+                Ok(handle) => live.push(Live {
+                    handle,
+                    value,
+                    tag: Some(i),
+                }),
+                Err(e) => {
+                    assert!(
+                        matches!(e, HtblError::Icm(IcmError::Exhausted { .. })),
+                        "{e}"
+                    );
+                    assert_eq!(rig.in_use(&t), before);
+                    assert_eq!(t.stats(), stats);
+                    failed = Some(value);
+                    break;
+                }
+            }
+        }
+        let failed = failed.expect("64 KiB of ICM runs out");
+        assert!(live.len() > 50, "{}", live.len());
+        assert_misses(&rig, &t, &failed);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        // Room again after a removal.
+        let r = live.pop().unwrap();
+        t.remove(&mut rig.ring, r.handle).unwrap();
+        let tags = rig.tags(&chain, &failed);
+        let handle = {
+            let last = rig.hit();
+            t.insert(&mut rig.ring, &tags, last)
+        }
+        .unwrap();
+        live.push(Live {
+            handle,
+            value: failed,
+            tag: None,
+        });
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// An error CQE on each WQE of an insert and of a removal in turn: before the linking
+/// WRITE completes nothing changes (host state, ICM in use, every packet's verdict);
+/// once it did (the error is on the READ that fences it), the change stands.
+#[test]
+fn error_cqe_mid_update_leaves_everything_as_before() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&vxlan_mask());
+        let mut t = rig.tables(&chain, false);
+        let mut live = Vec::new();
+        for i in 0..6u32 {
+            let value = vxlan(100, 0x0a00_0001 + i);
+            let tags = rig.tags(&chain, &value);
+            let handle = {
+                let last = rig.tagged(i);
+                t.insert(&mut rig.ring, &tags, last)
+            }
+            .unwrap();
+            live.push(Live {
+                handle,
+                value,
+                tag: Some(i),
+            });
+        }
+        // A rule with a new VNI shares levels 0 and 1; it writes a one-entry level-3 table
+        // and links into the one-entry level-2 table's chain (a collision entry, then the
+        // tail's control block): 3 writes, 6 WQEs, the link's READ last.
+        let mut nth = 0;
+        loop {
+            let value = vxlan(200 + nth as u32, 0x0b00_0001);
+            let tags = rig.tags(&chain, &value);
+            let before = (rig.in_use(&t), t.stats());
+            rig.inject_error(nth);
+            let res = {
+                let last = rig.tagged(0xabc);
+                t.insert(&mut rig.ring, &tags, last)
+            };
+            rig.new_ring();
+            match res {
+                Err(HtblError::Send(e)) => {
+                    assert!(matches!(e, crate::send::SendError::WqeFailed { .. }), "{e}");
+                    assert_eq!((rig.in_use(&t), t.stats()), before, "WQE {nth}");
+                    assert_misses(&rig, &t, &value);
+                }
+                Ok(handle) => {
+                    // The error hit the READ after the link: the rule is in.
+                    assert_eq!(nth, 5, "{model:?}");
+                    live.push(Live {
+                        handle,
+                        value,
+                        tag: Some(0xabc),
+                    });
+                    break;
+                }
+                Err(e) => panic!("WQE {nth}: {e}"),
+            }
+            for r in &live {
+                assert_hits(&rig, &t, r);
+            }
+            nth += 1;
+        }
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+
+        // Removal is one write: an error on its WRITE keeps the rule, on its READ not.
+        let r = live.remove(2);
+        rig.inject_error(0);
+        let err = t.remove(&mut rig.ring, r.handle).unwrap_err();
+        rig.new_ring();
+        let handle = err.rule.expect("the rule is still installed");
+        let r = Live { handle, ..r };
+        assert_hits(&rig, &t, &r);
+        rig.inject_error(1);
+        t.remove(&mut rig.ring, r.handle).unwrap();
+        rig.new_ring();
+        assert_misses(&rig, &t, &r.value);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        // The tables go on working on a new ring.
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// After every WQE of inserts, removals and growths, every rule that exists before and
+/// after the update is still reached by its packet (its own flow tag, no miss into the
+/// end anchor). One level (the start table grows, switched through the root anchor) and
+/// two levels (the level-1 table grows, switched through the level-0 STE).
+#[test]
+fn every_rule_stays_reachable_at_every_wqe() {
+    for model in MODELS {
+        for two_levels in [false, true] {
+            reachable_at_every_wqe(model, two_levels);
+        }
+    }
+}
+
+fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool) {
+    let mut rig = Rig::new(model);
+    let chain = rig.chain(&if two_levels {
+        five_tuple_mask()
+    } else {
+        dmac_mask()
+    });
+    let mut t = rig.tables(&chain, true);
+    let mut rng = Rng(77);
+    let (root, end) = (rig.root_addr(), t.end_anchor());
+    // Probes: (packet value, flow tag) of the rules that must stay reachable.
+    type Probes = Arc<Mutex<Vec<(MatchParam, u32)>>>;
+    let probes: Probes = Arc::default();
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let checked = Arc::new(Mutex::new(0u64));
+    let (p, f, c, weak) = (
+        probes.clone(),
+        failures.clone(),
+        checked.clone(),
+        Arc::downgrade(&rig.be),
+    );
+    let hook = move |e: &WqeEvent| {
+        let Some(be) = weak.upgrade() else { return };
+        for (value, tag) in p.lock().unwrap().iter() {
+            let v = walk_from(&be, root, value);
+            *c.lock().unwrap() += 1;
+            if v.flow_tag() != Some(*tag) || v.missed_into(end) {
+                f.lock().unwrap().push(format!("{e:?}: {:#?}", v.trace));
+            }
+        }
+    };
+    rig.be
+        .sim()
+        .with_queue(rig.ring.qpn(), |q| q.set_wqe_hook(Some(Box::new(hook))))
+        .unwrap();
+    let mut live: Vec<Live> = Vec::new();
+    for round in 0..80u32 {
+        // The probes are the rules live before this update that it keeps.
+        let remove = round % 3 == 2;
+        let victim = remove.then(|| rng.below(live.len() as u64) as usize);
+        *probes.lock().unwrap() = live
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != victim)
+            .map(|(_, r)| (r.value.clone(), r.tag.unwrap()))
+            .collect();
+        if let Some(i) = victim {
+            let r = live.swap_remove(i);
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        } else {
+            let value = if two_levels {
+                five_tuple(&mut rng)
+            } else {
+                dmac(rng.next() >> 16)
+            };
+            let tags = rig.tags(&chain, &value);
+            let last = rig.tagged(round);
+            let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+            live.push(Live {
+                handle,
+                value,
+                tag: Some(round),
+            });
+        }
+    }
+    rig.be
+        .sim()
+        .with_queue(rig.ring.qpn(), |q| q.set_wqe_hook(None))
+        .unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{model:?} two levels {two_levels}: {}",
+        failures[0]
+    );
+    let s = t.stats();
+    assert!(s.grows >= 2 && s.collision_entries > 0, "{s:?}");
+    assert!(*checked.lock().unwrap() > 1000);
+    for r in &live {
+        assert_hits(&rig, &t, r);
+    }
+    drop(failures);
+    assert_no_leak_after_drop(rig, t);
+}
+
+/// The end anchor can be switched from a miss to a hit into another matcher's start
+/// table: a packet that misses the first matcher then meets the second.
+#[test]
+fn end_anchor_chains_matchers() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    let l2 = rig.chain(&dmac_mask());
+    let five = rig.chain(&five_tuple_mask());
+    let mut first = rig.tables(&l2, true);
+    let end = Connect::Miss {
+        miss_addr: rig.drop_addr,
+    };
+    let mut second = MatcherTables::new(
+        rig.pool.clone(),
+        &five,
+        rig.config(true),
+        end,
+        &mut rig.ring,
+    )
+    .unwrap();
+    first.set_end_target(&mut rig.ring, second.start()).unwrap();
+    second.set_start_pointer(Some(first.end_anchor_ref()));
+    let mut rng = Rng(3);
+    let mut live = Vec::new();
+    for i in 0..100 {
+        let value = five_tuple(&mut rng);
+        let tags = rig.tags(&five, &value);
+        let handle = {
+            let last = rig.tagged(i);
+            second.insert(&mut rig.ring, &tags, last)
+        }
+        .unwrap();
+        live.push(Live {
+            handle,
+            value,
+            tag: Some(i),
+        });
+    }
+    for r in &live {
+        let v = rig.walk(&r.value);
+        assert!(v.missed_into(first.end_anchor()));
+        assert_eq!(v.last_rule_hit(), second.rule_addr(&r.handle));
+        assert_eq!(v.flow_tag(), r.tag);
+    }
+    assert_misses(&rig, &second, &five_tuple(&mut rng));
+    for r in live {
+        second.remove(&mut rig.ring, r.handle).unwrap();
+    }
+    first.set_end_target(&mut rig.ring, end).unwrap();
+    drop(second);
+    assert_no_leak_after_drop(rig, first);
+}
+
+/// The per-rule host memory of a 2-level 5-tuple matcher whose rules drop: the engine's
+/// records, measured by its own accounting (not a timing).
+#[test]
+fn host_memory_per_rule_is_small() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    let chain = rig.chain(&five_tuple_mask());
+    let mut t = rig.tables(&chain, true);
+    let mut rng = Rng(11);
+    let n = 20_000;
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let value = five_tuple(&mut rng);
+        let tags = rig.tags(&chain, &value);
+        handles.push(
+            {
+                let last = rig.hit();
+                t.insert(&mut rig.ring, &tags, last)
+            }
+            .unwrap(),
+        );
+    }
+    let s = t.stats();
+    let per_rule = s.host_bytes as f64 / n as f64;
+    assert!(per_rule < 96.0, "{per_rule} bytes per rule: {s:?}");
+    // 64 bytes of ICM per STE plus the tables' unused slots.
+    assert!(s.table_entries < 4 * n as u64, "{s:?}");
+    for h in handles {
+        t.remove(&mut rig.ring, h).unwrap();
+    }
+    assert_no_leak_after_drop(rig, t);
+}

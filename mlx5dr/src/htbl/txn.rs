@@ -1,0 +1,119 @@
+//! One update of the tables as a sequence of writes ending in a single *linking* write,
+//! and what a send failure means for it.
+//!
+//! Every update is built so that all its writes but one go to places no packet can reach
+//! yet, and one last write (the link) makes the change visible at once. When the ring
+//! fails, what matters is whether the link reached ICM:
+//!
+//! - an error CQE names the failed write and WQE; the queue executes nothing after it.
+//!   So the link landed only if the failure is the READ that fences the link's WRITE
+//!   (or a later write);
+//! - a timeout or a device failure after the link was posted leaves it open;
+//! - a failure before the link was posted means it did not land. Whether earlier writes
+//!   may still land later (into memory that is not reachable) decides whether that
+//!   memory may be handed back.
+
+use ste_builder::wqe::RdmaOp;
+
+use crate::device::IcmRegion;
+use crate::send::{SendError, SendRing, WriteId};
+
+/// What became of an update whose writes failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// The link landed: the update is in effect.
+    Applied,
+    /// The link did not land: ICM is reachable as before the update. `settled`: no
+    /// write of the update can still land, so its new memory can be handed back.
+    Rejected { settled: bool },
+    /// The link may or may not have landed.
+    Unknown,
+}
+
+/// The writes of one update.
+pub(super) struct Txn<'r> {
+    ring: &'r mut SendRing,
+    link: Option<WriteId>,
+    posted: bool,
+}
+
+/// A failed update: the ring's error and what it means for the update.
+pub(super) struct Failed {
+    pub(super) error: SendError,
+    pub(super) outcome: Outcome,
+}
+
+impl<'r> Txn<'r> {
+    pub(super) fn new(ring: &'r mut SendRing) -> Txn<'r> {
+        Txn {
+            ring,
+            link: None,
+            posted: false,
+        }
+    }
+
+    /// A write to a place no packet reaches yet.
+    pub(super) fn write(
+        &mut self,
+        region: &IcmRegion,
+        addr: u64,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        debug_assert!(self.link.is_none(), "the link is the update's last write");
+        self.ring.write(region, addr, bytes)?;
+        self.posted = true;
+        Ok(())
+    }
+
+    /// The linking write.
+    pub(super) fn link(
+        &mut self,
+        region: &IcmRegion,
+        addr: u64,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let id = self.ring.write(region, addr, bytes)?;
+        self.posted = true;
+        self.link = Some(id);
+        Ok(())
+    }
+
+    /// Runs `writes`, then flushes: `Ok` once every write is in ICM.
+    pub(super) fn run(
+        mut self,
+        writes: impl FnOnce(&mut Txn<'r>) -> Result<(), SendError>,
+    ) -> Result<(), Failed> {
+        let res = writes(&mut self).and_then(|()| self.ring.flush());
+        res.map_err(|error| {
+            let outcome = self.classify(&error);
+            Failed { error, outcome }
+        })
+    }
+
+    fn classify(&mut self, error: &SendError) -> Outcome {
+        match (error, self.link) {
+            (SendError::WqeFailed { write, op, .. }, Some(link))
+                if *write > link || (*write == link && *op == RdmaOp::Read) =>
+            {
+                Outcome::Applied
+            }
+            (SendError::WqeFailed { .. }, _) => Outcome::Rejected { settled: true },
+            (SendError::Timeout { .. }, Some(_)) => Outcome::Unknown,
+            (SendError::Timeout { .. }, None) => Outcome::Rejected { settled: false },
+            // Broken before this update posted anything of its own.
+            (SendError::Broken(_), _) if !self.posted => Outcome::Rejected { settled: true },
+            (e, Some(_)) if e.breaks_ring() => Outcome::Unknown,
+            (e, None) if e.breaks_ring() => Outcome::Rejected { settled: false },
+            // Refused before posting (a bad length or region): drain what was posted, so
+            // nothing of this update lands later.
+            (_, None) => match self.ring.flush() {
+                Ok(()) => Outcome::Rejected { settled: true },
+                Err(SendError::WqeFailed { .. }) => Outcome::Rejected { settled: true },
+                Err(_) => Outcome::Rejected { settled: false },
+            },
+            // The link was accepted, so the failure came from the flush after it, which
+            // the arms above cover; stay on the safe side anyway.
+            (_, Some(_)) => Outcome::Unknown,
+        }
+    }
+}

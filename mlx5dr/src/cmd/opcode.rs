@@ -14,6 +14,20 @@ pub const QUERY_ESW_VPORT_CONTEXT: u16 = 0x752;
 pub const QUERY_NIC_VPORT_CONTEXT: u16 = 0x754;
 /// `SYNC_STEERING`.
 pub const SYNC_STEERING: u16 = 0xb00;
+/// `CREATE_TIR`.
+pub const CREATE_TIR: u16 = 0x900;
+/// `DESTROY_TIR`.
+pub const DESTROY_TIR: u16 = 0x902;
+/// `CREATE_FLOW_TABLE`.
+pub const CREATE_FLOW_TABLE: u16 = 0x930;
+/// `DESTROY_FLOW_TABLE`.
+pub const DESTROY_FLOW_TABLE: u16 = 0x931;
+/// `ALLOC_FLOW_COUNTER`.
+pub const ALLOC_FLOW_COUNTER: u16 = 0x939;
+/// `DEALLOC_FLOW_COUNTER`.
+pub const DEALLOC_FLOW_COUNTER: u16 = 0x93a;
+/// `QUERY_FLOW_COUNTER`.
+pub const QUERY_FLOW_COUNTER: u16 = 0x93b;
 
 /// `QUERY_HCA_CAP` `op_mod`: the capability type in bits 15..1, and bit 0 set for the
 /// current (rather than the maximum) values.

@@ -55,7 +55,7 @@ use crate::matching::DomainSide;
 use crate::send::{SendConfig, SendError, SendRing};
 
 pub use crate::caps::TableType as DomainType;
-pub use object::opcode;
+pub(crate) use crate::cmd::opcode;
 pub(crate) use object::{create as create_object, destroy as destroy_object, out_get};
 pub use table::{Table, TableError, TableInUse};
 

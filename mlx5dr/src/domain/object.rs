@@ -1,6 +1,5 @@
 //! Firmware objects over the seam: a create command whose output names the object, the
-//! destroy command that goes with it, and the opcodes of the objects the domain layer
-//! makes (flow tables, TIRs, flow counters).
+//! destroy command that goes with it.
 //!
 //! [`Device::create_object`] and [`Device::destroy_object`] are kept apart from plain
 //! commands because DEVX creates objects through their own call; this module turns their
@@ -11,25 +10,6 @@ use ste_builder::prm::mbox_in;
 
 use crate::cmd::{CmdError, CmdIn, CmdStatus};
 use crate::device::{Device, DeviceError, ObjectId};
-
-/// PRM opcodes of the objects this layer creates (the command layer's
-/// [`crate::cmd::opcode`] holds the query and sync opcodes).
-pub mod opcode {
-    /// `CREATE_TIR`.
-    pub const CREATE_TIR: u16 = 0x900;
-    /// `DESTROY_TIR`.
-    pub const DESTROY_TIR: u16 = 0x902;
-    /// `CREATE_FLOW_TABLE`.
-    pub const CREATE_FLOW_TABLE: u16 = 0x930;
-    /// `DESTROY_FLOW_TABLE`.
-    pub const DESTROY_FLOW_TABLE: u16 = 0x931;
-    /// `ALLOC_FLOW_COUNTER`.
-    pub const ALLOC_FLOW_COUNTER: u16 = 0x939;
-    /// `DEALLOC_FLOW_COUNTER`.
-    pub const DEALLOC_FLOW_COUNTER: u16 = 0x93a;
-    /// `QUERY_FLOW_COUNTER`.
-    pub const QUERY_FLOW_COUNTER: u16 = 0x93b;
-}
 
 /// The error of `cmd` for a device failure, as [`CmdIn::exec`] reports it.
 pub(crate) fn cmd_error(cmd: &CmdIn, e: DeviceError) -> CmdError {

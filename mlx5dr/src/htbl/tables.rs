@@ -734,9 +734,8 @@ impl MatcherTables {
             let Some(rec) = self.stes.remove(s) else {
                 continue;
             };
-            if level > top || pred != NIL {
-                self.release_entry(rec.home, free);
-            }
+            // (The top STE's slot, if it had one, is not an entry: nothing to free.)
+            self.release_entry(rec.home, free);
             if level + 1 < n {
                 if let Some(child) = self.tables.remove(rec.link) {
                     self.release_chunk(child.chunk, free);

@@ -1050,3 +1050,132 @@ fn host_memory_per_rule_is_small() {
     }
     assert_no_leak_after_drop(rig, t);
 }
+
+/// An error CQE in the middle of a growth: the insert that triggered it stands, the
+/// table keeps its old size and contents, every rule still hits; on a new ring the table
+/// grows later.
+#[test]
+fn failed_growth_leaves_the_table_as_it_was() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&dmac_mask());
+        let mut t = rig.tables(&chain, true);
+        let mut live = Vec::new();
+        let mut rng = Rng(21);
+        let mut failed_once = false;
+        while t.stats().grows < 2 {
+            let value = dmac(rng.next() >> 16);
+            let tags = rig.tags(&chain, &value);
+            let before = t.stats();
+            // A colliding insert is 2 writes (4 WQEs); a growth after it starts at WQE 4.
+            if !failed_once {
+                rig.inject_error(4);
+            }
+            let last = rig.hit();
+            let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+            live.push(Live {
+                handle,
+                value,
+                tag: None,
+            });
+            if rig.ring.failure().is_some() {
+                let s = t.stats();
+                assert_eq!(s.grow_failures, 1, "{s:?}");
+                assert_eq!(s.grows, before.grows);
+                assert_eq!(s.table_entries, before.table_entries);
+                assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
+                failed_once = true;
+                rig.new_ring();
+            } else {
+                rig.be
+                    .sim()
+                    .with_queue(rig.ring.qpn(), |q| q.clear_injected_error())
+                    .unwrap();
+            }
+            for r in &live {
+                assert_hits(&rig, &t, r);
+            }
+        }
+        assert!(failed_once);
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// Completions that never come (a timeout after the link was posted): the engine cannot
+/// tell whether the link landed, so it assumes it did. The insert returns the rule in
+/// its error; a removal forgets the rule and keeps its memory out of use.
+#[test]
+fn unconfirmed_updates_are_assumed_to_have_landed() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    rig.ring = SendRing::new(
+        &*rig.be,
+        SendConfig {
+            timeout: std::time::Duration::from_millis(20),
+            ..SendConfig::default()
+        },
+    )
+    .unwrap();
+    let chain = rig.chain(&five_tuple_mask());
+    let mut t = rig.tables(&chain, false);
+    let mut rng = Rng(8);
+    let first = five_tuple(&mut rng);
+    let tags = rig.tags(&chain, &first);
+    let last = rig.tagged(1);
+    let kept = t.insert(&mut rig.ring, &tags, last).unwrap();
+
+    let hold = |rig: &Rig, on: bool| {
+        rig.be
+            .sim()
+            .with_queue(rig.ring.qpn(), |q| {
+                if on {
+                    q.hold_completions();
+                } else {
+                    q.resume_completions().unwrap();
+                }
+            })
+            .unwrap();
+    };
+    hold(&rig, true);
+    let value = five_tuple(&mut rng);
+    let tags = rig.tags(&chain, &value);
+    let last = rig.tagged(2);
+    let err = t.insert(&mut rig.ring, &tags, last).unwrap_err();
+    let HtblError::Unconfirmed { rule, source } = err else {
+        panic!("{err}");
+    };
+    assert!(
+        matches!(source, crate::send::SendError::Timeout { .. }),
+        "{source}"
+    );
+    // The device did execute the writes: the rule is reachable, as assumed.
+    let second = Live {
+        handle: rule,
+        value,
+        tag: Some(2),
+    };
+    assert_hits(&rig, &t, &second);
+    assert_eq!(t.rules(), 2);
+
+    // A removal whose completion does not come: the rule is gone for the engine, and
+    // what it used is not handed back.
+    let err = t.remove(&mut rig.ring, second.handle).unwrap_err();
+    assert!(err.rule.is_none(), "{err}");
+    assert_eq!(t.rules(), 1);
+    let s = t.stats();
+    assert!(s.leaked_chunks + s.leaked_entries > 0, "{s:?}");
+    hold(&rig, false);
+    rig.ring.flush().unwrap();
+    assert_misses(&rig, &t, &second.value);
+    let kept = Live {
+        handle: kept,
+        value: first,
+        tag: Some(1),
+    };
+    assert_hits(&rig, &t, &kept);
+    t.remove(&mut rig.ring, kept.handle).unwrap();
+    // Entries kept out of use go back with the tables' slab.
+    assert_no_leak_after_drop(rig, t);
+}

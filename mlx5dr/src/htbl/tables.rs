@@ -13,6 +13,7 @@ use ste_builder::SteFormat;
 use super::arena::{Arena, NIL};
 use super::encode::{Encoder, Level};
 use super::error::{HtblError, RemoveError};
+use super::grow::{Migration, MirrorInsert, DEFAULT_GROWTH_STEP};
 use super::records::{CtrlStore, SteRec, TableRec, IN_ENTRY};
 use super::txn::{Failed, Outcome, Txn};
 use super::{AnchorRef, HtblStats, LastSte, RuleHandle, MAX_ACTION_STES};
@@ -36,6 +37,23 @@ pub struct TablesConfig {
     /// Tables may grow (rehash) when crowded; if not, they keep their size and chains
     /// get longer.
     pub grow: bool,
+    /// While a table grows, how many of its old slots are copied into the new table
+    /// after each insert or removal (at least 1): the bound on the extra writes an
+    /// update pays for growth.
+    pub growth_step: u32,
+}
+
+impl TablesConfig {
+    /// Tables that grow, [`DEFAULT_GROWTH_STEP`] old slots per update.
+    pub fn new(format: SteFormat, rx: bool, gvmi: u16) -> TablesConfig {
+        TablesConfig {
+            format,
+            rx,
+            gvmi,
+            grow: true,
+            growth_step: DEFAULT_GROWTH_STEP,
+        }
+    }
 }
 
 /// The hash tables of one matcher on one side: its end anchor, its start table, the
@@ -55,6 +73,7 @@ pub struct MatcherTables {
     enc: Encoder,
     levels: Box<[Level]>,
     grow: bool,
+    growth_step: u32,
     max_log: u8,
     pool: Arc<IcmPool>,
     slab: EntrySlab,
@@ -73,6 +92,8 @@ pub struct MatcherTables {
     /// The action-only STEs after a rule's last STE, by the last STE's id.
     extras: HashMap<u32, Box<[Entry]>>,
     rules: u64,
+    /// The table growing now, if one is.
+    pub(super) migration: Option<Migration>,
     pub(super) counters: Counters,
 }
 
@@ -81,6 +102,8 @@ pub struct MatcherTables {
 pub(super) struct Counters {
     pub(super) grows: u64,
     pub(super) grow_failures: u64,
+    /// Inserts and removals also applied to a growing table's copy.
+    pub(super) mirrored: u64,
     pub(super) leaked_chunks: u64,
     pub(super) leaked_entries: u64,
 }
@@ -104,8 +127,27 @@ struct Fresh {
     tables: Vec<Chunk>,
     /// The collision entry of the split level's STE, if its slot is taken.
     collision: Option<Entry>,
+    /// Its collision entry in a growing table, if it goes behind a chain there too.
+    mirror: Option<Entry>,
     /// The action-only STEs.
     extras: Vec<Entry>,
+}
+
+/// Where an insert goes, decided before anything is written.
+struct InsertPlan {
+    tags: [[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
+    /// The existing STEs of levels `0..split` the rule shares.
+    path: [u32; MAX_LOOKUPS],
+    /// The first level with a new STE.
+    split: usize,
+    /// The split level's table, its slot there and the slot's chain tail (NIL: unused).
+    table: u32,
+    slot: u32,
+    tail: u32,
+    /// The same insert in the table's growing copy, if the slot is mirrored already.
+    mirror: Option<MirrorInsert>,
+    /// The last STE's control block, without a miss address.
+    ctrl: [u8; STE_CTRL_SIZE],
 }
 
 impl MatcherTables {
@@ -155,6 +197,7 @@ impl MatcherTables {
             enc,
             levels,
             grow: cfg.grow,
+            growth_step: cfg.growth_step.max(1),
             max_log: pool.config().max_log_chunk,
             slab: EntrySlab::new(pool.clone()),
             pool,
@@ -170,6 +213,7 @@ impl MatcherTables {
             ctrls: CtrlStore::new(),
             extras: HashMap::new(),
             rules: 0,
+            migration: None,
             counters: Counters::default(),
         })
     }
@@ -262,7 +306,8 @@ impl MatcherTables {
     /// are written first; then one write links them in: the STE into an unused slot of
     /// a reachable table, or the 32-byte control block of the slot's chain tail with its
     /// miss address set to the new entry. On error nothing changed (but see
-    /// [`HtblError::Unconfirmed`]). Afterwards the table the rule went into may grow.
+    /// [`HtblError::Unconfirmed`]). Afterwards a growing table takes a step, or the
+    /// table the rule went into may start growing.
     pub fn insert<L: LastSte>(
         &mut self,
         ring: &mut SendRing,
@@ -290,7 +335,16 @@ impl MatcherTables {
             }
         }
         let slot = self.levels[split].slot(self.tables[table].entries(), &tags[split]);
-        let tail = self.chain_tail(table, slot);
+        let mut plan = InsertPlan {
+            tags,
+            path,
+            split,
+            table,
+            slot,
+            tail: self.chain_tail(table, slot),
+            mirror: self.mirror_insert(table, slot, &tags[split]),
+            ctrl: [0; STE_CTRL_SIZE],
+        };
 
         // The last STE with its actions (nothing allocated yet: a refusal costs nothing).
         let mut stes = [0u8; STE_SIZE * (1 + MAX_ACTION_STES)];
@@ -308,7 +362,18 @@ impl MatcherTables {
             ));
         }
 
-        let fresh = self.alloc_fresh(n - 1 - split, tail != NIL, added)?;
+        let mirror_entry = plan.mirror.is_some_and(|m| m.tail != NIL);
+        let mut fresh = self.alloc_fresh(n - 1 - split, plan.tail != NIL, added)?;
+        if mirror_entry {
+            match self.slab.alloc() {
+                Ok(e) => fresh.mirror = Some(e),
+                // Short of ICM for the growing table: give the growth up, not the rule.
+                Err(_) => {
+                    self.abort_migration(true, true);
+                    plan.mirror = None;
+                }
+            }
+        }
 
         // Chain the action STEs: each one before hits the next (one-entry tables).
         for (k, e) in fresh.extras.iter().enumerate() {
@@ -318,36 +383,43 @@ impl MatcherTables {
             // Action STEs always hit; their miss address is never followed.
             self.enc.ctrl.set_miss_addr(&mut rest[..STE_SIZE], 0);
         }
-        let mut ctrl = [0u8; STE_CTRL_SIZE];
-        ctrl.copy_from_slice(&stes[..STE_CTRL_SIZE]);
+        plan.ctrl.copy_from_slice(&stes[..STE_CTRL_SIZE]);
         // Stored without a miss address, so equal blocks are shared whatever their chain.
-        self.enc.ctrl.set_miss_addr(&mut ctrl, 0);
+        self.enc.ctrl.set_miss_addr(&mut plan.ctrl, 0);
 
-        let res = self.write_insert(ring, &tags, split, table, slot, tail, &stes, &ctrl, &fresh);
-        match res {
+        match self.write_insert(ring, &plan, &stes, &fresh) {
             Ok(()) => {
-                Ok(self.commit_insert(ring, &tags, &path, split, table, slot, tail, &ctrl, fresh))
+                let rule = self.commit_insert(&plan, fresh);
+                let crowded = (plan.tail != NIL).then_some(plan.table);
+                self.after_update(ring, crowded);
+                Ok(rule)
             }
+            // The link landed before the ring failed: the rule is in (growth waits for
+            // a working ring).
+            Err(Failed {
+                outcome: Outcome::Applied,
+                ..
+            }) => Ok(self.commit_insert(&plan, fresh)),
             Err(Failed {
                 outcome: Outcome::Rejected { settled },
                 error,
             }) => {
                 self.give_back(fresh, settled);
+                // The growing copy may have taken some of the writes.
+                if plan.mirror.is_some() {
+                    self.abort_migration(settled, true);
+                }
                 Err(HtblError::Send(error))
             }
-            // The link landed (a failure after it) or may have: keep the rule.
-            Err(Failed {
-                outcome: Outcome::Applied,
-                ..
-            }) => {
-                Ok(self.commit_insert(ring, &tags, &path, split, table, slot, tail, &ctrl, fresh))
-            }
+            // It may have landed: keep the rule, and nothing it might reach out of use.
             Err(Failed {
                 outcome: Outcome::Unknown,
                 error,
             }) => {
-                let rule =
-                    self.commit_insert_only(&tags, &path, split, table, slot, tail, &ctrl, fresh);
+                let rule = self.commit_insert(&plan, fresh);
+                if plan.mirror.is_some() {
+                    self.abort_migration(false, true);
+                }
                 Err(HtblError::Unconfirmed {
                     rule,
                     source: error,
@@ -437,7 +509,11 @@ impl MatcherTables {
     /// Hands back an insert's memory that never became reachable; when writes to it may
     /// still land (`settled` false), it is kept out of use instead.
     fn give_back(&mut self, fresh: Fresh, settled: bool) {
-        let entries = fresh.collision.into_iter().chain(fresh.extras);
+        let entries = fresh
+            .collision
+            .into_iter()
+            .chain(fresh.mirror)
+            .chain(fresh.extras);
         if settled {
             for c in fresh.tables {
                 let _ = self.pool.free(c);
@@ -451,20 +527,17 @@ impl MatcherTables {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes an insert: action STEs, the new STEs deepest first, the mirror in a growing
+    /// table, then the link.
     fn write_insert(
         &self,
         ring: &mut SendRing,
-        tags: &[[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
-        split: usize,
-        table: u32,
-        slot: u32,
-        tail: u32,
+        plan: &InsertPlan,
         stes: &[u8],
-        ctrl: &[u8; STE_CTRL_SIZE],
         fresh: &Fresh,
     ) -> Result<(), Failed> {
         let n = self.levels.len();
+        let (split, tags) = (plan.split, &plan.tags);
         let end = self.end_addr;
         let enc = self.enc;
         Txn::new(ring).run(|t| {
@@ -477,7 +550,7 @@ impl MatcherTables {
             // The new STEs, deepest first; level j > split sits alone in fresh table j-split-1.
             for j in (split..n).rev() {
                 let image = if j + 1 == n {
-                    enc.last_ste(ctrl, &self.levels[j], &tags[j], end)
+                    enc.last_ste(&plan.ctrl, &self.levels[j], &tags[j], end)
                 } else {
                     let child = &fresh.tables[j - split];
                     enc.inner_ste(
@@ -492,63 +565,39 @@ impl MatcherTables {
                 if j > split {
                     let c = &fresh.tables[j - split - 1];
                     t.write(&c.region(), c.icm_addr(), &posted)?;
-                } else if let Some(e) = &fresh.collision {
+                    continue;
+                }
+                if let Some(mi) = plan.mirror {
+                    self.write_mirror_insert(t, mi, &image, fresh.mirror.as_ref())?;
+                }
+                if let Some(e) = &fresh.collision {
                     t.write(&self.slab_region(e), e.icm_addr(), &posted)?;
                     // The link: the chain's tail now misses to the new entry.
-                    let tail_image =
-                        enc.posted(self.image(tail, e.icm_addr(), None), STE_CTRL_SIZE);
-                    let (region, addr) = self.place(tail);
-                    t.link(&region, addr, &tail_image[..STE_CTRL_SIZE])?;
+                    let tail = self.image(plan.tail, e.icm_addr(), None);
+                    let tail = enc.posted(tail, STE_CTRL_SIZE);
+                    let (region, addr) = self.place(plan.tail);
+                    t.link(&region, addr, &tail[..STE_CTRL_SIZE])?;
                 } else {
-                    let tbl = &self.tables[table];
-                    t.link(&tbl.chunk.region(), tbl.slot_addr(slot), &posted)?;
+                    let tbl = &self.tables[plan.table];
+                    t.link(&tbl.chunk.region(), tbl.slot_addr(plan.slot), &posted)?;
                 }
             }
             Ok(())
         })
     }
 
-    /// Records a landed insert, then lets the table it went into grow.
-    #[allow(clippy::too_many_arguments)]
-    fn commit_insert(
-        &mut self,
-        ring: &mut SendRing,
-        tags: &[[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
-        path: &[u32; MAX_LOOKUPS],
-        split: usize,
-        table: u32,
-        slot: u32,
-        tail: u32,
-        ctrl: &[u8; STE_CTRL_SIZE],
-        fresh: Fresh,
-    ) -> RuleHandle {
-        let rule = self.commit_insert_only(tags, path, split, table, slot, tail, ctrl, fresh);
-        if tail != NIL {
-            self.maybe_grow(ring, table);
-        }
-        rule
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn commit_insert_only(
-        &mut self,
-        tags: &[[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
-        path: &[u32; MAX_LOOKUPS],
-        split: usize,
-        table: u32,
-        slot: u32,
-        tail: u32,
-        ctrl: &[u8; STE_CTRL_SIZE],
-        fresh: Fresh,
-    ) -> RuleHandle {
+    /// Records an insert whose link landed (or is assumed to have).
+    fn commit_insert(&mut self, plan: &InsertPlan, fresh: Fresh) -> RuleHandle {
         let n = self.levels.len();
-        for &s in &path[..split] {
+        let (split, table, slot, tail) = (plan.split, plan.table, plan.slot, plan.tail);
+        for &s in &plan.path[..split] {
             let r = &mut self.stes[s].refs;
             *r = r.saturating_add(1);
         }
         let Fresh {
             tables,
             collision,
+            mirror,
             extras,
         } = fresh;
         // The split level's STE in the existing table.
@@ -557,7 +606,7 @@ impl MatcherTables {
             None => slot,
         };
         let mut s = self.stes.insert(SteRec {
-            tag: tags[split],
+            tag: plan.tags[split],
             table,
             next: NIL,
             home,
@@ -572,6 +621,9 @@ impl MatcherTables {
             t.collisions += 1;
             self.stes[tail].next = s;
         }
+        if let Some(mi) = plan.mirror {
+            self.commit_mirror_insert(s, mi, mirror);
+        }
         // Each deeper level: a one-entry table owned by the STE above, holding one STE.
         for (j, chunk) in (split + 1..n).zip(tables) {
             let mut rec = TableRec::new(chunk, s, j as u8);
@@ -579,7 +631,7 @@ impl MatcherTables {
             let child = self.tables.insert(rec);
             self.stes[s].link = child;
             let below = self.stes.insert(SteRec {
-                tag: tags[j],
+                tag: plan.tags[j],
                 table: child,
                 next: NIL,
                 home: 0,
@@ -589,7 +641,7 @@ impl MatcherTables {
             self.tables[child].slots[0] = below;
             s = below;
         }
-        self.stes[s].link = self.ctrls.intern(ctrl);
+        self.stes[s].link = self.ctrls.intern(&plan.ctrl);
         if !extras.is_empty() {
             self.extras.insert(s, extras.into_boxed_slice());
         }
@@ -635,18 +687,19 @@ impl MatcherTables {
         let slot = self.slot_of(x);
         let head = self.tables[table].slots[slot as usize];
         let pred = self.predecessor(head, x);
+        let mirror = self.mirror_remove(x);
 
         let enc = self.enc;
         let next = self.stes[x].next;
         let res = Txn::new(ring).run(|t| {
+            if let Some(mr) = mirror {
+                self.write_mirror_remove(t, mr)?;
+            }
             if pred != NIL {
                 let image = self.image(pred, self.miss_of(next), None);
                 let (region, addr) = self.place(pred);
-                t.link(
-                    &region,
-                    addr,
-                    &enc.posted(image, STE_CTRL_SIZE)[..STE_CTRL_SIZE],
-                )
+                let posted = enc.posted(image, STE_CTRL_SIZE);
+                t.link(&region, addr, &posted[..STE_CTRL_SIZE])
             } else {
                 let image = if next == NIL {
                     enc.unused_slot(&self.levels[top], self.end_addr)
@@ -661,34 +714,51 @@ impl MatcherTables {
                 )
             }
         });
-        let free = match res {
-            Ok(()) => true,
-            Err(Failed {
-                outcome: Outcome::Rejected { .. },
-                error,
-            }) => {
-                return Err(RemoveError {
-                    error: HtblError::Send(error),
-                    rule: Some(rule),
-                })
-            }
+        let (free, error, ring_ok) = match res {
+            Ok(()) => (true, None, true),
             Err(Failed {
                 outcome: Outcome::Applied,
                 ..
-            }) => true,
+            }) => (true, None, false),
+            Err(Failed {
+                outcome: Outcome::Rejected { settled },
+                error,
+            }) => {
+                if mirror.is_some() {
+                    self.abort_migration(settled, true);
+                }
+                return Err(RemoveError {
+                    error: HtblError::Send(error),
+                    rule: Some(rule),
+                });
+            }
+            // It may have landed: the rule is gone, what it used stays out of use.
             Err(Failed {
                 outcome: Outcome::Unknown,
                 error,
-            }) => {
-                self.commit_remove(&path, top, pred, false);
-                return Err(RemoveError {
+            }) => (false, Some(error), false),
+        };
+        if let Some(mr) = mirror {
+            self.commit_mirror_remove(x, mr, free);
+        }
+        self.commit_remove(&path, top, pred, free);
+        match error {
+            None => {
+                if ring_ok {
+                    self.after_update(ring, None);
+                }
+                Ok(())
+            }
+            Some(error) => {
+                if mirror.is_some() {
+                    self.abort_migration(false, true);
+                }
+                Err(RemoveError {
                     error: HtblError::Send(error),
                     rule: None,
-                });
+                })
             }
-        };
-        self.commit_remove(&path, top, pred, free);
-        Ok(())
+        }
     }
 
     /// The STE before `x` in the chain starting at `head` (NIL: `x` is the head).
@@ -737,6 +807,10 @@ impl MatcherTables {
             // (The top STE's slot, if it had one, is not an entry: nothing to free.)
             self.release_entry(rec.home, free);
             if level + 1 < n {
+                // A table that empties while growing stops growing.
+                if self.migration.as_ref().is_some_and(|m| m.table == rec.link) {
+                    self.abort_migration(free, false);
+                }
                 if let Some(child) = self.tables.remove(rec.link) {
                     self.release_chunk(child.chunk, free);
                 }
@@ -753,7 +827,7 @@ impl MatcherTables {
     }
 
     /// Frees the collision entry named by a `home`, if it names one.
-    fn release_entry(&mut self, home: u32, free: bool) {
+    pub(super) fn release_entry(&mut self, home: u32, free: bool) {
         if home & IN_ENTRY == 0 {
             return;
         }
@@ -862,6 +936,14 @@ impl MatcherTables {
         &mut self.entries
     }
 
+    pub(super) fn entries_ref(&self) -> &Arena<Entry> {
+        &self.entries
+    }
+
+    pub(super) fn growth_step(&self) -> u32 {
+        self.growth_step
+    }
+
     #[cfg(test)]
     pub(super) fn slab(&self) -> &EntrySlab {
         &self.slab
@@ -903,6 +985,7 @@ impl MatcherTables {
             + self.ctrls.host_bytes()
             + self.extras.capacity() * (std::mem::size_of::<(u32, Box<[Entry]>)>() + 1)
             + extras * std::mem::size_of::<Entry>()
+            + self.migration.as_ref().map_or(0, |m| m.host_bytes())
             + self.slab.stats().host_bytes;
         HtblStats {
             rules: self.rules,
@@ -924,6 +1007,10 @@ impl MatcherTables {
 
 impl Drop for MatcherTables {
     fn drop(&mut self) {
+        // The growing copy's entries are in `entries`, freed below.
+        if let Some(m) = self.migration.take() {
+            let _ = self.pool.free(m.into_chunk());
+        }
         for t in self.tables.drain().collect::<Vec<_>>() {
             let _ = self.pool.free(t.chunk);
         }
@@ -937,6 +1024,104 @@ impl Drop for MatcherTables {
         }
         if let Some(c) = self.end_chunk.take() {
             let _ = self.pool.free(c);
+        }
+    }
+}
+
+#[cfg(test)]
+impl MatcherTables {
+    /// Checks the records against each other and against ICM (`read` returns the line at
+    /// an ICM address): chains, counts, homes, reference counts, and every STE, unused
+    /// slot and anchor as the engine would write it now.
+    pub(super) fn check(&self, read: &dyn Fn(u64) -> Ste) -> Result<(), String> {
+        let n = self.levels.len();
+        let line = |addr: u64, want: Ste, what: &str| -> Result<(), String> {
+            let got = read(addr);
+            let want = self.enc.posted(want, STE_SIZE);
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} at {addr:#x}: ICM {got:02x?}, expected {want:02x?}"
+                ))
+            }
+        };
+        line(
+            self.end_addr,
+            self.enc.anchor(self.end_target),
+            "end anchor",
+        )?;
+        let mut last_level = 0;
+        for (id, t) in self.tables.iter() {
+            let level = &self.levels[usize::from(t.level)];
+            let (mut stes, mut collisions) = (0, 0);
+            for (slot, &head) in t.slots.iter().enumerate() {
+                if head == NIL {
+                    let unused = self.enc.unused_slot(level, self.end_addr);
+                    line(t.slot_addr(slot as u32), unused, "unused slot")?;
+                    continue;
+                }
+                let mut s = head;
+                while s != NIL {
+                    let rec = &self.stes[s];
+                    if rec.table != id || level.slot(t.entries(), &rec.tag) != slot as u32 {
+                        return Err(format!("STE {s} is not in table {id} slot {slot}"));
+                    }
+                    let in_entry = rec.home & IN_ENTRY != 0;
+                    if in_entry != (s != head) || (!in_entry && rec.home != slot as u32) {
+                        return Err(format!("STE {s} has home {:#x}", rec.home));
+                    }
+                    line(
+                        self.place(s).1,
+                        self.image(s, self.miss_of(rec.next), None),
+                        "STE",
+                    )?;
+                    if usize::from(t.level) + 1 < n {
+                        let child = &self.tables[rec.link];
+                        if child.owner != s {
+                            return Err(format!("table {} is not owned by STE {s}", rec.link));
+                        }
+                        let below: u32 = child
+                            .slots
+                            .iter()
+                            .flat_map(|&h| {
+                                std::iter::successors((h != NIL).then_some(h), |&x| {
+                                    let nx = self.stes[x].next;
+                                    (nx != NIL).then_some(nx)
+                                })
+                            })
+                            .map(|x| self.stes[x].refs.get())
+                            .sum();
+                        if below != rec.refs.get() {
+                            return Err(format!("STE {s}: refs {} but {below} below", rec.refs));
+                        }
+                    } else {
+                        last_level += 1;
+                        if rec.refs.get() != 1 {
+                            return Err(format!("last-level STE {s} has refs {}", rec.refs));
+                        }
+                    }
+                    stes += 1;
+                    collisions += u32::from(in_entry);
+                    s = rec.next;
+                }
+            }
+            if (stes, collisions) != (t.stes, t.collisions) {
+                return Err(format!(
+                    "table {id}: {stes} STEs, {collisions} collisions; records say {}, {}",
+                    t.stes, t.collisions
+                ));
+            }
+        }
+        if last_level != self.rules {
+            return Err(format!(
+                "{last_level} last-level STEs, {} rules",
+                self.rules
+            ));
+        }
+        match &self.migration {
+            Some(m) => self.check_migration(m, &line),
+            None => Ok(()),
         }
     }
 }

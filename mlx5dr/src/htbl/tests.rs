@@ -17,6 +17,7 @@ use ste_builder::ste::{set_formatted_ste, Connect, LU_TYPE_DONT_CARE, STE_SIZE};
 use ste_builder::wqe::Syndrome;
 use ste_builder::{Caps, MatchParam, SteFormat};
 
+use super::grow::DEFAULT_GROWTH_STEP;
 use super::*;
 use crate::caps::DeviceCaps;
 use crate::device::sim::SimBackend;
@@ -93,27 +94,22 @@ impl Rig {
 
     fn config(&self, grow: bool) -> TablesConfig {
         TablesConfig {
-            format: self.format,
-            rx: true,
-            gvmi: self.caps.gvmi,
             grow,
+            ..TablesConfig::new(self.format, true, self.caps.gvmi)
         }
     }
 
     /// Tables for `chain` missing to the drop address, with the root anchor pointing at
     /// their start table.
     fn tables(&mut self, chain: &BuilderChain, grow: bool) -> MatcherTables {
+        self.tables_with(chain, self.config(grow))
+    }
+
+    fn tables_with(&mut self, chain: &BuilderChain, cfg: TablesConfig) -> MatcherTables {
         let end = Connect::Miss {
             miss_addr: self.drop_addr,
         };
-        let mut t = MatcherTables::new(
-            self.pool.clone(),
-            chain,
-            self.config(grow),
-            end,
-            &mut self.ring,
-        )
-        .unwrap();
+        let mut t = MatcherTables::new(self.pool.clone(), chain, cfg, end, &mut self.ring).unwrap();
         let root = match self.root.take() {
             Some(r) => r,
             None => self.pool.alloc(0).unwrap(),
@@ -262,6 +258,15 @@ fn dmac(mac: u64) -> MatchParam {
         .param
 }
 
+/// The engine's records agree with each other and with ICM.
+fn check(rig: &Rig, t: &MatcherTables) {
+    let icm = rig.be.sim().icm();
+    let read = |addr: u64| icm.read_line(addr).unwrap();
+    if let Err(e) = t.check(&read) {
+        panic!("{e}");
+    }
+}
+
 /// An installed rule as the tests remember it.
 struct Live {
     handle: RuleHandle,
@@ -347,6 +352,7 @@ fn five_tuple_rules_on(model: DeviceModel) {
     assert_misses(&rig, &t, &five_tuple(&mut rng));
 
     let mut live = insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 400);
+    check(&rig, &t);
     let s = t.stats();
     assert_eq!(s.rules, 400);
     // One shared level-0 STE (it matches only the IP version), one STE per rule below.
@@ -386,6 +392,7 @@ fn five_tuple_rules_on(model: DeviceModel) {
     }
     assert_eq!(t.rules(), 200);
     assert_eq!(t.stats().stes, 201);
+    check(&rig, &t);
     for r in &live {
         assert_hits(&rig, &t, r);
     }
@@ -429,6 +436,7 @@ fn five_tuple_rules_on(model: DeviceModel) {
 /// Dropping the tables gives every chunk and entry back; trimming the pool then gives
 /// the device all its ICM back.
 fn assert_no_leak_after_drop(mut rig: Rig, t: MatcherTables) {
+    check(&rig, &t);
     drop(t);
     if let Some(root) = rig.root.take() {
         rig.pool.free(root).unwrap();
@@ -547,6 +555,7 @@ fn vxlan_rules_share_prefixes() {
                 );
             }
         }
+        check(&rig, &t);
         let s = t.stats();
         // 1 + 1 shared, one per VNI, one per rule.
         assert_eq!(s.stes, 2 + 6 + 120, "{s:?}");
@@ -749,6 +758,7 @@ fn icm_exhaustion_changes_nothing() {
                     );
                     assert_eq!(rig.in_use(&t), before);
                     assert_eq!(t.stats(), stats);
+                    check(&rig, &t);
                     failed = Some(value);
                     break;
                 }
@@ -824,6 +834,7 @@ fn error_cqe_mid_update_leaves_everything_as_before() {
                     assert!(matches!(e, crate::send::SendError::WqeFailed { .. }), "{e}");
                     assert_eq!((rig.in_use(&t), t.stats()), before, "WQE {nth}");
                     assert_misses(&rig, &t, &value);
+                    check(&rig, &t);
                 }
                 Ok(handle) => {
                     // The error hit the READ after the link: the rule is in.
@@ -873,23 +884,32 @@ fn error_cqe_mid_update_leaves_everything_as_before() {
 /// after the update is still reached by its packet (its own flow tag, no miss into the
 /// end anchor). One level (the start table grows, switched through the root anchor) and
 /// two levels (the level-1 table grows, switched through the level-0 STE).
+///
+/// With a growth step of one old slot per update, tables take many updates to grow, and
+/// inserts and removals land in slots already copied: they change both tables.
 #[test]
 fn every_rule_stays_reachable_at_every_wqe() {
     for model in MODELS {
         for two_levels in [false, true] {
-            reachable_at_every_wqe(model, two_levels);
+            for step in [DEFAULT_GROWTH_STEP, 1] {
+                reachable_at_every_wqe(model, two_levels, step);
+            }
         }
     }
 }
 
-fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool) {
+fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
     let mut rig = Rig::new(model);
     let chain = rig.chain(&if two_levels {
         five_tuple_mask()
     } else {
         dmac_mask()
     });
-    let mut t = rig.tables(&chain, true);
+    let cfg = TablesConfig {
+        growth_step: step,
+        ..rig.config(true)
+    };
+    let mut t = rig.tables_with(&chain, cfg);
     let mut rng = Rng(77);
     let (root, end) = (rig.root_addr(), t.end_anchor());
     // Probes: (packet value, flow tag) of the rules that must stay reachable.
@@ -928,6 +948,7 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool) {
             .filter(|(i, _)| Some(*i) != victim)
             .map(|(_, r)| (r.value.clone(), r.tag.unwrap()))
             .collect();
+        check(&rig, &t);
         if let Some(i) = victim {
             let r = live.swap_remove(i);
             t.remove(&mut rig.ring, r.handle).unwrap();
@@ -959,6 +980,10 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool) {
     );
     let s = t.stats();
     assert!(s.grows >= 2 && s.collision_entries > 0, "{s:?}");
+    assert_eq!(s.grow_failures, 0);
+    if step == 1 {
+        assert!(t.counters.mirrored > 5, "{:?}", t.counters);
+    }
     assert!(*checked.lock().unwrap() > 1000);
     for r in &live {
         assert_hits(&rig, &t, r);
@@ -1084,6 +1109,7 @@ fn failed_growth_leaves_the_table_as_it_was() {
                 assert_eq!(s.grows, before.grows);
                 assert_eq!(s.table_entries, before.table_entries);
                 assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
+                check(&rig, &t);
                 failed_once = true;
                 rig.new_ring();
             } else {
@@ -1158,6 +1184,7 @@ fn unconfirmed_updates_are_assumed_to_have_landed() {
     };
     assert_hits(&rig, &t, &second);
     assert_eq!(t.rules(), 2);
+    check(&rig, &t);
 
     // A removal whose completion does not come: the rule is gone for the engine, and
     // what it used is not handed back.
@@ -1178,4 +1205,123 @@ fn unconfirmed_updates_are_assumed_to_have_landed() {
     t.remove(&mut rig.ring, kept.handle).unwrap();
     // Entries kept out of use go back with the tables' slab.
     assert_no_leak_after_drop(rig, t);
+}
+
+/// A table that empties while it grows: the growth is dropped with it, not counted as a
+/// failure, and nothing leaks.
+#[test]
+fn a_table_emptied_while_growing_takes_its_growth_along() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&five_tuple_mask());
+        let cfg = TablesConfig {
+            growth_step: 1,
+            ..rig.config(true)
+        };
+        let mut t = rig.tables_with(&chain, cfg);
+        let mut rng = Rng(99);
+        let mut live = Vec::new();
+        // Until the level-1 table (the only one with more than one STE) is growing, with
+        // some slots copied already.
+        while t.migration.is_none() {
+            live.extend(insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 1));
+        }
+        assert!(t.migration.is_some());
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        for r in live.drain(..) {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+            assert_misses(&rig, &t, &r.value);
+        }
+        assert!(t.migration.is_none());
+        let s = t.stats();
+        assert_eq!((s.stes, s.tables, s.grow_failures), (0, 1, 0), "{s:?}");
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// Error CQEs on every WQE of updates made while a table grows a slot per update (the
+/// update's own writes, its mirror in the growing copy, the growth step): whatever
+/// fails, the records match ICM, every rule still hits, and the growth is given up or
+/// goes on consistently.
+#[test]
+fn errors_while_a_table_grows_leave_everything_consistent() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&dmac_mask());
+        let cfg = TablesConfig {
+            growth_step: 1,
+            ..rig.config(true)
+        };
+        let mut t = rig.tables_with(&chain, cfg);
+        let mut rng = Rng(1234);
+        let mut live: Vec<Live> = Vec::new();
+        let mut failures = 0;
+        for round in 0..60 {
+            let remove = round % 4 == 3;
+            // Every other update goes through at once (so the growth moves on); the
+            // others fail at each of their WQEs in turn until they go through.
+            let inject = round % 2 == 1;
+            for nth in 0.. {
+                if inject {
+                    rig.inject_error(nth);
+                }
+                let done = if remove {
+                    let r = live.swap_remove(0);
+                    match t.remove(&mut rig.ring, r.handle) {
+                        Ok(()) => true,
+                        Err(RemoveError {
+                            rule: Some(handle), ..
+                        }) => {
+                            live.push(Live { handle, ..r });
+                            false
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                } else {
+                    let value = dmac(rng.next() >> 16);
+                    let tags = rig.tags(&chain, &value);
+                    let last = rig.hit();
+                    match t.insert(&mut rig.ring, &tags, last) {
+                        Ok(handle) => {
+                            live.push(Live {
+                                handle,
+                                value,
+                                tag: None,
+                            });
+                            true
+                        }
+                        Err(HtblError::Send(_)) => false,
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                if rig.ring.failure().is_some() {
+                    failures += 1;
+                    rig.new_ring();
+                } else {
+                    rig.be
+                        .sim()
+                        .with_queue(rig.ring.qpn(), |q| q.clear_injected_error())
+                        .unwrap();
+                }
+                check(&rig, &t);
+                for r in &live {
+                    assert_hits(&rig, &t, r);
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        let s = t.stats();
+        assert!(failures > 40, "{failures}");
+        assert!(s.grow_failures > 0 && s.grows > 0, "{s:?}");
+        assert!(t.counters.mirrored > 0, "{:?}", t.counters);
+        assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
 }

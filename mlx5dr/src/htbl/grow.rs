@@ -2,25 +2,29 @@
 //! few slots per update, then the one STE or anchor pointing at it is switched by a
 //! single write.
 //!
-//! While a table grows, the old table stays the live one. Its slots are *mirrored* into
-//! the new table in slot order, [`TablesConfig::growth_step`](super::TablesConfig) old
-//! slots after each update of the tables: old slot `s` holds exactly the STEs that go to
-//! new slots `s`, `s + m`, `s + 2m`, ... (`m` old entries; sizes are powers of two and
-//! the index is the hash modulo the size), so a step writes those new slots whole, and
-//! the collision entries behind them. An insert or removal in an old slot already
-//! mirrored changes the new table too, with writes that come before its linking write in
-//! the old table (the new table is not reachable yet, so their order does not matter).
-//! Once every old slot is mirrored, one write switches the pointer; the old table and its
-//! collision entries go back to the pool after the flush. One table grows at a time.
+//! - **Copy.** The old table stays the live one. Its slots are copied into the new table
+//!   in slot order, [`TablesConfig::growth_step`](super::TablesConfig) old slots after
+//!   each update of the tables: old slot `s` holds exactly the STEs that go to new slots
+//!   `s`, `s + m`, `s + 2m`, ... (`m` old entries; sizes are powers of two and the index
+//!   is the hash modulo the size), so a step writes those new slots whole, and the
+//!   collision entries behind them. Each STE's place in the copy is its spare place
+//!   (`SteRec::place`). An insert or removal in an old slot already copied changes the
+//!   copy too, with writes that come before its linking write in the old table (the copy
+//!   is not reachable yet, so their order does not matter).
+//! - **Switch.** Once every old slot is copied, one write points the table's pointer at
+//!   the copy; on the host, the table's live place index flips (constant time) and the
+//!   old chunk goes back to the pool.
+//! - **Sweep.** The spare places now name the old table's collision entries; they go back
+//!   to the slab a step of slots per update, after which another table may grow.
 //!
-//! Any failure while a table grows abandons the growth (the new table was never
-//! reachable): the table keeps its size, [`HtblStats::grow_failures`](super::HtblStats)
-//! counts it.
+//! One table grows at a time. Any failure that may have touched the copy abandons the
+//! growth (the copy was never reachable): the table keeps its size, and
+//! [`HtblStats::grow_failures`](super::HtblStats) counts it.
 
 use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE};
 
 use super::arena::NIL;
-use super::records::IN_ENTRY;
+use super::records::{Place, IN_ENTRY};
 use super::tables::MatcherTables;
 use super::txn::{Failed, Outcome, Txn};
 use crate::device::IcmRegion;
@@ -30,87 +34,81 @@ use crate::send::{SendError, SendRing};
 /// How many times larger a table grows (log2).
 const LOG_GROWTH: u8 = 2;
 
-/// Old slots mirrored per update by default: up to 1024 new slots (64 KiB, one write).
-pub const DEFAULT_GROWTH_STEP: u32 = 256;
+/// Old slots copied per update by default: up to 256 new slots (16 KiB, one write).
+pub const DEFAULT_GROWTH_STEP: u32 = 64;
 
-/// A table being rebuilt larger.
-///
-/// Invariants: every STE of an old slot below `cursor` is in the new table (its place in
-/// `place`), and no other STE is; `heads` are the new table's chain heads.
+/// The growth of one table.
 #[derive(Debug)]
 pub(super) struct Migration {
     pub(super) table: u32,
+    phase: Phase,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Copy(Copy),
+    /// Slots below `cursor` of the (switched) table are swept; `free`: hand the old
+    /// entries back (else keep them out of use: the switch may not have landed).
+    Sweep {
+        cursor: u32,
+        free: bool,
+    },
+}
+
+/// The copy being filled.
+///
+/// Invariants: the STEs of old slots below `cursor` are in the copy (their spare
+/// places), no other STE is; `heads` are the copy's chain heads.
+#[derive(Debug)]
+struct Copy {
     chunk: Chunk,
     heads: Box<[u32]>,
     cursor: u32,
-    /// Per STE id: `[next in the new table, home in the new table]` (home NIL: not there).
-    place: Vec<[u32; 2]>,
     collisions: u32,
 }
 
-impl Migration {
-    fn home(&self, s: u32) -> u32 {
-        self.place.get(s as usize).map_or(NIL, |p| p[1])
-    }
-
-    fn next(&self, s: u32) -> u32 {
-        self.place.get(s as usize).map_or(NIL, |p| p[0])
-    }
-
-    fn set(&mut self, s: u32, next: u32, home: u32) {
-        let i = s as usize;
-        if i >= self.place.len() {
-            self.place.resize(i + 1, [NIL, NIL]);
-        }
-        self.place[i] = [next, home];
-    }
-
-    fn set_next(&mut self, s: u32, next: u32) {
-        let home = self.home(s);
-        self.set(s, next, home);
-    }
-
-    /// The last STE of the new chain at `slot` (NIL: unused).
-    fn tail(&self, slot: u32) -> u32 {
-        let mut s = self.heads[slot as usize];
-        if s == NIL {
-            return NIL;
-        }
-        while self.next(s) != NIL {
-            s = self.next(s);
-        }
-        s
-    }
-
-    /// The member before `x` in the new chain at `slot` (NIL: `x` heads it).
-    fn pred(&self, slot: u32, x: u32) -> u32 {
-        let mut p = NIL;
-        let mut s = self.heads[slot as usize];
-        while s != x && s != NIL {
-            p = s;
-            s = self.next(s);
-        }
-        p
-    }
-
-    /// The new table's chunk (the rest is bookkeeping).
-    pub(super) fn into_chunk(self) -> Chunk {
-        self.chunk
-    }
-
-    pub(super) fn host_bytes(&self) -> usize {
-        std::mem::size_of::<Migration>() + self.heads.len() * 4 + self.place.capacity() * 8
+impl Copy {
+    fn slot_addr(&self, slot: u32) -> u64 {
+        self.chunk.icm_addr() + u64::from(slot) * STE_SIZE as u64
     }
 }
 
-/// How an insert into a mirrored old slot is mirrored: the new slot and its chain's tail.
+impl Migration {
+    fn copy(&self) -> Option<&Copy> {
+        match &self.phase {
+            Phase::Copy(c) => Some(c),
+            Phase::Sweep { .. } => None,
+        }
+    }
+
+    fn copy_mut(&mut self) -> Option<&mut Copy> {
+        match &mut self.phase {
+            Phase::Copy(c) => Some(c),
+            Phase::Sweep { .. } => None,
+        }
+    }
+
+    /// The copy's chunk, if the table is still being copied.
+    pub(super) fn into_chunk(self) -> Option<Chunk> {
+        match self.phase {
+            Phase::Copy(c) => Some(c.chunk),
+            Phase::Sweep { .. } => None,
+        }
+    }
+
+    pub(super) fn host_bytes(&self) -> usize {
+        std::mem::size_of::<Migration>() + self.copy().map_or(0, |c| c.heads.len() * 4)
+    }
+}
+
+/// How an insert into a copied old slot is mirrored: the new slot and its chain's tail.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct MirrorInsert {
     pub(super) slot: u32,
     pub(super) tail: u32,
 }
 
-/// How a removal from a mirrored old slot is mirrored.
+/// How a removal from a copied old slot is mirrored.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct MirrorRemove {
     slot: u32,
@@ -122,11 +120,23 @@ impl MatcherTables {
     /// After an update: the growing table takes one more step, or `table` (which the
     /// update crowded) starts growing.
     pub(super) fn after_update(&mut self, ring: &mut SendRing, table: Option<u32>) {
-        if self.migration.is_some() {
-            self.migrate_step(ring);
-        } else if let Some(t) = table {
-            self.maybe_grow(ring, t);
+        match self.migration.as_ref().map(|m| &m.phase) {
+            Some(Phase::Copy(_)) => self.copy_step(ring),
+            Some(Phase::Sweep { .. }) => self.sweep_step(self.growth_step().saturating_mul(4)),
+            None => {
+                if let Some(t) = table {
+                    self.maybe_grow(ring, t);
+                }
+            }
         }
+    }
+
+    /// True unless the old entries being swept must be kept out of use.
+    pub(super) fn sweep_frees(&self) -> bool {
+        !matches!(
+            self.migration.as_ref().map(|m| &m.phase),
+            Some(Phase::Sweep { free: false, .. })
+        )
     }
 
     /// Starts growing `table` if it is crowded and may grow.
@@ -153,37 +163,42 @@ impl MatcherTables {
         };
         self.migration = Some(Migration {
             table,
-            heads: vec![NIL; chunk.entries() as usize].into_boxed_slice(),
-            chunk,
-            cursor: 0,
-            place: Vec::new(),
-            collisions: 0,
+            phase: Phase::Copy(Copy {
+                heads: vec![NIL; chunk.entries() as usize].into_boxed_slice(),
+                chunk,
+                cursor: 0,
+                collisions: 0,
+            }),
         });
-        self.migrate_step(ring);
+        self.copy_step(ring);
     }
 
-    /// Mirrors the next old slots into the new table; after the last, switches to it.
-    pub(super) fn migrate_step(&mut self, ring: &mut SendRing) {
-        let Some(m) = self.migration.as_ref() else {
+    /// Copies the next old slots; after the last, switches to the copy.
+    fn copy_step(&mut self, ring: &mut SendRing) {
+        let Some((table, c)) = self
+            .migration
+            .as_ref()
+            .and_then(|m| Some((m.table, m.copy()?)))
+        else {
             return;
         };
-        let (table, cursor, new_size) = (m.table, m.cursor, m.heads.len() as u32);
+        let (cursor, new_size) = (c.cursor, c.heads.len() as u32);
         let old_size = self.tables[table].entries();
         let to = cursor.saturating_add(self.growth_step()).min(old_size);
         let level = self.level(usize::from(self.tables[table].level)).clone();
 
-        // Place the members of old slots cursor..to.
+        // Place the STEs of old slots cursor..to.
         let mut placed = Vec::new();
         for slot in cursor..to {
             let mut s = self.tables[table].slots[slot as usize];
             while s != NIL {
                 placed.push(s);
-                s = self.stes[s].next;
+                s = self.at(s).next;
             }
         }
         for &s in &placed {
             let ns = level.slot(new_size, &self.stes[s].tag);
-            let tail = self.migration.as_ref().map_or(NIL, |m| m.tail(ns));
+            let tail = self.copy_tail(ns);
             let home = if tail == NIL {
                 ns
             } else {
@@ -195,27 +210,22 @@ impl MatcherTables {
                     }
                 }
             };
-            if let Some(m) = self.migration.as_mut() {
-                m.set(s, NIL, home);
-                if tail == NIL {
-                    m.heads[ns as usize] = s;
-                } else {
-                    m.set_next(tail, s);
-                    m.collisions += 1;
-                }
+            *self.spare_mut(s) = Place { next: NIL, home };
+            if tail == NIL {
+                self.copy_mut().heads[ns as usize] = s;
+            } else {
+                self.spare_mut(tail).next = s;
+                self.copy_mut().collisions += 1;
             }
         }
         let last = to == old_size;
-        let res = self.write_step(ring, cursor, to, &placed, last);
-        match res {
+        match self.write_step(ring, cursor, to, &placed, last) {
             Ok(())
             | Err(Failed {
                 outcome: Outcome::Applied,
                 ..
             }) => {
-                if let Some(m) = self.migration.as_mut() {
-                    m.cursor = to;
-                }
+                self.copy_mut().cursor = to;
                 if last {
                     self.switch(true);
                 }
@@ -235,29 +245,65 @@ impl MatcherTables {
         }
     }
 
-    /// The region and address of a member's place in the new table.
-    fn new_place(&self, m: &Migration, s: u32) -> (IcmRegion, u64) {
-        let home = m.home(s);
+    /// The copy being filled (only called while there is one).
+    fn copy_ref(&self) -> &Copy {
+        match self.migration.as_ref().and_then(Migration::copy) {
+            Some(c) => c,
+            None => panic!("no table is being copied"),
+        }
+    }
+
+    fn copy_mut(&mut self) -> &mut Copy {
+        match self.migration.as_mut().and_then(Migration::copy_mut) {
+            Some(c) => c,
+            None => panic!("no table is being copied"),
+        }
+    }
+
+    /// The last STE of the copy's chain at `slot` (NIL: unused).
+    fn copy_tail(&self, slot: u32) -> u32 {
+        let mut s = self.copy_ref().heads[slot as usize];
+        if s == NIL {
+            return NIL;
+        }
+        while self.spare(s).next != NIL {
+            s = self.spare(s).next;
+        }
+        s
+    }
+
+    /// The STE before `x` in the copy's chain at `slot` (NIL: `x` heads it).
+    fn copy_pred(&self, slot: u32, x: u32) -> u32 {
+        let mut p = NIL;
+        let mut s = self.copy_ref().heads[slot as usize];
+        while s != x && s != NIL {
+            p = s;
+            s = self.spare(s).next;
+        }
+        p
+    }
+
+    /// The region and address of an STE's place in the copy.
+    fn copy_place(&self, s: u32) -> (IcmRegion, u64) {
+        let home = self.spare(s).home;
         if home & IN_ENTRY != 0 {
             let e = &self.entries_ref()[home & !IN_ENTRY];
             (self.slab_region(e), e.icm_addr())
         } else {
-            (
-                m.chunk.region(),
-                m.chunk.icm_addr() + (u64::from(home) << 6),
-            )
+            let c = self.copy_ref();
+            (c.chunk.region(), c.slot_addr(home))
         }
     }
 
-    /// Where a member misses to in the new table.
-    fn new_miss(&self, m: &Migration, s: u32) -> u64 {
-        match m.next(s) {
+    /// Where a miss to `next` goes in the copy (NIL: the end anchor).
+    fn copy_miss(&self, next: u32) -> u64 {
+        match next {
             NIL => self.miss_of(NIL),
-            n => self.new_place(m, n).1,
+            n => self.copy_place(n).1,
         }
     }
 
-    /// Writes new slots mirroring old slots `from..to` and the collision entries of
+    /// Writes new slots copying old slots `from..to` and the collision entries of
     /// `placed`; `last`: then switches the pointer.
     fn write_step(
         &self,
@@ -267,16 +313,15 @@ impl MatcherTables {
         placed: &[u32],
         last: bool,
     ) -> Result<(), Failed> {
-        let Some(m) = self.migration.as_ref() else {
-            return Ok(());
-        };
+        let c = self.copy_ref();
+        let table = self.migration.as_ref().map_or(NIL, |m| m.table);
         let enc = self.enc();
-        let table = &self.tables[m.table];
-        let level = self.level(usize::from(table.level));
+        let t_rec = &self.tables[table];
+        let level = self.level(usize::from(t_rec.level));
         let unused = enc.posted(enc.unused_slot(level, self.miss_of(NIL)), STE_SIZE);
         let per_write = (ring.config().max_write / STE_SIZE).max(1) as u32;
-        let (old_size, new_size) = (table.entries(), m.heads.len() as u32);
-        let owner = table.owner;
+        let (old_size, new_size) = (t_rec.entries(), c.heads.len() as u32);
+        let owner = t_rec.owner;
         let mut buf = Vec::with_capacity(((to - from).min(per_write) as usize) * STE_SIZE);
         Txn::new(ring).run(|t| {
             for base in (0..new_size).step_by(old_size as usize) {
@@ -284,38 +329,37 @@ impl MatcherTables {
                 while first < base + to {
                     let end = (first + per_write).min(base + to);
                     buf.clear();
-                    for &head in &m.heads[first as usize..end as usize] {
+                    for &head in &c.heads[first as usize..end as usize] {
                         if head == NIL {
                             buf.extend_from_slice(&unused);
                         } else {
-                            let image = self.image(head, self.new_miss(m, head), None);
+                            let miss = self.copy_miss(self.spare(head).next);
+                            let image = self.image(head, miss, None);
                             buf.extend_from_slice(&enc.posted(image, STE_SIZE));
                         }
                     }
-                    let addr = m.chunk.icm_addr() + u64::from(first) * STE_SIZE as u64;
-                    t.write(&m.chunk.region(), addr, &buf)?;
+                    t.write(&c.chunk.region(), c.slot_addr(first), &buf)?;
                     first = end;
                 }
             }
             for &s in placed {
-                if m.home(s) & IN_ENTRY != 0 {
-                    let (region, addr) = self.new_place(m, s);
-                    let image = enc.posted(self.image(s, self.new_miss(m, s), None), STE_SIZE);
+                if self.spare(s).home & IN_ENTRY != 0 {
+                    let (region, addr) = self.copy_place(s);
+                    let miss = self.copy_miss(self.spare(s).next);
+                    let image = enc.posted(self.image(s, miss, None), STE_SIZE);
                     t.write(&region, addr, &image)?;
                 }
             }
             if !last {
                 return Ok(());
             }
-            let target = (m.chunk.icm_addr(), new_size);
+            let target = (c.chunk.icm_addr(), new_size);
             if owner != NIL {
-                let image = self.image(owner, self.miss_of(self.stes[owner].next), Some(target));
+                let miss = self.miss_of(self.at(owner).next);
+                let image = self.image(owner, miss, Some(target));
                 let (region, addr) = self.place(owner);
-                t.link(
-                    &region,
-                    addr,
-                    &enc.posted(image, STE_CTRL_SIZE)[..STE_CTRL_SIZE],
-                )
+                let posted = enc.posted(image, STE_CTRL_SIZE);
+                t.link(&region, addr, &posted[..STE_CTRL_SIZE])
             } else if let Some(p) = self.start_pointer() {
                 let level0 = self.level(0);
                 let image = enc.anchor(Connect::Hit {
@@ -332,56 +376,90 @@ impl MatcherTables {
         })
     }
 
-    /// Makes the new table the table's own; `free`: hand the old one back.
+    /// Makes the copy the live table (flipping which place of its STEs is live); the old
+    /// chunk goes back to the pool (`free`) or stays out of use, and the sweep begins.
     fn switch(&mut self, free: bool) {
-        let Some(m) = self.migration.take() else {
+        let Some(m) = self.migration.as_mut() else {
             return;
         };
-        let mut old_entries = Vec::new();
-        for &head in m.heads.iter() {
-            let mut s = head;
-            while s != NIL {
-                let rec = &mut self.stes[s];
-                rec.next = m.next(s);
-                let old = std::mem::replace(&mut rec.home, m.home(s));
-                if old & IN_ENTRY != 0 {
-                    old_entries.push(old & !IN_ENTRY);
-                }
-                s = m.next(s);
-            }
-        }
-        let t = &mut self.tables[m.table];
-        let old_chunk = std::mem::replace(&mut t.chunk, m.chunk);
-        t.slots = m.heads;
-        t.collisions = m.collisions;
-        for id in old_entries {
-            self.release_entry(IN_ENTRY | id, free);
-        }
+        let table = m.table;
+        let phase = std::mem::replace(&mut m.phase, Phase::Sweep { cursor: 0, free });
+        let Phase::Copy(c) = phase else {
+            return;
+        };
+        let t = &mut self.tables[table];
+        t.gen ^= 1;
+        let old_chunk = std::mem::replace(&mut t.chunk, c.chunk);
+        t.slots = c.heads;
+        t.collisions = c.collisions;
         self.release_chunk(old_chunk, free);
         self.counters.grows += 1;
     }
 
-    /// Gives up the growth; `free`: the new table may be handed back (no write to it can
-    /// still land); `failed`: count it as a failed growth.
-    pub(super) fn abort_migration(&mut self, free: bool, failed: bool) {
-        let Some(m) = self.migration.take() else {
+    /// Hands back the old collision entries of the next `slots` slots of the switched
+    /// table; the growth ends when all are swept.
+    fn sweep_step(&mut self, slots: u32) {
+        let Some(m) = self.migration.as_ref() else {
             return;
         };
-        for &head in m.heads.iter() {
-            let mut s = head;
+        let Phase::Sweep { cursor, free } = m.phase else {
+            return;
+        };
+        let table = m.table;
+        let size = self.tables[table].entries();
+        let to = cursor.saturating_add(slots.max(1)).min(size);
+        for slot in cursor..to {
+            let mut s = self.tables[table].slots[slot as usize];
             while s != NIL {
-                let home = m.home(s);
-                self.release_entry(home, free);
-                s = m.next(s);
+                let old = std::mem::replace(self.spare_mut(s), Place::NONE);
+                self.release_entry(old.home, free);
+                s = self.at(s).next;
             }
         }
-        self.release_chunk(m.chunk, free);
+        if to == size {
+            self.migration = None;
+        } else if let Some(Migration {
+            phase: Phase::Sweep { cursor, .. },
+            ..
+        }) = self.migration.as_mut()
+        {
+            *cursor = to;
+        }
+    }
+
+    /// Gives up the growth. While copying: the copy and its entries go back to the pool
+    /// (`free`: no write to them can still land) or stay out of use, and `failed` counts
+    /// it as a failed growth. While sweeping: the sweep finishes now.
+    pub(super) fn abort_migration(&mut self, free: bool, failed: bool) {
+        let Some(m) = self.migration.as_ref() else {
+            return;
+        };
+        if let Phase::Sweep { .. } = m.phase {
+            self.sweep_step(u32::MAX);
+            return;
+        }
+        let heads = self.copy_ref().heads.clone();
+        for head in heads.iter().copied() {
+            let mut s = head;
+            while s != NIL {
+                let p = std::mem::replace(self.spare_mut(s), Place::NONE);
+                self.release_entry(p.home, free);
+                s = p.next;
+            }
+        }
+        if let Some(Migration {
+            phase: Phase::Copy(c),
+            ..
+        }) = self.migration.take()
+        {
+            self.release_chunk(c.chunk, free);
+        }
         if failed {
             self.counters.grow_failures += 1;
         }
     }
 
-    // --- updates of mirrored slots ------------------------------------------------
+    // --- updates of copied slots --------------------------------------------------
 
     /// How an insert of `tag` into old slot `slot` of `table` is mirrored, if it is.
     pub(super) fn mirror_insert(
@@ -390,20 +468,18 @@ impl MatcherTables {
         slot: u32,
         tag: &[u8; 16],
     ) -> Option<MirrorInsert> {
-        let m = self
-            .migration
-            .as_ref()
-            .filter(|m| m.table == table && slot < m.cursor)?;
+        let m = self.migration.as_ref().filter(|m| m.table == table)?;
+        let c = m.copy().filter(|c| slot < c.cursor)?;
         let level = self.level(usize::from(self.tables[table].level));
-        let ns = level.slot(m.heads.len() as u32, tag);
+        let ns = level.slot(c.heads.len() as u32, tag);
         Some(MirrorInsert {
             slot: ns,
-            tail: m.tail(ns),
+            tail: self.copy_tail(ns),
         })
     }
 
     /// Writes the mirrored insert: `image` (the new STE as built, missing to the end
-    /// anchor) into its new slot, or into `entry` behind the new chain's tail.
+    /// anchor) into its new slot, or into `entry` behind the copy's chain tail.
     pub(super) fn write_mirror_insert(
         &self,
         t: &mut Txn<'_>,
@@ -411,61 +487,51 @@ impl MatcherTables {
         image: &Ste,
         entry: Option<&Entry>,
     ) -> Result<(), SendError> {
-        let Some(m) = self.migration.as_ref() else {
-            return Ok(());
-        };
         let enc = self.enc();
         let posted = enc.posted(*image, STE_SIZE);
         match entry {
             None => {
-                let addr = m.chunk.icm_addr() + (u64::from(mi.slot) << 6);
-                t.write(&m.chunk.region(), addr, &posted)
+                let c = self.copy_ref();
+                t.write(&c.chunk.region(), c.slot_addr(mi.slot), &posted)
             }
             Some(e) => {
                 t.write(&self.slab_region(e), e.icm_addr(), &posted)?;
-                let tail = self.image(mi.tail, e.icm_addr(), None);
-                let (region, addr) = self.new_place(m, mi.tail);
-                t.write(
-                    &region,
-                    addr,
-                    &enc.posted(tail, STE_CTRL_SIZE)[..STE_CTRL_SIZE],
-                )
+                let tail = enc.posted(self.image(mi.tail, e.icm_addr(), None), STE_CTRL_SIZE);
+                let (region, addr) = self.copy_place(mi.tail);
+                t.write(&region, addr, &tail[..STE_CTRL_SIZE])
             }
         }
     }
 
-    /// Records the mirrored insert of STE `s`.
+    /// Records the mirrored insert of STE `s` (its entry in the copy, if it has one).
     pub(super) fn commit_mirror_insert(&mut self, s: u32, mi: MirrorInsert, entry: Option<Entry>) {
         self.counters.mirrored += 1;
         let home = match entry {
             Some(e) => IN_ENTRY | self.entries_mut().insert(e),
             None => mi.slot,
         };
-        let Some(m) = self.migration.as_mut() else {
-            self.release_entry(home, true);
-            return;
-        };
-        m.set(s, NIL, home);
+        *self.spare_mut(s) = Place { next: NIL, home };
         if mi.tail == NIL {
-            m.heads[mi.slot as usize] = s;
+            self.copy_mut().heads[mi.slot as usize] = s;
         } else {
-            m.set_next(mi.tail, s);
-            m.collisions += 1;
+            self.spare_mut(mi.tail).next = s;
+            self.copy_mut().collisions += 1;
         }
     }
 
-    /// How the removal of STE `x` is mirrored, if it is in the new table.
+    /// How the removal of STE `x` is mirrored, if it is in the copy.
     pub(super) fn mirror_remove(&self, x: u32) -> Option<MirrorRemove> {
         let m = self.migration.as_ref()?;
-        if m.home(x) == NIL {
+        let c = m.copy()?;
+        if self.stes[x].table != m.table || self.spare(x).home == NIL {
             return None;
         }
         let level = self.level(usize::from(self.tables[m.table].level));
-        let slot = level.slot(m.heads.len() as u32, &self.stes[x].tag);
+        let slot = level.slot(c.heads.len() as u32, &self.stes[x].tag);
         Some(MirrorRemove {
             slot,
-            pred: m.pred(slot, x),
-            next: m.next(x),
+            pred: self.copy_pred(slot, x),
+            next: self.spare(x).next,
         })
     }
 
@@ -475,116 +541,127 @@ impl MatcherTables {
         t: &mut Txn<'_>,
         mr: MirrorRemove,
     ) -> Result<(), SendError> {
-        let Some(m) = self.migration.as_ref() else {
-            return Ok(());
-        };
         let enc = self.enc();
         if mr.pred != NIL {
-            let image = self.image(mr.pred, self.new_miss_past(m, mr.next), None);
-            let (region, addr) = self.new_place(m, mr.pred);
-            return t.write(
-                &region,
-                addr,
-                &enc.posted(image, STE_CTRL_SIZE)[..STE_CTRL_SIZE],
-            );
+            let image = self.image(mr.pred, self.copy_miss(mr.next), None);
+            let (region, addr) = self.copy_place(mr.pred);
+            let posted = enc.posted(image, STE_CTRL_SIZE);
+            return t.write(&region, addr, &posted[..STE_CTRL_SIZE]);
         }
+        let c = self.copy_ref();
         let image = if mr.next == NIL {
-            let level = self.level(usize::from(self.tables[m.table].level));
+            let table = self.migration.as_ref().map_or(NIL, |m| m.table);
+            let level = self.level(usize::from(self.tables[table].level));
             enc.unused_slot(level, self.miss_of(NIL))
         } else {
-            self.image(mr.next, self.new_miss(m, mr.next), None)
+            let miss = self.copy_miss(self.spare(mr.next).next);
+            self.image(mr.next, miss, None)
         };
-        let addr = m.chunk.icm_addr() + (u64::from(mr.slot) << 6);
-        t.write(&m.chunk.region(), addr, &enc.posted(image, STE_SIZE))
-    }
-
-    /// Where a miss past the removed member goes: to `next`, or the end anchor.
-    fn new_miss_past(&self, m: &Migration, next: u32) -> u64 {
-        match next {
-            NIL => self.miss_of(NIL),
-            n => self.new_place(m, n).1,
-        }
+        t.write(
+            &c.chunk.region(),
+            c.slot_addr(mr.slot),
+            &enc.posted(image, STE_SIZE),
+        )
     }
 
     /// Records the mirrored removal of STE `x`; `free`: hand its entries back.
     pub(super) fn commit_mirror_remove(&mut self, x: u32, mr: MirrorRemove, free: bool) {
         self.counters.mirrored += 1;
-        let Some(m) = self.migration.as_mut() else {
-            return;
-        };
-        let x_home = m.home(x);
-        m.set(x, NIL, NIL);
-        let mut release = Vec::with_capacity(2);
+        let gone = std::mem::replace(self.spare_mut(x), Place::NONE);
         if mr.pred != NIL {
-            m.set_next(mr.pred, mr.next);
-            m.collisions -= 1;
-            release.push(x_home);
+            self.spare_mut(mr.pred).next = mr.next;
+            self.copy_mut().collisions -= 1;
+            self.release_entry(gone.home, free);
         } else if mr.next == NIL {
-            m.heads[mr.slot as usize] = NIL;
+            self.copy_mut().heads[mr.slot as usize] = NIL;
         } else {
-            // The next member now lives in the slot.
-            release.push(m.home(mr.next));
-            let next_next = m.next(mr.next);
-            m.set(mr.next, next_next, mr.slot);
-            m.heads[mr.slot as usize] = mr.next;
-            m.collisions -= 1;
-        }
-        for home in release {
-            self.release_entry(home, free);
+            // The next STE now sits in the slot; its entry is free.
+            let moved = std::mem::replace(&mut self.spare_mut(mr.next).home, mr.slot);
+            self.copy_mut().heads[mr.slot as usize] = mr.next;
+            self.copy_mut().collisions -= 1;
+            self.release_entry(moved, free);
         }
     }
 }
 
 #[cfg(test)]
 impl MatcherTables {
-    /// The growing copy holds exactly the STEs of the copied old slots, each written as
-    /// it would be now, and every copied new slot is written.
+    /// True while a table is being copied (before its switch).
+    pub(super) fn copying(&self) -> bool {
+        self.migration.as_ref().is_some_and(|m| m.copy().is_some())
+    }
+
+    /// The copy holds exactly the STEs of the copied old slots, each written as it would
+    /// be now, and every copied new slot is written; while sweeping, only STEs of slots
+    /// not swept yet have a spare place, naming a live entry.
     pub(super) fn check_migration(
         &self,
-        m: &Migration,
         line: &dyn Fn(u64, Ste, &str) -> Result<(), String>,
     ) -> Result<(), String> {
+        let Some(m) = self.migration.as_ref() else {
+            return Ok(());
+        };
         let table = &self.tables[m.table];
+        let Phase::Copy(c) = &m.phase else {
+            let Phase::Sweep { cursor, .. } = m.phase else {
+                return Ok(());
+            };
+            for (slot, &head) in table.slots.iter().enumerate() {
+                let mut s = head;
+                while s != NIL {
+                    let spare = self.spare(s);
+                    // Not swept yet: the old place (a slot, or an entry still held).
+                    let ok = spare == Place::NONE
+                        || (slot as u32 >= cursor
+                            && spare
+                                .entry()
+                                .map_or(true, |e| self.entries_ref().get(e).is_some()));
+                    if !ok {
+                        return Err(format!("swept STE {s} has spare place {spare:?}"));
+                    }
+                    s = self.at(s).next;
+                }
+            }
+            return Ok(());
+        };
         let level = self.level(usize::from(table.level));
-        let (old_size, new_size) = (table.entries(), m.heads.len() as u32);
+        let (old_size, new_size) = (table.entries(), c.heads.len() as u32);
         let mut copied = 0;
-        for slot in 0..m.cursor {
+        for slot in 0..old_size {
             let mut s = table.slots[slot as usize];
             while s != NIL {
-                if m.home(s) == NIL {
-                    return Err(format!("STE {s} of copied slot {slot} is not in the copy"));
+                let in_copy = self.spare(s).home != NIL;
+                if in_copy != (slot < c.cursor) {
+                    return Err(format!("STE {s} of old slot {slot}: in the copy {in_copy}"));
                 }
-                copied += 1;
-                s = self.stes[s].next;
+                copied += u32::from(in_copy);
+                s = self.at(s).next;
             }
         }
         let mut in_copy = 0;
         for ns in 0..new_size {
-            if ns % old_size >= m.cursor {
-                if m.heads[ns as usize] != NIL {
+            if ns % old_size >= c.cursor {
+                if c.heads[ns as usize] != NIL {
                     return Err(format!(
                         "new slot {ns} is used before its old slot is copied"
                     ));
                 }
                 continue;
             }
-            let addr = m.chunk.icm_addr() + u64::from(ns) * STE_SIZE as u64;
-            let mut s = m.heads[ns as usize];
+            let mut s = c.heads[ns as usize];
             if s == NIL {
-                line(
-                    addr,
-                    self.enc().unused_slot(level, self.miss_of(NIL)),
-                    "new unused slot",
-                )?;
+                let unused = self.enc().unused_slot(level, self.miss_of(NIL));
+                line(c.slot_addr(ns), unused, "new unused slot")?;
             }
             while s != NIL {
                 if level.slot(new_size, &self.stes[s].tag) != ns {
                     return Err(format!("STE {s} is in new slot {ns}"));
                 }
-                let at = self.new_place(m, s).1;
-                line(at, self.image(s, self.new_miss(m, s), None), "copied STE")?;
+                let at = self.copy_place(s).1;
+                let miss = self.copy_miss(self.spare(s).next);
+                line(at, self.image(s, miss, None), "copied STE")?;
                 in_copy += 1;
-                s = m.next(s);
+                s = self.spare(s).next;
             }
         }
         if copied != in_copy {

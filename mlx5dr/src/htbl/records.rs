@@ -24,6 +24,8 @@ pub(super) struct TableRec {
     /// The STE whose hit address points here; [`NIL`] for the start table.
     pub(super) owner: u32,
     pub(super) level: u8,
+    /// Which of its STEs' two places is live (see [`SteRec::place`]).
+    pub(super) gen: u8,
     pub(super) stes: u32,
     pub(super) collisions: u32,
 }
@@ -36,6 +38,7 @@ impl TableRec {
             slots,
             owner,
             level,
+            gen: 0,
             stes: 0,
             collisions: 0,
         }
@@ -56,19 +59,43 @@ impl TableRec {
     }
 }
 
+/// Where an STE sits in one version of its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Place {
+    /// The next STE of its miss chain; [`NIL`]: it misses to the end anchor.
+    pub(super) next: u32,
+    /// `IN_ENTRY | index` into the collision entries, or its slot; [`NIL`]: nowhere.
+    pub(super) home: u32,
+}
+
+impl Place {
+    /// Not in this version of the table.
+    pub(super) const NONE: Place = Place {
+        next: NIL,
+        home: NIL,
+    };
+
+    /// The collision entry it names, if it names one.
+    #[cfg(test)]
+    pub(super) fn entry(self) -> Option<u32> {
+        (self.home != NIL && self.home & IN_ENTRY != 0).then_some(self.home & !IN_ENTRY)
+    }
+}
+
 /// One rule STE, in a slot of its table or in a collision entry.
 ///
-/// 36 bytes (and 36 as `Option<SteRec>` in the arena: `refs` gives the niche).
+/// 44 bytes (and 44 as `Option<SteRec>` in the arena: `refs` gives the niche).
 #[derive(Debug)]
 pub(super) struct SteRec {
     /// The tag (what `hash_index` and the compare on insert read).
     pub(super) tag: [u8; STE_TAG_SIZE],
     /// The table it belongs to.
     pub(super) table: u32,
-    /// The next STE of its miss chain; [`NIL`]: it misses to the end anchor.
-    pub(super) next: u32,
-    /// Where it lives: `IN_ENTRY | index` into the collision entries, or its slot.
-    pub(super) home: u32,
+    /// Its place in the live table (`place[table.gen]`) and in the table's other version:
+    /// the larger copy while the table grows, the old table's collision entry (to be
+    /// freed) for a while after the switch, else [`Place::NONE`]. Switching a grown table
+    /// in is flipping its `gen`.
+    pub(super) place: [Place; 2],
     /// A level that is not the last: the child table its hit address points to. The last
     /// level: its control block in the [`CtrlStore`].
     pub(super) link: u32,
@@ -152,5 +179,21 @@ fn hash(bytes: &[u8; STE_CTRL_SIZE]) -> usize {
     (h >> 32) as usize
 }
 
+impl SteRec {
+    /// An STE at `home` of a table whose live places are `place[gen]`.
+    pub(super) fn new(tag: [u8; STE_TAG_SIZE], table: u32, gen: u8, home: u32) -> SteRec {
+        let mut place = [Place::NONE; 2];
+        place[usize::from(gen)] = Place { next: NIL, home };
+        SteRec {
+            tag,
+            table,
+            place,
+            link: NIL,
+            refs: NonZeroU32::MIN,
+        }
+    }
+}
+
 // The per-STE record is the bulk of the host memory per rule.
-const _: () = assert!(std::mem::size_of::<Option<SteRec>>() == 36);
+const _: () = assert!(std::mem::size_of::<Option<SteRec>>() == 44);
+const _: () = assert!(std::mem::size_of::<TableRec>() == 48);

@@ -14,7 +14,7 @@ use super::arena::{Arena, NIL};
 use super::encode::{Encoder, Level};
 use super::error::{HtblError, RemoveError};
 use super::grow::{Migration, MirrorInsert, DEFAULT_GROWTH_STEP};
-use super::records::{CtrlStore, SteRec, TableRec, IN_ENTRY};
+use super::records::{CtrlStore, Place, SteRec, TableRec, IN_ENTRY};
 use super::txn::{Failed, Outcome, Txn};
 use super::{AnchorRef, HtblStats, LastSte, RuleHandle, MAX_ACTION_STES};
 use crate::device::IcmRegion;
@@ -456,11 +456,10 @@ impl MatcherTables {
         let t = &self.tables[table];
         let mut s = t.slots[self.levels[usize::from(t.level)].slot(t.entries(), tag) as usize];
         while s != NIL {
-            let rec = &self.stes[s];
-            if rec.tag == *tag {
+            if self.stes[s].tag == *tag {
                 return Some(s);
             }
-            s = rec.next;
+            s = self.at(s).next;
         }
         None
     }
@@ -471,8 +470,8 @@ impl MatcherTables {
         if s == NIL {
             return NIL;
         }
-        while self.stes[s].next != NIL {
-            s = self.stes[s].next;
+        while self.at(s).next != NIL {
+            s = self.at(s).next;
         }
         s
     }
@@ -605,21 +604,17 @@ impl MatcherTables {
             Some(e) => IN_ENTRY | self.entries.insert(e),
             None => slot,
         };
-        let mut s = self.stes.insert(SteRec {
-            tag: plan.tags[split],
-            table,
-            next: NIL,
-            home,
-            link: NIL,
-            refs: NonZeroU32::MIN,
-        });
+        let gen = self.tables[table].gen;
+        let mut s = self
+            .stes
+            .insert(SteRec::new(plan.tags[split], table, gen, home));
         let t = &mut self.tables[table];
         t.stes += 1;
         if tail == NIL {
             t.slots[slot as usize] = s;
         } else {
             t.collisions += 1;
-            self.stes[tail].next = s;
+            self.at_mut(tail).next = s;
         }
         if let Some(mi) = plan.mirror {
             self.commit_mirror_insert(s, mi, mirror);
@@ -630,14 +625,7 @@ impl MatcherTables {
             rec.stes = 1;
             let child = self.tables.insert(rec);
             self.stes[s].link = child;
-            let below = self.stes.insert(SteRec {
-                tag: plan.tags[j],
-                table: child,
-                next: NIL,
-                home: 0,
-                link: NIL,
-                refs: NonZeroU32::MIN,
-            });
+            let below = self.stes.insert(SteRec::new(plan.tags[j], child, 0, 0));
             self.tables[child].slots[0] = below;
             s = below;
         }
@@ -690,7 +678,7 @@ impl MatcherTables {
         let mirror = self.mirror_remove(x);
 
         let enc = self.enc;
-        let next = self.stes[x].next;
+        let next = self.at(x).next;
         let res = Txn::new(ring).run(|t| {
             if let Some(mr) = mirror {
                 self.write_mirror_remove(t, mr)?;
@@ -704,7 +692,7 @@ impl MatcherTables {
                 let image = if next == NIL {
                     enc.unused_slot(&self.levels[top], self.end_addr)
                 } else {
-                    self.image(next, self.miss_of(self.stes[next].next), None)
+                    self.image(next, self.miss_of(self.at(next).next), None)
                 };
                 let tbl = &self.tables[table];
                 t.link(
@@ -767,7 +755,7 @@ impl MatcherTables {
         let mut s = head;
         while s != x && s != NIL {
             p = s;
-            s = self.stes[s].next;
+            s = self.at(s).next;
         }
         p
     }
@@ -782,30 +770,37 @@ impl MatcherTables {
         }
         let x = path[top];
         let table = self.stes[x].table;
-        let next = self.stes[x].next;
+        let next = self.at(x).next;
         let slot = self.slot_of(x);
         self.tables[table].stes -= 1;
         if pred != NIL {
             // x sat in a collision entry.
-            self.stes[pred].next = next;
+            self.at_mut(pred).next = next;
             self.tables[table].collisions -= 1;
         } else if next == NIL {
             self.tables[table].slots[slot as usize] = NIL;
         } else {
             // The next STE now lives in the slot; its entry is free.
-            let moved = self.stes[next].home;
-            self.stes[next].home = slot;
+            let moved = std::mem::replace(&mut self.at_mut(next).home, slot);
             self.tables[table].slots[slot as usize] = next;
             self.tables[table].collisions -= 1;
             self.release_entry(moved, free);
         }
+        // A spare place of x names an old table's entry after a growth's switch (a
+        // growing copy's entry was released with the copy's own removal).
+        let spare = self.spare(x).home;
+        self.release_entry(spare, free && self.sweep_frees());
         // x and everything below it belong to this rule alone.
         for (level, &s) in path.iter().enumerate().take(n).skip(top) {
             let Some(rec) = self.stes.remove(s) else {
                 continue;
             };
-            // (The top STE's slot, if it had one, is not an entry: nothing to free.)
-            self.release_entry(rec.home, free);
+            // Below the top, each STE sat alone in a one-version table's slot; the top
+            // STE's live place is handled above, unless it was an entry.
+            if level == top {
+                let live = rec.place[usize::from(self.tables[table].gen)];
+                self.release_entry(live.home, free);
+            }
             if level + 1 < n {
                 // A table that empties while growing stops growing.
                 if self.migration.as_ref().is_some_and(|m| m.table == rec.link) {
@@ -828,7 +823,7 @@ impl MatcherTables {
 
     /// Frees the collision entry named by a `home`, if it names one.
     pub(super) fn release_entry(&mut self, home: u32, free: bool) {
-        if home & IN_ENTRY == 0 {
+        if home == NIL || home & IN_ENTRY == 0 {
             return;
         }
         if let Some(e) = self.entries.remove(home & !IN_ENTRY) {
@@ -856,23 +851,46 @@ impl MatcherTables {
 
     /// The slot an STE hashes to in its table.
     pub(super) fn slot_of(&self, s: u32) -> u32 {
-        let rec = &self.stes[s];
-        if rec.home & IN_ENTRY == 0 {
-            return rec.home;
+        let home = self.at(s).home;
+        if home & IN_ENTRY == 0 {
+            return home;
         }
+        let rec = &self.stes[s];
         let t = &self.tables[rec.table];
         self.levels[usize::from(t.level)].slot(t.entries(), &rec.tag)
     }
 
+    /// The live place of STE `s` (in its table's current version).
+    pub(super) fn at(&self, s: u32) -> Place {
+        let rec = &self.stes[s];
+        rec.place[usize::from(self.tables[rec.table].gen)]
+    }
+
+    pub(super) fn at_mut(&mut self, s: u32) -> &mut Place {
+        let gen = usize::from(self.tables[self.stes[s].table].gen);
+        &mut self.stes[s].place[gen]
+    }
+
+    /// The other place of STE `s` (see [`SteRec::place`]).
+    pub(super) fn spare(&self, s: u32) -> Place {
+        let rec = &self.stes[s];
+        rec.place[1 - usize::from(self.tables[rec.table].gen)]
+    }
+
+    pub(super) fn spare_mut(&mut self, s: u32) -> &mut Place {
+        let gen = usize::from(self.tables[self.stes[s].table].gen);
+        &mut self.stes[s].place[1 - gen]
+    }
+
     /// The region and ICM address of an STE.
     pub(super) fn place(&self, s: u32) -> (IcmRegion, u64) {
-        let rec = &self.stes[s];
-        if rec.home & IN_ENTRY != 0 {
-            let e = &self.entries[rec.home & !IN_ENTRY];
+        let home = self.at(s).home;
+        if home & IN_ENTRY != 0 {
+            let e = &self.entries[home & !IN_ENTRY];
             (self.slab_region(e), e.icm_addr())
         } else {
-            let t = &self.tables[rec.table];
-            (t.chunk.region(), t.slot_addr(rec.home))
+            let t = &self.tables[self.stes[s].table];
+            (t.chunk.region(), t.slot_addr(home))
         }
     }
 
@@ -970,7 +988,7 @@ impl MatcherTables {
                 let mut s = head;
                 while s != NIL {
                     len += 1;
-                    s = self.stes[s].next;
+                    s = self.at(s).next;
                 }
                 longest = longest.max(len);
             }
@@ -1008,8 +1026,8 @@ impl MatcherTables {
 impl Drop for MatcherTables {
     fn drop(&mut self) {
         // The growing copy's entries are in `entries`, freed below.
-        if let Some(m) = self.migration.take() {
-            let _ = self.pool.free(m.into_chunk());
+        if let Some(c) = self.migration.take().and_then(Migration::into_chunk) {
+            let _ = self.pool.free(c);
         }
         for t in self.tables.drain().collect::<Vec<_>>() {
             let _ = self.pool.free(t.chunk);
@@ -1067,13 +1085,19 @@ impl MatcherTables {
                     if rec.table != id || level.slot(t.entries(), &rec.tag) != slot as u32 {
                         return Err(format!("STE {s} is not in table {id} slot {slot}"));
                     }
-                    let in_entry = rec.home & IN_ENTRY != 0;
-                    if in_entry != (s != head) || (!in_entry && rec.home != slot as u32) {
-                        return Err(format!("STE {s} has home {:#x}", rec.home));
+                    let at = self.at(s);
+                    let in_entry = at.home & IN_ENTRY != 0;
+                    if in_entry != (s != head) || (!in_entry && at.home != slot as u32) {
+                        return Err(format!("STE {s} has home {:#x}", at.home));
+                    }
+                    let spare_ok = self.spare(s) == Place::NONE
+                        || self.migration.as_ref().is_some_and(|m| m.table == id);
+                    if !spare_ok {
+                        return Err(format!("STE {s} has a spare place {:?}", self.spare(s)));
                     }
                     line(
                         self.place(s).1,
-                        self.image(s, self.miss_of(rec.next), None),
+                        self.image(s, self.miss_of(at.next), None),
                         "STE",
                     )?;
                     if usize::from(t.level) + 1 < n {
@@ -1086,7 +1110,7 @@ impl MatcherTables {
                             .iter()
                             .flat_map(|&h| {
                                 std::iter::successors((h != NIL).then_some(h), |&x| {
-                                    let nx = self.stes[x].next;
+                                    let nx = self.at(x).next;
                                     (nx != NIL).then_some(nx)
                                 })
                             })
@@ -1103,7 +1127,7 @@ impl MatcherTables {
                     }
                     stes += 1;
                     collisions += u32::from(in_entry);
-                    s = rec.next;
+                    s = at.next;
                 }
             }
             if (stes, collisions) != (t.stes, t.collisions) {
@@ -1119,9 +1143,6 @@ impl MatcherTables {
                 self.rules
             ));
         }
-        match &self.migration {
-            Some(m) => self.check_migration(m, &line),
-            None => Ok(()),
-        }
+        self.check_migration(&line)
     }
 }

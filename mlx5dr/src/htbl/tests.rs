@@ -1221,12 +1221,12 @@ fn a_table_emptied_while_growing_takes_its_growth_along() {
         let mut t = rig.tables_with(&chain, cfg);
         let mut rng = Rng(99);
         let mut live = Vec::new();
-        // Until the level-1 table (the only one with more than one STE) is growing, with
-        // some slots copied already.
-        while t.migration.is_none() {
+        // Until the level-1 table (the only one with more than one STE) is being copied
+        // into a larger one, with some slots copied already.
+        while !t.copying() {
             live.extend(insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 1));
         }
-        assert!(t.migration.is_some());
+        check(&rig, &t);
         for r in &live {
             assert_hits(&rig, &t, r);
         }

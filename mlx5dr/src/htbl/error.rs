@@ -1,7 +1,5 @@
 //! What can go wrong in a matcher's hash tables.
 
-use ste_builder::action::ActionError;
-
 use super::RuleHandle;
 use crate::icm::IcmError;
 use crate::send::SendError;
@@ -44,9 +42,9 @@ pub enum HtblError {
     /// ICM ran out (or the device refused memory).
     #[error(transparent)]
     Icm(#[from] IcmError),
-    /// The action encoder refused the rule's actions.
+    /// The action encoder ([`super::LastSte`]) refused the rule's actions.
     #[error("the rule's actions: {0}")]
-    Actions(#[from] ActionError),
+    Actions(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The action encoder did something the engine cannot install.
     #[error("the rule's action encoder {0}")]
     BadActionStes(&'static str),

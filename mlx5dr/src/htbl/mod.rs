@@ -108,7 +108,6 @@ pub use error::{HtblError, RemoveError};
 pub use grow::DEFAULT_GROWTH_STEP;
 pub use tables::{MatcherTables, TablesConfig};
 
-use ste_builder::action::ActionError;
 use ste_builder::ste::{SteCtrl, STE_SIZE};
 use ste_builder::SteFormat;
 
@@ -130,14 +129,20 @@ pub trait LastSte {
     /// match STE on. It must not change the match STE's tag and mask.
     ///
     /// `ste_builder::action::set_actions_rx` / `set_actions_tx` are such fillers.
-    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, ActionError>;
+    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, Self::Error>;
+
+    /// Why the filler refuses the actions ([`HtblError::Actions`] carries it).
+    type Error: std::error::Error + Send + Sync + 'static;
 }
 
-impl<F> LastSte for F
+impl<F, E> LastSte for F
 where
-    F: FnOnce(SteFormat, &mut [u8]) -> Result<usize, ActionError>,
+    F: FnOnce(SteFormat, &mut [u8]) -> Result<usize, E>,
+    E: std::error::Error + Send + Sync + 'static,
 {
-    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, ActionError> {
+    type Error = E;
+
+    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, E> {
         self(format, stes)
     }
 }
@@ -153,7 +158,9 @@ pub struct HitOnly {
 }
 
 impl LastSte for HitOnly {
-    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, ActionError> {
+    type Error = std::convert::Infallible;
+
+    fn fill(self, format: SteFormat, stes: &mut [u8]) -> Result<usize, Self::Error> {
         let ctrl: &dyn SteCtrl = format.ctrl();
         ctrl.set_hit_addr(&mut stes[..STE_SIZE], self.icm_addr, self.num_entries);
         Ok(0)

@@ -257,7 +257,11 @@ impl MatcherTables {
         let (region, addr) = (self.end_region, self.end_addr);
         let res = Txn::new(ring).run(|t| t.link(&region, addr, &image));
         match res {
-            Ok(()) => {
+            Ok(())
+            | Err(Failed {
+                outcome: Outcome::Applied,
+                ..
+            }) => {
                 self.end_target = to;
                 Ok(())
             }
@@ -275,6 +279,11 @@ impl MatcherTables {
     /// Tells the tables which anchor points at their start table (the table root, or the
     /// previous matcher's end anchor), so that growing the start table can switch it;
     /// `None` while nothing does. The caller writes that anchor itself when linking.
+    ///
+    /// When the anchor is another [`MatcherTables`]' end anchor, a growth of this start
+    /// table rewrites it behind that instance's back: its [`MatcherTables::end_target`]
+    /// is then out of date, and [`MatcherTables::start`] here is the truth (writing it
+    /// there again with [`MatcherTables::set_end_target`] is harmless).
     pub fn set_start_pointer(&mut self, pointer: Option<AnchorRef>) {
         self.start_pointer = pointer;
     }
@@ -350,7 +359,9 @@ impl MatcherTables {
         let mut stes = [0u8; STE_SIZE * (1 + MAX_ACTION_STES)];
         let built = self.enc.rule_ste(&self.levels[n - 1], &tags[n - 1]);
         stes[..STE_SIZE].copy_from_slice(&built);
-        let added = last.fill(self.enc.ctrl.format(), &mut stes)?;
+        let added = last
+            .fill(self.enc.ctrl.format(), &mut stes)
+            .map_err(|e| HtblError::Actions(Box::new(e)))?;
         if added > MAX_ACTION_STES {
             return Err(HtblError::BadActionStes(
                 "reported more action STEs than it has room for",

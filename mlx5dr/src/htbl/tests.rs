@@ -12,7 +12,7 @@ use ::sim::pipeline::{Outcome, Verdict};
 use ::sim::profile::{DeviceModel, Profile};
 use ::sim::queue::WqeEvent;
 use ::sim::{Fate, Stage};
-use ste_builder::action::{set_actions_rx, ActionType, ActionTypeSet, ActionsAttr};
+use ste_builder::action::{set_actions_rx, ActionError, ActionType, ActionTypeSet, ActionsAttr};
 use ste_builder::ste::{set_formatted_ste, Connect, LU_TYPE_DONT_CARE, STE_SIZE};
 use ste_builder::wqe::Syndrome;
 use ste_builder::{Caps, MatchParam, SteFormat};
@@ -616,7 +616,7 @@ fn action_stes_are_chained_after_the_last_match_ste() {
                 ctrl.init(ste, LU_TYPE_DONT_CARE, true, gvmi);
             }
             ctrl.set_hit_addr(&mut stes[2 * STE_SIZE..3 * STE_SIZE], drop_addr, 1);
-            Ok(2)
+            Ok::<_, ActionError>(2)
         };
         let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
         assert_eq!(t.stats().action_stes, 2);
@@ -634,19 +634,24 @@ fn action_stes_are_chained_after_the_last_match_ste() {
         // An encoder that reports more STEs than there is room for, or touches the tag,
         // is refused before anything is allocated.
         let before = rig.in_use(&t);
-        let too_many = |_: SteFormat, _: &mut [u8]| Ok(MAX_ACTION_STES + 1);
+        let too_many = |_: SteFormat, _: &mut [u8]| Ok::<_, ActionError>(MAX_ACTION_STES + 1);
         assert!(matches!(
             t.insert(&mut rig.ring, &tags, too_many),
             Err(HtblError::BadActionStes(_))
         ));
         let touches = |_: SteFormat, stes: &mut [u8]| {
             stes[40] ^= 1;
-            Ok(0)
+            Ok::<_, ActionError>(0)
         };
         assert!(matches!(
             t.insert(&mut rig.ring, &tags, touches),
             Err(HtblError::BadActionStes(_))
         ));
+        let refused =
+            |_: SteFormat, _: &mut [u8]| Err::<usize, _>(ActionError::TooManyVlans { count: 3 });
+        let err = t.insert(&mut rig.ring, &tags, refused).unwrap_err();
+        assert!(matches!(err, HtblError::Actions(_)), "{err}");
+        assert!(err.to_string().contains("3 VLAN headers"), "{err}");
         assert_eq!(rig.in_use(&t), before);
         assert_misses(&rig, &t, &value);
         assert_no_leak_after_drop(rig, t);
@@ -993,55 +998,63 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
 }
 
 /// The end anchor can be switched from a miss to a hit into another matcher's start
-/// table: a packet that misses the first matcher then meets the second.
+/// table: a packet that misses the first matcher then meets the second. The second's
+/// start table grows several times, each time switched through the first's end anchor.
 #[test]
 fn end_anchor_chains_matchers() {
-    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
-    let l2 = rig.chain(&dmac_mask());
-    let five = rig.chain(&five_tuple_mask());
-    let mut first = rig.tables(&l2, true);
-    let end = Connect::Miss {
-        miss_addr: rig.drop_addr,
-    };
-    let mut second = MatcherTables::new(
-        rig.pool.clone(),
-        &five,
-        rig.config(true),
-        end,
-        &mut rig.ring,
-    )
-    .unwrap();
-    first.set_end_target(&mut rig.ring, second.start()).unwrap();
-    second.set_start_pointer(Some(first.end_anchor_ref()));
-    let mut rng = Rng(3);
-    let mut live = Vec::new();
-    for i in 0..100 {
-        let value = five_tuple(&mut rng);
-        let tags = rig.tags(&five, &value);
-        let handle = {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let five = rig.chain(&five_tuple_mask());
+        let l2 = rig.chain(&dmac_mask());
+        let mut first = rig.tables(&five, true);
+        let end = Connect::Miss {
+            miss_addr: rig.drop_addr,
+        };
+        let cfg = rig.config(true);
+        let mut second =
+            MatcherTables::new(rig.pool.clone(), &l2, cfg, end, &mut rig.ring).unwrap();
+        first.set_end_target(&mut rig.ring, second.start()).unwrap();
+        second.set_start_pointer(Some(first.end_anchor_ref()));
+        let mut rng = Rng(3);
+        let firsts = insert_five_tuples(&mut rig, &mut first, &five, &mut rng, 20);
+        let mut seconds = Vec::new();
+        for i in 0..200 {
+            let value = dmac(rng.next() >> 16);
+            let tags = rig.tags(&l2, &value);
             let last = rig.tagged(i);
-            second.insert(&mut rig.ring, &tags, last)
+            let handle = second.insert(&mut rig.ring, &tags, last).unwrap();
+            seconds.push(Live {
+                handle,
+                value,
+                tag: Some(i),
+            });
         }
-        .unwrap();
-        live.push(Live {
-            handle,
-            value,
-            tag: Some(i),
-        });
+        assert!(second.stats().grows >= 3, "{:?}", second.stats());
+        for r in &firsts {
+            assert_hits(&rig, &first, r);
+        }
+        for r in &seconds {
+            let v = rig.walk(&r.value);
+            assert!(v.missed_into(first.end_anchor()));
+            assert_eq!(v.last_rule_hit(), second.rule_addr(&r.handle));
+            assert_eq!(v.flow_tag(), r.tag);
+        }
+        assert_misses(&rig, &second, &dmac(0x0200_dead_beef));
+        // The first's record of its end target is behind the growths; writing the truth
+        // again changes nothing for packets.
+        first.set_end_target(&mut rig.ring, second.start()).unwrap();
+        check(&rig, &first);
+        check(&rig, &second);
+        for r in seconds {
+            second.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        for r in firsts {
+            first.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        first.set_end_target(&mut rig.ring, end).unwrap();
+        drop(second);
+        assert_no_leak_after_drop(rig, first);
     }
-    for r in &live {
-        let v = rig.walk(&r.value);
-        assert!(v.missed_into(first.end_anchor()));
-        assert_eq!(v.last_rule_hit(), second.rule_addr(&r.handle));
-        assert_eq!(v.flow_tag(), r.tag);
-    }
-    assert_misses(&rig, &second, &five_tuple(&mut rng));
-    for r in live {
-        second.remove(&mut rig.ring, r.handle).unwrap();
-    }
-    first.set_end_target(&mut rig.ring, end).unwrap();
-    drop(second);
-    assert_no_leak_after_drop(rig, first);
 }
 
 /// The per-rule host memory of a 2-level 5-tuple matcher whose rules drop: the engine's

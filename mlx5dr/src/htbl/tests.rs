@@ -659,6 +659,14 @@ fn action_stes_are_chained_after_the_last_match_ste() {
 }
 
 #[test]
+fn tables_and_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<MatcherTables>();
+    send_sync::<RuleHandle>();
+    send_sync::<HtblError>();
+}
+
+#[test]
 fn tags_of_another_chain_and_foreign_handles_are_refused() {
     let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
     let five = rig.chain(&five_tuple_mask());

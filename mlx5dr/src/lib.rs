@@ -51,8 +51,9 @@
 //!
 //! ## Still to come
 //!
-//! STE hash tables with miss chains and incremental rehash, matcher anchors and
-//! chaining, and the public `Matcher` / `Rule` API build on these layers (issue 4).
+//! The public `Matcher` / `Rule` API (matcher chaining by priority over the tables'
+//! root anchors and end anchors, rules as `BuilderChain` tags + `ActionList` encoding
+//! inserted into `htbl::MatcherTables` per side) builds on these layers (issue 4).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -167,7 +167,9 @@ impl CmdIn {
         self.name
     }
 
-    fn error(&self, e: DeviceError) -> CmdError {
+    /// The error this command reports for a device failure: a non-zero status names
+    /// the command, op_mod, status and syndrome.
+    pub(crate) fn error(&self, e: DeviceError) -> CmdError {
         match e {
             DeviceError::CommandStatus { status, syndrome } => CmdError::Failed {
                 command: self.name,

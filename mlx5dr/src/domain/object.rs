@@ -6,26 +6,9 @@
 //! failures into the same [`CmdError`] that names the command, as [`CmdIn::exec`] does.
 
 use ste_builder::bits;
-use ste_builder::prm::mbox_in;
 
-use crate::cmd::{CmdError, CmdIn, CmdStatus};
-use crate::device::{Device, DeviceError, ObjectId};
-
-/// The error of `cmd` for a device failure, as [`CmdIn::exec`] reports it.
-pub(crate) fn cmd_error(cmd: &CmdIn, e: DeviceError) -> CmdError {
-    match e {
-        DeviceError::CommandStatus { status, syndrome } => CmdError::Failed {
-            command: cmd.name(),
-            op_mod: bits::get(cmd.bytes(), mbox_in::OP_MOD) as u16,
-            status: CmdStatus::from_code(status),
-            syndrome,
-        },
-        source => CmdError::Device {
-            command: cmd.name(),
-            source,
-        },
-    }
-}
+use crate::cmd::{CmdError, CmdIn};
+use crate::device::{Device, ObjectId};
 
 /// Creates the object `cmd` describes; returns its handle and the output mailbox of
 /// `out_bits` bits.
@@ -37,14 +20,14 @@ pub(crate) fn create(
     let mut out = vec![0u8; out_bits.div_ceil(8)];
     let obj = dev
         .create_object(cmd.bytes(), &mut out)
-        .map_err(|e| cmd_error(cmd, e))?;
+        .map_err(|e| cmd.error(e))?;
     Ok((obj, out))
 }
 
 /// Destroys `obj` with its destroy command `cmd` (the handle is gone even on error).
 pub(crate) fn destroy(dev: &dyn Device, obj: ObjectId, cmd: &CmdIn) -> Result<(), CmdError> {
     dev.destroy_object(obj, cmd.bytes())
-        .map_err(|e| cmd_error(cmd, e))
+        .map_err(|e| cmd.error(e))
 }
 
 /// Reads `field` of an output mailbox (0 past its end, like [`crate::cmd::CmdOut::get`]).

@@ -78,6 +78,49 @@ impl KeyBuf {
     }
 }
 
+/// The metadata-register lookups, whose layouts v0 and v1 share: general purpose
+/// (`metadata_reg_a`) and steering registers 0 (`reg_c_0..3`) and 1 (`reg_c_4..7`).
+#[derive(Debug, Clone, Copy)]
+enum RegisterLookup {
+    GeneralPurpose,
+    Registers0,
+    Registers1,
+}
+
+impl RegisterLookup {
+    fn key(self, k: &mut KeyBuf, p: &MatchParam) {
+        use ste_builder::prm::{
+            ste_general_purpose as gp, ste_register_0 as reg0, ste_register_1 as reg1,
+        };
+        let (fields, first) = match self {
+            RegisterLookup::GeneralPurpose => {
+                return k.set(gp::GENERAL_PURPOSE_LOOKUP_FIELD, view::reg_a(p));
+            }
+            RegisterLookup::Registers0 => (
+                [
+                    reg0::REGISTER_0_H,
+                    reg0::REGISTER_0_L,
+                    reg0::REGISTER_1_H,
+                    reg0::REGISTER_1_L,
+                ],
+                0,
+            ),
+            RegisterLookup::Registers1 => (
+                [
+                    reg1::REGISTER_2_H,
+                    reg1::REGISTER_2_L,
+                    reg1::REGISTER_3_H,
+                    reg1::REGISTER_3_L,
+                ],
+                4,
+            ),
+        };
+        for (i, field) in fields.into_iter().enumerate() {
+            k.set(field, view::reg_c(p, first + i));
+        }
+    }
+}
+
 /// The nine TCP flag bits (NS … FIN) of a layout, as one field starting at its `tcp_ns`
 /// bit: they are consecutive and in the order of `tcp_flags`.
 fn tcp_flags_field(tcp_ns: BitField) -> BitField {

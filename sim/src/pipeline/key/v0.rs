@@ -5,7 +5,7 @@
 //! headers (`_I`); the `_O` and `_D` keys carry the same fields.
 
 use super::view::{self, Headers, ParserGen};
-use super::KeyBuf;
+use super::{KeyBuf, RegisterLookup};
 use ste_builder::builder::v0::{lu, LuTypes};
 use ste_builder::prm::{
     dr_match_spec as spec, ste_eth_l2_dst as l2_dst, ste_eth_l2_src as l2_src,
@@ -13,8 +13,7 @@ use ste_builder::prm::{
     ste_eth_l3_ipv4_5_tuple as five_tuple, ste_eth_l3_ipv4_misc as ipv4_misc,
     ste_eth_l3_ipv6_dst as ipv6_dst, ste_eth_l3_ipv6_src as ipv6_src, ste_eth_l4 as l4,
     ste_eth_l4_misc as l4_misc, ste_flex_parser_0 as flex0, ste_flex_parser_1 as flex1,
-    ste_general_purpose as gp, ste_gre as gre, ste_mpls as mpls, ste_register_0 as reg0,
-    ste_register_1 as reg1, ste_src_gvmi_qp as src_qp, ste_tunnel_header as tnl_hdr,
+    ste_gre as gre, ste_mpls as mpls, ste_src_gvmi_qp as src_qp, ste_tunnel_header as tnl_hdr,
 };
 use ste_builder::{Caps, MatchParam};
 
@@ -126,19 +125,9 @@ pub(super) fn key(lu_type: u16, p: &MatchParam, caps: &Caps) -> Option<[u8; 16]>
             k.set(tnl_hdr::TUNNEL_HEADER_DW0, w[0].into());
             k.set(tnl_hdr::TUNNEL_HEADER_DW1, w[1].into());
         }
-        lu::GENERAL_PURPOSE => k.set(gp::GENERAL_PURPOSE_LOOKUP_FIELD, view::reg_a(p)),
-        lu::STEERING_REGISTERS_0 => {
-            k.set(reg0::REGISTER_0_H, view::reg_c(p, 0));
-            k.set(reg0::REGISTER_0_L, view::reg_c(p, 1));
-            k.set(reg0::REGISTER_1_H, view::reg_c(p, 2));
-            k.set(reg0::REGISTER_1_L, view::reg_c(p, 3));
-        }
-        lu::STEERING_REGISTERS_1 => {
-            k.set(reg1::REGISTER_2_H, view::reg_c(p, 4));
-            k.set(reg1::REGISTER_2_L, view::reg_c(p, 5));
-            k.set(reg1::REGISTER_3_H, view::reg_c(p, 6));
-            k.set(reg1::REGISTER_3_L, view::reg_c(p, 7));
-        }
+        lu::GENERAL_PURPOSE => RegisterLookup::GeneralPurpose.key(&mut k, p),
+        lu::STEERING_REGISTERS_0 => RegisterLookup::Registers0.key(&mut k, p),
+        lu::STEERING_REGISTERS_1 => RegisterLookup::Registers1.key(&mut k, p),
         lu::SRC_GVMI_AND_QP => {
             let s = view::source(p, caps);
             k.set(src_qp::SOURCE_GVMI, s.gvmi);

@@ -5,7 +5,7 @@
 //! inner headers.
 
 use super::view::{self, Headers, ParserGen};
-use super::KeyBuf;
+use super::{KeyBuf, RegisterLookup};
 use ste_builder::builder::v1::lu;
 use ste_builder::prm::{
     dr_match_spec as spec, ste_eth_l2_dst_v1 as l2_dst, ste_eth_l2_src_dst_v1 as l2_src_dst,
@@ -13,9 +13,9 @@ use ste_builder::prm::{
     ste_eth_l3_ipv4_5_tuple_v1 as five_tuple, ste_eth_l3_ipv4_misc_v1 as ipv4_misc,
     ste_eth_l3_ipv6_dst as ipv6_dst, ste_eth_l3_ipv6_src as ipv6_src,
     ste_eth_l4_misc_v1 as l4_misc, ste_eth_l4_v1 as l4, ste_flex_parser_0 as flex0,
-    ste_flex_parser_1 as flex1, ste_flex_parser_ok as flex_ok, ste_general_purpose as gp,
-    ste_gre_v1 as gre, ste_icmp_v1 as icmp, ste_mpls_v1 as mpls, ste_register_0 as reg0,
-    ste_register_1 as reg1, ste_src_gvmi_qp_v1 as src_qp, ste_tunnel_header_v1 as tnl_hdr,
+    ste_flex_parser_1 as flex1, ste_flex_parser_ok as flex_ok, ste_gre_v1 as gre,
+    ste_icmp_v1 as icmp, ste_mpls_v1 as mpls, ste_src_gvmi_qp_v1 as src_qp,
+    ste_tunnel_header_v1 as tnl_hdr,
 };
 use ste_builder::{Caps, MatchParam};
 
@@ -54,19 +54,9 @@ pub(super) fn key(lu_type: u16, p: &MatchParam, caps: &Caps) -> Option<[u8; 16]>
         lu::GRE => gre_key(&mut k, p),
         lu::FLEX_PARSER_TNL_HEADER => tunnel_header(&mut k, p, false),
         lu::TNL_HEADER => tunnel_header(&mut k, p, true),
-        lu::GENERAL_PURPOSE => k.set(gp::GENERAL_PURPOSE_LOOKUP_FIELD, view::reg_a(p)),
-        lu::STEERING_REGISTERS_0 => {
-            k.set(reg0::REGISTER_0_H, view::reg_c(p, 0));
-            k.set(reg0::REGISTER_0_L, view::reg_c(p, 1));
-            k.set(reg0::REGISTER_1_H, view::reg_c(p, 2));
-            k.set(reg0::REGISTER_1_L, view::reg_c(p, 3));
-        }
-        lu::STEERING_REGISTERS_1 => {
-            k.set(reg1::REGISTER_2_H, view::reg_c(p, 4));
-            k.set(reg1::REGISTER_2_L, view::reg_c(p, 5));
-            k.set(reg1::REGISTER_3_H, view::reg_c(p, 6));
-            k.set(reg1::REGISTER_3_L, view::reg_c(p, 7));
-        }
+        lu::GENERAL_PURPOSE => RegisterLookup::GeneralPurpose.key(&mut k, p),
+        lu::STEERING_REGISTERS_0 => RegisterLookup::Registers0.key(&mut k, p),
+        lu::STEERING_REGISTERS_1 => RegisterLookup::Registers1.key(&mut k, p),
         lu::SRC_QP_GVMI => {
             let s = view::source(p, caps);
             k.set(src_qp::FUNCTIONAL_LB, s.functional_lb.into());

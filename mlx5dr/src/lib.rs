@@ -64,10 +64,17 @@ pub mod device;
 pub mod domain;
 pub mod htbl;
 pub mod icm;
+pub mod matcher;
 pub mod matching;
+pub mod rule;
 pub mod send;
 
+pub use action::{Action, ActionError, ActionList, Counter};
 pub use caps::{CapsError, DeviceCaps, SwSteering, TableType};
 pub use cmd::CmdError;
 pub use device::{Device, DeviceError, IcmKind, IcmRegion};
+pub use domain::{Domain, DomainConfig, DomainError, DomainType, Table, TableError};
+pub use matcher::{Matcher, MatcherError, MatcherOptions};
+pub use matching::{DomainSide, Match, RawMatch};
+pub use rule::{InsertError, Rule, RuleRemoveError};
 pub use send::{SendConfig, SendError, SendRing, WriteId};

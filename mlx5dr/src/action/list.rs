@@ -1,7 +1,7 @@
 //! [`ActionList`]: a rule's actions, checked once for its table and kept ready to be
 //! encoded into each of its STE chains.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use ste_builder::action::{set_actions_rx, set_actions_tx, ActionType, ActionTypeSet, ActionsAttr};
 use ste_builder::ste::{Ste, LU_TYPE_DONT_CARE, STE_SIZE};
@@ -50,6 +50,11 @@ pub struct ActionList {
     actions: Vec<Arc<Action>>,
     format: SteFormat,
     domain: crate::domain::DomainType,
+    /// The domain and table level the list was checked for: it is valid for every table
+    /// of that domain and level. Weak, so the list does not keep the domain alive, yet
+    /// the domain's address cannot be taken by another while the list exists.
+    dmn: Weak<Domain>,
+    level: u8,
     sides: PerSide<SideActions>,
 }
 
@@ -71,8 +76,16 @@ impl ActionList {
             actions: actions.to_vec(),
             format: dmn.format(),
             domain: dmn.domain_type(),
+            dmn: Arc::downgrade(dmn),
+            level: table.level(),
             sides,
         })
+    }
+
+    /// True when the list may be used for rules of `table`: it was checked for a table
+    /// of the same domain and level.
+    pub fn fits(&self, table: &Table) -> bool {
+        self.level == table.level() && Weak::ptr_eq(&self.dmn, &Arc::downgrade(table.domain()))
     }
 
     /// The actions, in the order given.
@@ -129,6 +142,24 @@ impl ActionList {
             added_stes: added,
             final_icm_addr: s.attr.final_icm_addr,
         })
+    }
+}
+
+impl ActionList {
+    /// Encodes the actions into a rule's STEs on `side`, in place: `stes` starts with
+    /// the last match STE (initialised, with tag and mask) and has room for
+    /// [`MAX_ACTION_STES`] more; the added STEs follow it, and the chain's last STE hits
+    /// [`ActionList::final_icm_addr`]. Returns how many STEs were added. This is the
+    /// hash-table engine's [`crate::htbl::LastSte`] step, without allocation.
+    pub fn encode_in_place(&self, side: DomainSide, stes: &mut [u8]) -> Result<usize, ActionError> {
+        let s = self.side(side)?;
+        if stes.len() < BUF_STES * STE_SIZE {
+            return Err(ActionError::BufferTooSmall {
+                len: stes.len(),
+                need: BUF_STES * STE_SIZE,
+            });
+        }
+        encode_into(self.format, s, &mut stes[..BUF_STES * STE_SIZE])
     }
 }
 
@@ -284,6 +315,8 @@ mod tests {
             actions: Vec::new(),
             format: SteFormat::V0,
             domain: DomainType::NicRx,
+            dmn: Weak::new(),
+            level: 1,
             sides,
         };
         let mut last: Ste = [0u8; STE_SIZE];

@@ -176,6 +176,15 @@ pub enum ActionError {
         #[source]
         source: ste_builder::action::ActionError,
     },
+    /// [`ActionList::encode_in_place`] with a buffer too small for the most STEs a
+    /// rule's actions can take.
+    #[error("the STE buffer has {len} bytes; encoding needs {need}")]
+    BufferTooSmall {
+        /// Bytes given.
+        len: usize,
+        /// Bytes needed.
+        need: usize,
+    },
     /// [`ActionList::encode`] for a side the list's domain does not have.
     #[error("a {domain} action list has no {side} side")]
     NoSuchSide {

@@ -26,12 +26,13 @@
 //!
 //! ## Concurrency
 //!
-//! `Domain` is `Send + Sync`. For now it has one send ring behind a mutex, so every ICM
-//! write of the domain goes through one lock. The plan is a small array of rings, each
-//! behind its own lock, a writer picking one by a per-thread (or per-matcher) index as
-//! rdma-core picks its ring by lock index; a control write (an anchor) takes any ring
-//! and flushes it. The pools are already shared without a domain-wide lock (see
-//! [`crate::icm`]).
+//! `Domain` is `Send + Sync`. It has several send rings ([`DomainConfig::rings`]), each
+//! behind its own lock: a matcher is given one when it is made (round robin, as
+//! rdma-core gives each matcher a ring by lock index), so rule updates of different
+//! matchers write in parallel. Control writes (table roots) use ring 0
+//! ([`Domain::ring`]); every write is flushed before the call that made it returns, so
+//! writes on different rings never need ordering between them. The pools are shared
+//! without a domain-wide lock (see [`crate::icm`]).
 
 mod object;
 pub mod table;
@@ -40,6 +41,7 @@ pub mod table;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ste_builder::prm::{sync_steering_in, sync_steering_out};
@@ -55,6 +57,7 @@ use crate::matching::DomainSide;
 use crate::send::{SendConfig, SendError, SendRing};
 
 pub use crate::caps::TableType as DomainType;
+
 pub(crate) use crate::cmd::opcode;
 pub(crate) use object::{create as create_object, destroy as destroy_object, out_get};
 pub use table::{Table, TableError, TableInUse};
@@ -154,12 +157,33 @@ impl<T> PerSide<T> {
     }
 }
 
+/// How a domain is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// The sizing of each send ring.
+    pub send: SendConfig,
+    /// How many send rings (at least 1): matchers are spread over them, so this many
+    /// matchers can be updated in parallel.
+    pub rings: usize,
+}
+
+impl Default for DomainConfig {
+    /// rdma-core's ring sizing, four rings.
+    fn default() -> Self {
+        DomainConfig {
+            send: SendConfig::default(),
+            rings: 4,
+        }
+    }
+}
+
 /// Software steering of one table type on one device: capabilities, ICM pools, the send
-/// ring and the per-side firmware addresses. See the module documentation.
+/// rings and the per-side firmware addresses. See the module documentation.
 pub struct Domain {
-    // Field order is drop order: the ring is drained before the pools give their ICM
+    // Field order is drop order: the rings are drained before the pools give their ICM
     // back (and `Drop` syncs steering in between).
-    ring: Mutex<SendRing>,
+    rings: Box<[Mutex<SendRing>]>,
+    next_ring: AtomicUsize,
     ste_pool: Arc<IcmPool>,
     action_pool: Arc<IcmPool>,
     vports: Mutex<HashMap<u16, VportCap>>,
@@ -186,18 +210,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Domain {
-    /// Opens a domain of `domain_type` on `dev` with the default send-ring sizing.
+    /// Opens a domain of `domain_type` on `dev` with the default configuration.
     ///
     /// Nothing is left behind on failure: whatever was created is released again.
     pub fn open(dev: Arc<dyn Device>, domain_type: DomainType) -> Result<Arc<Domain>, DomainError> {
-        Domain::open_with(dev, domain_type, SendConfig::default())
+        Domain::open_with(dev, domain_type, DomainConfig::default())
     }
 
-    /// Opens a domain with a send ring sized by `ring`.
+    /// Opens a domain set up as `cfg` says.
     pub fn open_with(
         dev: Arc<dyn Device>,
         domain_type: DomainType,
-        ring: SendConfig,
+        cfg: DomainConfig,
     ) -> Result<Arc<Domain>, DomainError> {
         let caps = DeviceCaps::query(&*dev)?;
         let sw = caps.check_sw_steering(domain_type)?;
@@ -221,9 +245,12 @@ impl Domain {
             Arc::clone(&dev),
             PoolConfig::modify_action(&caps),
         )?);
-        let ring = SendRing::new(&*dev, ring)?;
+        let rings = (0..cfg.rings.max(1))
+            .map(|_| SendRing::new(&*dev, cfg.send.clone()).map(Mutex::new))
+            .collect::<Result<Box<[_]>, _>>()?;
         Ok(Arc::new(Domain {
-            ring: Mutex::new(ring),
+            rings,
+            next_ring: AtomicUsize::new(0),
             ste_pool,
             action_pool,
             vports: Mutex::new(HashMap::new()),
@@ -279,19 +306,46 @@ impl Domain {
         &self.action_pool
     }
 
-    /// The send ring, locked for the caller's writes (see the module documentation on
-    /// the plan for several rings).
+    /// The control ring (ring 0), locked for the caller's writes.
     ///
     /// Do not drop a [`Table`] (or anything whose drop writes or flushes, like the last
-    /// `Arc` of one) while holding the guard: its drop flushes this ring and would wait
-    /// for the lock forever.
+    /// `Arc` of one) while holding a ring guard: its drop flushes the rings and would
+    /// wait for the lock forever.
     pub fn ring(&self) -> MutexGuard<'_, SendRing> {
-        lock(&self.ring)
+        self.ring_at(0)
     }
 
-    /// Waits until every write posted on the domain's ring is in ICM.
+    /// Ring `index` (taken modulo the number of rings), locked for the caller's writes.
+    pub fn ring_at(&self, index: usize) -> MutexGuard<'_, SendRing> {
+        lock(&self.rings[index % self.rings.len()])
+    }
+
+    /// How many send rings the domain has.
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// The ring the next matcher gets: round robin over the rings.
+    pub fn assign_ring(&self) -> usize {
+        self.next_ring.fetch_add(1, Ordering::Relaxed) % self.rings.len()
+    }
+
+    /// Waits until every write posted on the domain's rings is in ICM; the first failure
+    /// is reported after every ring was tried.
     pub fn flush(&self) -> Result<(), SendError> {
-        self.ring().flush()
+        let mut first = Ok(());
+        for ring in self.rings.iter() {
+            let res = lock(ring).flush();
+            if first.is_ok() {
+                first = res;
+            }
+        }
+        first
+    }
+
+    /// Send statistics of each ring, ring 0 first.
+    pub fn send_stats(&self) -> Vec<crate::send::SendStats> {
+        self.rings.iter().map(|r| lock(r).stats()).collect()
     }
 
     /// The capabilities the STE encoders read, with the vports the domain has looked up
@@ -356,11 +410,9 @@ impl Drop for Domain {
         // As rdma-core does before freeing a domain's resources: everything posted has
         // landed, and the device no longer holds cached entries of the ICM about to go.
         // Nothing can report a failure here; a broken ring has nothing in flight.
-        let _ = self
-            .ring
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .flush();
+        for ring in self.rings.iter_mut() {
+            let _ = ring.get_mut().unwrap_or_else(|e| e.into_inner()).flush();
+        }
         let _ = self.sync_steering();
     }
 }

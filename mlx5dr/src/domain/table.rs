@@ -21,7 +21,7 @@
 //! write that the hardware sees atomically, and points it back at the default with
 //! [`Table::disconnect_root`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ste_builder::prm::{
     create_flow_table_in, create_flow_table_out, destroy_flow_table_in, flow_table_context,
@@ -31,7 +31,9 @@ use ste_builder::ste::Connect;
 use super::{create_object, destroy_object, opcode, out_get, Domain, DomainType, PerSide};
 use crate::cmd::{CmdError, CmdIn};
 use crate::device::ObjectId;
+use crate::htbl::AnchorRef;
 use crate::icm::{Chunk, IcmError, IcmPool};
+use crate::matcher::Linked;
 use crate::matching::DomainSide;
 use crate::send::SendError;
 
@@ -115,6 +117,9 @@ struct FwTable {
 pub struct Table {
     fw: FwTable,
     anchors: Anchors,
+    /// The table's matchers in lookup order (see [`crate::matcher`]); the lock is the
+    /// table's control lock, taken only to add or remove a matcher.
+    matchers: Mutex<Vec<Arc<Linked>>>,
     level: u8,
     dmn: Arc<Domain>,
 }
@@ -159,6 +164,7 @@ impl Table {
         Ok(Arc::new(Table {
             fw,
             anchors,
+            matchers: Mutex::new(Vec::new()),
             level,
             dmn: Arc::clone(dmn),
         }))
@@ -201,9 +207,32 @@ impl Table {
         self.anchors.chunks.get(side).map(Chunk::icm_addr)
     }
 
+    /// The root anchor of `side` as an [`AnchorRef`] (what the first matcher's tables
+    /// are told points at their start table).
+    pub fn root_ref(&self, side: DomainSide) -> Option<AnchorRef> {
+        self.dmn.side(side)?;
+        self.anchors.chunks.get(side).map(|c| AnchorRef {
+            region: c.region(),
+            icm_addr: c.icm_addr(),
+        })
+    }
+
+    /// The matchers in lookup order, locked: the table's control lock.
+    pub(crate) fn matchers(&self) -> MutexGuard<'_, Vec<Arc<Linked>>> {
+        self.matchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many matchers the table has.
+    pub fn matcher_count(&self) -> usize {
+        self.matchers().len()
+    }
+
     /// Rewrites the root anchor of `side` as an anchor that `connect` says: always hit
     /// into a table (the first matcher's start table), or always miss. One 64-byte
     /// write, flushed: on `Ok` packets see the new anchor.
+    ///
+    /// Once the table has matchers ([`crate::matcher::Matcher`]), they own the root:
+    /// rewriting it here would cut them off.
     pub fn connect_root(&self, side: DomainSide, connect: Connect) -> Result<(), TableError> {
         let chunk = self
             .dmn

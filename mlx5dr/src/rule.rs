@@ -1,0 +1,293 @@
+//! Rules: a match value and actions, installed into a matcher's hash tables on every
+//! side of its domain.
+//!
+//! [`Matcher::insert`] turns the value into one tag per lookup of each side's chain
+//! (checked: within the mask, passing DR's pre-check, reachable), then installs the
+//! STEs side by side, each with the rule's actions encoded into its last STE
+//! ([`ActionList::encode_in_place`]). If a side fails, the sides installed before it are
+//! removed again, so a failed insert leaves the hardware and the host as they were.
+//!
+//! A [`Rule`] is the installed rule: dropping it removes it from the hardware (one
+//! linking write per side, flushed), and [`Rule::remove`] does the same with the error
+//! reported. It holds its matcher and its action list, so neither the matcher's tables
+//! nor anything its actions point at (a goto's table, a TIR, a counter) can go while an
+//! STE in ICM may still lead there.
+//!
+//! ## Cost
+//!
+//! An insert takes the matcher side's lock and its send ring's lock (no domain-wide
+//! lock, no allocation on the engine's path). The handle is small (two 8-byte STE
+//! handles and two `Arc`s); the hash tables keep about 60 bytes per rule (see
+//! [`crate::htbl`]). Share one [`ActionList`] between rules with the same actions: made
+//! once, it is only copied into each rule's STE.
+
+use std::sync::Arc;
+
+use ste_builder::MatchParam;
+
+use crate::action::{ActionError, ActionList};
+use crate::domain::{DomainError, PerSide};
+use crate::htbl::{HtblError, RuleHandle};
+use crate::matcher::{Matcher, MatcherSide};
+use crate::matching::{self, DomainSide, Match, MatchError, RuleTags};
+use ste_builder::BuildError;
+
+/// Why a rule could not be inserted. A failed insert changed nothing (but see
+/// [`InsertError::Insert`] with [`HtblError::Unconfirmed`]-style device failures, noted
+/// there).
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    /// The typed value is invalid (a value too wide for its field, ...).
+    #[error("the value: {0}")]
+    Value(#[from] MatchError),
+    /// The action list was checked for a table of another domain or level.
+    #[error("the action list was made for a table of another domain or level than the matcher's (level {level})")]
+    ActionsForOtherTable {
+        /// The matcher's table level.
+        level: u8,
+    },
+    /// The actions are not valid for the matcher's table.
+    #[error(transparent)]
+    Actions(#[from] ActionError),
+    /// The value does not fit the matcher on a side: a bit outside the mask, DR's
+    /// pre-check, a value no packet could match (the error names the field or lookup).
+    #[error("{side}: {source}")]
+    Refused {
+        /// The side.
+        side: DomainSide,
+        /// Why.
+        #[source]
+        source: matching::RuleError,
+    },
+    /// The value's source port could not be looked up.
+    #[error("looking up the source port: {0}")]
+    Vport(#[source] DomainError),
+    /// The hash tables refused the rule: a duplicate of an installed rule, ICM exhausted,
+    /// the send ring failed. If the ring failed in a way that leaves open whether a write
+    /// landed (a timeout, a device failure), the rule's STEs are removed again if the
+    /// ring still works, and otherwise stay installed, out of reach of any handle, until
+    /// the matcher goes.
+    #[error("{side}: {source}")]
+    Insert {
+        /// The side.
+        side: DomainSide,
+        /// Why.
+        #[source]
+        source: HtblError,
+    },
+}
+
+/// [`Rule::remove`] failed: the error, and the rule if it is still (partly) installed.
+#[derive(Debug, thiserror::Error)]
+#[error("removing the rule on {side}: {error}")]
+pub struct RuleRemoveError {
+    /// The side whose removal failed.
+    pub side: DomainSide,
+    /// Why.
+    #[source]
+    pub error: HtblError,
+    /// The rule with the sides still installed, or `None` if it is gone (the unlinking
+    /// write landed or may have; then its memory is not reused).
+    pub rule: Option<Rule>,
+}
+
+/// An installed rule. Dropping it removes it from the hardware; see the module
+/// documentation.
+#[derive(Debug)]
+pub struct Rule {
+    // Drop order matters: `Drop` removes the STEs; then the matcher (whose tables, should
+    // a removal have failed, still hold the rule) goes before the actions it may hit.
+    handles: PerSide<RuleHandle>,
+    matcher: Arc<Matcher>,
+    actions: Arc<ActionList>,
+}
+
+impl Matcher {
+    /// Installs a rule matching `value` with `actions` (made with
+    /// [`Matcher::actions`] or `ActionList::new` for this matcher's table).
+    pub fn insert(
+        self: &Arc<Self>,
+        value: &Match,
+        actions: &Arc<ActionList>,
+    ) -> Result<Rule, InsertError> {
+        let raw = value.to_raw()?;
+        self.insert_raw(&raw.param, actions)
+    }
+
+    /// [`Matcher::insert`] with the raw 448-byte PRM value.
+    pub fn insert_raw(
+        self: &Arc<Self>,
+        value: &MatchParam,
+        actions: &Arc<ActionList>,
+    ) -> Result<Rule, InsertError> {
+        if !actions.fits(self.table()) {
+            return Err(InsertError::ActionsForOtherTable {
+                level: self.table().level(),
+            });
+        }
+        // Every side's tags first: a value that does not fit fails before any write.
+        let mut tags: [Option<(DomainSide, RuleTags)>; 2] = [None, None];
+        for (slot, side) in tags.iter_mut().zip(self.table().domain().sides()) {
+            let Some(ms) = self.linked().side(*side) else {
+                continue;
+            };
+            if ms.chain.skips_rule(value) {
+                continue;
+            }
+            *slot = Some((*side, self.tags(ms, *side, value)?));
+        }
+
+        let mut handles = PerSide::default();
+        for (side, t) in tags.iter().flatten() {
+            match self.insert_side(*side, t, actions) {
+                Ok(h) => {
+                    handles.insert(*side, h);
+                }
+                Err(source) => {
+                    // Sides already in go out again; one that cannot stays installed,
+                    // out of reach, until the matcher's tables go.
+                    let _ = self.remove_handles(&mut handles);
+                    return Err(InsertError::Insert {
+                        side: *side,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(Rule {
+            handles,
+            matcher: Arc::clone(self),
+            actions: Arc::clone(actions),
+        })
+    }
+
+    /// The tags of `value` on `side`, looking up a source vport the domain does not know
+    /// yet.
+    fn tags(
+        &self,
+        ms: &MatcherSide,
+        side: DomainSide,
+        value: &MatchParam,
+    ) -> Result<RuleTags, InsertError> {
+        match ms.chain.rule_tags(value, &self.caps) {
+            Err(matching::RuleError::Build(BuildError::UnknownVport { vport })) => {
+                let dmn = self.table().domain();
+                dmn.vport(vport).map_err(InsertError::Vport)?;
+                ms.chain
+                    .rule_tags(value, &dmn.ste_caps())
+                    .map_err(|source| InsertError::Refused { side, source })
+            }
+            other => other.map_err(|source| InsertError::Refused { side, source }),
+        }
+    }
+
+    fn insert_side(
+        &self,
+        side: DomainSide,
+        tags: &RuleTags,
+        actions: &ActionList,
+    ) -> Result<RuleHandle, HtblError> {
+        let ms = self.linked().side(side).ok_or(HtblError::ForeignHandle)?;
+        let mut tables = ms.lock();
+        let mut ring = self.table().domain().ring_at(self.linked().ring);
+        let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
+        match tables.insert(&mut ring, tags, fill) {
+            Ok(h) => Ok(h),
+            Err(HtblError::Unconfirmed { rule, source }) => {
+                // Maybe installed: take it out again, so the failed call changes nothing
+                // (if the ring still works).
+                // If that fails too, the rule stays installed, unreachable by handle,
+                // until the tables go.
+                let _ = tables.remove(&mut ring, rule);
+                Err(HtblError::Send(source))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes every handle in `handles`, RX first; stops at the first failure and
+    /// leaves the handles not yet removed in place.
+    fn remove_handles(
+        &self,
+        handles: &mut PerSide<RuleHandle>,
+    ) -> Result<(), (DomainSide, HtblError)> {
+        for &side in self.table().domain().sides() {
+            let Some(h) = handles.take(side) else {
+                continue;
+            };
+            let Some(ms) = self.linked().side(side) else {
+                continue;
+            };
+            let mut tables = ms.lock();
+            let mut ring = self.table().domain().ring_at(self.linked().ring);
+            if let Err(e) = tables.remove(&mut ring, h) {
+                if let Some(h) = e.rule {
+                    handles.insert(side, h);
+                }
+                return Err((side, e.error));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Rule {
+    /// The matcher.
+    pub fn matcher(&self) -> &Arc<Matcher> {
+        &self.matcher
+    }
+
+    /// The actions.
+    pub fn actions(&self) -> &Arc<ActionList> {
+        &self.actions
+    }
+
+    /// The sides the rule is installed on (an FDB rule matching the source port lives
+    /// on one).
+    pub fn sides(&self) -> impl Iterator<Item = DomainSide> + '_ {
+        self.matcher
+            .table()
+            .domain()
+            .sides()
+            .iter()
+            .copied()
+            .filter(|s| self.handles.get(*s).is_some())
+    }
+
+    /// The ICM address of the rule's last match STE on `side` now (it moves when its
+    /// table grows or a rule before it in its miss chain goes).
+    pub fn icm_addr(&self, side: DomainSide) -> Option<u64> {
+        let h = self.handles.get(side)?;
+        let ms = self.matcher.linked().side(side)?;
+        let addr = ms.lock().rule_addr(h);
+        addr
+    }
+
+    /// Removes the rule from the hardware, reporting a failure (dropping the rule does
+    /// the same and ignores it).
+    pub fn remove(mut self) -> Result<(), RuleRemoveError> {
+        let mut handles = std::mem::take(&mut self.handles);
+        match self.matcher.remove_handles(&mut handles) {
+            Ok(()) => Ok(()),
+            Err((side, error)) => {
+                let left = handles.values().next().is_some();
+                self.handles = handles;
+                Err(RuleRemoveError {
+                    side,
+                    error,
+                    rule: left.then_some(self),
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Rule {
+    fn drop(&mut self) {
+        let mut handles = std::mem::take(&mut self.handles);
+        // A side that cannot be removed stays installed until the matcher's tables go;
+        // the matcher is dropped before the actions (field order), so nothing the STE
+        // hits is freed while the tables that hold it are still linked.
+        let _ = self.matcher.remove_handles(&mut handles);
+    }
+}

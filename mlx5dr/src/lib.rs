@@ -5,6 +5,29 @@
 //! "The one seam"). The simulated ConnectX of the `sim` crate is the default backend,
 //! so everything here runs, down to the bytes the hardware would see, without a card.
 //!
+//! ## Quick look
+//!
+//! ```
+//! # #[cfg(feature = "sim")] {
+//! use std::net::Ipv4Addr;
+//! use std::sync::Arc;
+//! use mlx5dr::{Action, Device, Domain, DomainType, Match, Matcher, MatcherOptions, Table};
+//! use mlx5dr::device::sim::SimBackend;
+//! use sim::profile::DeviceModel;
+//!
+//! let dev: Arc<dyn Device> = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
+//! let dmn = Domain::open(dev, DomainType::NicRx)?;
+//! let table = Table::new(&dmn, 1)?;
+//! let mask = Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::BROADCAST).tcp_dport(0xffff));
+//! let matcher = Matcher::new(&table, &mask, MatcherOptions::default())?;
+//! let tag_7 = matcher.actions(&[Action::flow_tag(7)?])?;
+//! let value = Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::new(10, 0, 0, 1)).tcp_dport(443));
+//! let rule = matcher.insert(&value, &tag_7)?; // in ICM now
+//! drop(rule); // and gone again
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Layers (each uses only the ones above it)
 //!
 //! - [`device`]: **the seam**. The object-safe [`device::Device`] trait: PRM command
@@ -41,19 +64,27 @@
 //!   entries, duplicate refusal, growth, and the write order that makes every insert,
 //!   removal and growth a single linking write for packets.
 //! - [`domain`]: [`domain::Domain`] (NIC RX, NIC TX or FDB on one device: caps checked,
-//!   ICM pools, the send ring, per-side default and drop addresses) and
+//!   ICM pools, several send rings, per-side default and drop addresses) and
 //!   [`domain::Table`] (a root anchor per side in ICM and the software-owned firmware
-//!   flow table over them, with the anchor rewrite the matcher layer uses).
+//!   flow table over them).
 //! - [`action`]: [`action::Action`] handles (drop, default miss, goto table, TIR, QP,
 //!   vport/uplink, flow tag, flow counter), [`action::Counter`] bulks with queries,
 //!   [`action::Tir`], and [`action::ActionList`]: a rule's actions checked by rdma-core's
 //!   rules and encoded into its last STE and any action-only STEs.
+//! - [`matcher`]: [`matcher::Matcher`], a mask with its lookups and hash tables per
+//!   side, linked into its table's lookup order by priority through the anchors; its own
+//!   lock and send ring per side, so rules of different matchers go in in parallel.
+//! - [`rule`]: [`rule::Rule`], a value and an action list installed on every side of
+//!   the matcher's domain, or on none if any side fails; dropping it removes it.
 //!
-//! ## Still to come
+//! ## Ownership
 //!
-//! The public `Matcher` / `Rule` API (matcher chaining by priority over the tables'
-//! root anchors and end anchors, rules as `BuilderChain` tags + `ActionList` encoding
-//! inserted into `htbl::MatcherTables` per side) builds on these layers (issue 4).
+//! `Arc` all the way up: a rule holds its matcher and its actions, a matcher its table,
+//! a table (and an action bound to one) its domain. So a rule cannot outlive its
+//! matcher, a matcher its table, or a table its domain, and nothing a rule's STEs
+//! point at is freed while they may still lead there. `destroy` functions
+//! ([`Table::destroy`], [`Matcher::destroy`]) free at once or hand the object back with
+//! the number of holders.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

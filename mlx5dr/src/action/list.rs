@@ -85,7 +85,9 @@ impl ActionList {
     /// True when the list may be used for rules of `table`: it was checked for a table
     /// of the same domain and level.
     pub fn fits(&self, table: &Table) -> bool {
-        self.level == table.level() && Weak::ptr_eq(&self.dmn, &Arc::downgrade(table.domain()))
+        // Compared by address, without touching the reference counts (a shared cache
+        // line every inserting thread would write).
+        self.level == table.level() && std::ptr::eq(self.dmn.as_ptr(), Arc::as_ptr(table.domain()))
     }
 
     /// The actions, in the order given.

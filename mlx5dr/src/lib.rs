@@ -18,10 +18,14 @@
 //! let dev: Arc<dyn Device> = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
 //! let dmn = Domain::open(dev, DomainType::NicRx)?;
 //! let table = Table::new(&dmn, 1)?;
-//! let mask = Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::BROADCAST).tcp_dport(0xffff));
+//! let mask = Match::new().outer(|h| {
+//!     h.ipv4_dst(Ipv4Addr::BROADCAST).ip_protocol(0xff).tcp_dport(0xffff)
+//! });
 //! let matcher = Matcher::new(&table, &mask, MatcherOptions::default())?;
 //! let tag_7 = matcher.actions(&[Action::flow_tag(7)?])?;
-//! let value = Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::new(10, 0, 0, 1)).tcp_dport(443));
+//! let value = Match::new().outer(|h| {
+//!     h.ipv4_dst(Ipv4Addr::new(10, 0, 0, 1)).ip_protocol(6).tcp_dport(443)
+//! });
 //! let rule = matcher.insert(&value, &tag_7)?; // in ICM now
 //! drop(rule); // and gone again
 //! # }

@@ -15,6 +15,7 @@ use ste_builder::match_param::{self, FieldRef, PreCheckError, ValueOutsideMask};
 use ste_builder::prm::dr_match_set_misc as misc;
 use ste_builder::{Caps, HtblType, MatchCriteria, MatchParam, Section, SteBuild, SteFormat};
 
+use super::l4::{self, PortOfOtherProtocol, PortWithoutProtocol};
 use super::select;
 use super::typed::RawMatch;
 use crate::caps::{CapsError, DeviceCaps, TableType};
@@ -152,6 +153,9 @@ pub enum ChainError {
     /// DR's pre-check refused the mask (IP version other than 4/6, partial source port).
     #[error(transparent)]
     PreCheck(#[from] PreCheckError),
+    /// The mask matches L4 ports without the whole IP protocol (see [`super::l4`]).
+    #[error(transparent)]
+    PortWithoutProtocol(#[from] PortWithoutProtocol),
     /// The mask sets bits in a section its match criteria do not enable.
     #[error("the mask sets {bits}, but the match criteria do not enable the {section} section", section = .section.name())]
     OutsideCriteria {
@@ -203,6 +207,9 @@ pub enum RuleError {
     /// DR's pre-check refused the value (its IP version differs from the matcher's).
     #[error(transparent)]
     PreCheck(#[from] PreCheckError),
+    /// The value sets ports of another protocol than its own (see [`super::l4`]).
+    #[error(transparent)]
+    PortOfOtherProtocol(#[from] PortOfOtherProtocol),
     /// A lookup cannot encode the value, or no packet could hit the resulting STE
     /// ([`BuildError::Unmatchable`]), or the source port is not a known vport.
     #[error(transparent)]
@@ -292,6 +299,7 @@ impl BuilderChain {
         let criteria = mask.criteria;
         let normalised = normalise(criteria, &mask.param, side, caps.format)?;
         match_param::pre_check(criteria, &normalised, None)?;
+        l4::check_mask(criteria, &normalised)?;
 
         let builders = match select::definer_lookups(criteria, &normalised, side, caps) {
             Some(definers) => definers,
@@ -429,6 +437,7 @@ impl BuilderChain {
         MatchParam::check_value_within_mask(&self.mask, value)?;
         let mut work = MatchParam::copy_from(self.criteria, value);
         match_param::pre_check(self.criteria, &self.mask, Some(&work))?;
+        l4::check_value(self.criteria, &work)?;
         let mut tags = RuleTags::empty();
         for (i, b) in self.builders.iter().enumerate() {
             let n = b.tag_len();

@@ -7,6 +7,8 @@
 //!   tunnels, flex parsers, registers, source port, inner headers, definers).
 //! - [`chain`]: [`BuilderChain`], the checked result for one matcher on one side, and
 //!   the per-rule step: value within mask, DR's pre-check, one tag per STE.
+//! - [`l4`]: the checks that keep TCP/UDP port matches exact although the STE lookups
+//!   compare "the L4 port" of any protocol.
 //!
 //! A matcher builds one [`BuilderChain`] per side of its domain ([`DomainSide::of`]);
 //! each rule then asks it for its tags:
@@ -23,11 +25,15 @@
 //!     flex_parser_ok_bits: false,
 //!     definer_formats: 0,
 //! };
-//! let mask = Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::BROADCAST).tcp_dport(0xffff));
+//! let mask = Match::new().outer(|h| {
+//!     h.ipv4_dst(Ipv4Addr::BROADCAST).ip_protocol(0xff).tcp_dport(0xffff)
+//! });
 //! let chain = BuilderChain::new(&mask.to_raw()?, DomainSide::NicRx, &chain_caps)?;
 //! assert_eq!(chain.lu_types().collect::<Vec<_>>(), [0x0003, 0x0007]);
 //!
-//! let rule = Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::new(10, 0, 0, 1)).tcp_dport(443));
+//! let rule = Match::new().outer(|h| {
+//!     h.ipv4_dst(Ipv4Addr::new(10, 0, 0, 1)).ip_protocol(6).tcp_dport(443)
+//! });
 //! let tags = chain.rule_tags(&rule.to_raw()?.param, &caps)?;
 //! assert_eq!(tags.len(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -35,6 +41,7 @@
 
 pub mod chain;
 mod field;
+pub mod l4;
 pub mod select;
 pub mod typed;
 

@@ -359,15 +359,24 @@ fn rule_values_are_checked() {
     let d = Dev::model(DeviceModel::ConnectX6Dx);
     let mask = Match::new().outer(|h| {
         h.ipv4_dst(Ipv4Addr::new(255, 255, 255, 0))
+            .ip_protocol(0xff)
             .tcp_dport(0xff00)
     });
     let chain = d.chain(&mask, DomainSide::NicRx).unwrap();
     let tags = |m: Match| chain.rule_tags(&m.to_raw().unwrap().param, &d.ste);
 
-    assert!(
-        tags(Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::new(10, 1, 2, 0)).tcp_dport(0x1200)))
-            .is_ok()
-    );
+    let tcp_to =
+        |dst, dport| Match::new().outer(move |h| h.ipv4_dst(dst).ip_protocol(6).tcp_dport(dport));
+    assert!(tags(tcp_to(Ipv4Addr::new(10, 1, 2, 0), 0x1200)).is_ok());
+    // A TCP port on a UDP rule: no packet matches it, yet its STE would hit UDP packets.
+    match tags(Match::new().outer(|h| {
+        h.ipv4_dst(Ipv4Addr::new(10, 1, 2, 0))
+            .ip_protocol(17)
+            .tcp_dport(0x1200)
+    })) {
+        Err(RuleError::PortOfOtherProtocol(e)) => assert_eq!(e.field, "tcp_dport"),
+        other => panic!("{other:?}"),
+    }
     // A bit outside the mask, named.
     match tags(Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::new(10, 1, 2, 3)))) {
         Err(RuleError::OutsideMask(e)) => assert_eq!(e.field.to_string(), "outer.dst_ip_31_0"),
@@ -398,10 +407,10 @@ fn unreachable_tags_are_refused() {
     let mut p = Profile::new(DeviceModel::ConnectX6Dx);
     p.match_definer_format_supported = 1 << 2;
     let d = Dev::of(p);
-    let mask = Match::new().outer(|h| h.tcp_sport(13).udp_sport(0x4020));
+    let mask = Match::new().outer(|h| h.ip_protocol(0xff).tcp_sport(13).udp_sport(0x4020));
     let chain = d.chain(&mask, DomainSide::NicRx).unwrap();
     assert_eq!(chain.builders()[0].kind, ste_builder::BuilderKind::Def2);
-    let value = Match::new().outer(|h| h.tcp_sport(1));
+    let value = Match::new().outer(|h| h.ip_protocol(6).tcp_sport(1));
     let err = chain
         .rule_tags(&value.to_raw().unwrap().param, &d.ste)
         .unwrap_err();
@@ -409,7 +418,7 @@ fn unreachable_tags_are_refused() {
         matches!(err, RuleError::Build(BuildError::Unmatchable { .. })),
         "{err:?}"
     );
-    let value = Match::new().outer(|h| h.udp_sport(0x4000));
+    let value = Match::new().outer(|h| h.ip_protocol(17).udp_sport(0x4000));
     assert!(chain
         .rule_tags(&value.to_raw().unwrap().param, &d.ste)
         .is_ok());

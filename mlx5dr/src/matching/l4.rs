@@ -1,0 +1,162 @@
+//! L4 ports and the IP protocol: where the STE lookups and the PRM match layout differ.
+//!
+//! The PRM layout has separate TCP and UDP port fields, and a packet has only one of
+//! them (the other reads 0). The STE lookups that match ports (IPv4 5-tuple, L4, IPv6
+//! L3+L4, outer and inner) have a single source and a single destination port field,
+//! which the hardware fills from whatever L4 header the packet has: DR writes
+//! `tcp_sport` or `udp_sport` (whichever the rule sets) into the same tag bits. So the
+//! STE compares "the L4 port", not "the TCP port":
+//!
+//! - a mask on TCP (or UDP) ports without the IP protocol would let a rule for TCP port
+//!   80 hit UDP packets to port 80, which the PRM value does not match: such a mask is
+//!   refused ([`check_mask`]), unless it also matches the whole `ip_protocol`;
+//! - a rule whose protocol is UDP but that sets TCP port bits (or the reverse) can hit
+//!   no packet by the PRM's meaning, yet its STE would hit the UDP packets with that
+//!   port: refused ([`check_value`]).
+//!
+//! Together these make the STE's answer equal the PRM's for every packet.
+
+use ste_builder::bits::BitField;
+use ste_builder::prm::dr_match_spec as spec;
+use ste_builder::{MatchCriteria, MatchParam, Section};
+
+const TCP: u64 = 6;
+const UDP: u64 = 17;
+
+/// The port fields, with the protocol they belong to.
+const PORTS: [(&str, BitField, u64); 4] = [
+    ("tcp_sport", spec::TCP_SPORT, TCP),
+    ("tcp_dport", spec::TCP_DPORT, TCP),
+    ("udp_sport", spec::UDP_SPORT, UDP),
+    ("udp_dport", spec::UDP_DPORT, UDP),
+];
+
+const HEADERS: [(Section, MatchCriteria); 2] = [
+    (Section::Outer, MatchCriteria::OUTER),
+    (Section::Inner, MatchCriteria::INNER),
+];
+
+/// A port mask without the IP protocol: the first such field of a section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the mask matches {section}.{field} but not the whole {section}.ip_protocol: the STE compares the L4 port of any protocol, so a port match needs the protocol (mask ip_protocol 0xff)", section = .section.name())]
+pub struct PortWithoutProtocol {
+    /// Outer or inner headers.
+    pub section: Section,
+    /// The port field.
+    pub field: &'static str,
+}
+
+/// A rule value with port bits of another protocol than its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{section}.{field} is set but {section}.ip_protocol is {protocol}: no packet can match, yet the STE would hit {protocol} packets with that port", section = .section.name())]
+pub struct PortOfOtherProtocol {
+    /// Outer or inner headers.
+    pub section: Section,
+    /// The port field set.
+    pub field: &'static str,
+    /// The rule's IP protocol.
+    pub protocol: u8,
+}
+
+/// Refuses a (normalised) mask that matches L4 ports without the whole IP protocol.
+pub fn check_mask(criteria: MatchCriteria, mask: &MatchParam) -> Result<(), PortWithoutProtocol> {
+    for (section, bit) in HEADERS {
+        if !criteria.contains(bit) || mask.get(section, spec::IP_PROTOCOL) == 0xff {
+            continue;
+        }
+        if let Some((field, _, _)) = PORTS.iter().find(|(_, f, _)| mask.get(section, *f) != 0) {
+            return Err(PortWithoutProtocol { section, field });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a rule value (within a mask that passed [`check_mask`]) that sets port bits
+/// of a protocol other than its own.
+pub fn check_value(criteria: MatchCriteria, value: &MatchParam) -> Result<(), PortOfOtherProtocol> {
+    for (section, bit) in HEADERS {
+        if !criteria.contains(bit) {
+            continue;
+        }
+        let protocol = value.get(section, spec::IP_PROTOCOL);
+        let stray = PORTS
+            .iter()
+            .find(|(_, f, owner)| *owner != protocol && value.get(section, *f) != 0);
+        if let Some((field, _, _)) = stray {
+            return Err(PortOfOtherProtocol {
+                section,
+                field,
+                protocol: protocol as u8,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(fields: &[(Section, BitField, u64)]) -> MatchParam {
+        let mut p = MatchParam::default();
+        for &(s, f, v) in fields {
+            p.set(s, f, v);
+        }
+        p
+    }
+
+    #[test]
+    fn ports_need_the_whole_protocol() {
+        let c = MatchCriteria::OUTER | MatchCriteria::INNER;
+        let no_proto = param(&[(Section::Inner, spec::UDP_DPORT, 0xffff)]);
+        assert_eq!(
+            check_mask(c, &no_proto),
+            Err(PortWithoutProtocol {
+                section: Section::Inner,
+                field: "udp_dport"
+            })
+        );
+        let partial = param(&[
+            (Section::Outer, spec::TCP_SPORT, 0xffff),
+            (Section::Outer, spec::IP_PROTOCOL, 0x0f),
+        ]);
+        assert!(check_mask(c, &partial).is_err());
+        let both = param(&[
+            (Section::Outer, spec::TCP_SPORT, 0xffff),
+            (Section::Outer, spec::UDP_SPORT, 0xffff),
+            (Section::Outer, spec::IP_PROTOCOL, 0xff),
+        ]);
+        assert_eq!(check_mask(c, &both), Ok(()));
+        // Sections the criteria leave out are not looked at.
+        assert_eq!(check_mask(MatchCriteria::OUTER, &no_proto), Ok(()));
+    }
+
+    #[test]
+    fn ports_belong_to_the_rules_protocol() {
+        let c = MatchCriteria::OUTER;
+        let tcp = param(&[
+            (Section::Outer, spec::IP_PROTOCOL, TCP),
+            (Section::Outer, spec::TCP_DPORT, 80),
+        ]);
+        assert_eq!(check_value(c, &tcp), Ok(()));
+        let stray = param(&[
+            (Section::Outer, spec::IP_PROTOCOL, UDP),
+            (Section::Outer, spec::TCP_DPORT, 80),
+        ]);
+        assert_eq!(
+            check_value(c, &stray),
+            Err(PortOfOtherProtocol {
+                section: Section::Outer,
+                field: "tcp_dport",
+                protocol: 17
+            })
+        );
+        let icmp = param(&[
+            (Section::Outer, spec::IP_PROTOCOL, 1),
+            (Section::Outer, spec::UDP_SPORT, 53),
+        ]);
+        assert!(check_value(c, &icmp).is_err());
+        let no_ports = param(&[(Section::Outer, spec::IP_PROTOCOL, 1)]);
+        assert_eq!(check_value(c, &no_ports), Ok(()));
+    }
+}

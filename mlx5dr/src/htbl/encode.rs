@@ -39,13 +39,27 @@ impl Level {
         ste_builder::hash::hash_index(self.htbl_type, self.byte_mask, entries, tag)
     }
 
+    /// The tag bits the level's hash reads: the fully masked bytes of the byte mask (a
+    /// definer lookup hashes its whole tag, so it has no useful bound).
+    fn hashed_bits(&self) -> u32 {
+        match self.htbl_type {
+            HtblType::Match => u32::MAX,
+            HtblType::Legacy => self.byte_mask.count_ones() * 8,
+        }
+    }
+
     /// True when a table of this level with `2^log` entries spreads its STEs better by
     /// growing: it hashes something, and more bits than the table's index has.
     pub(super) fn may_grow_beyond(&self, log: u8) -> bool {
-        match self.htbl_type {
-            HtblType::Match => true,
-            HtblType::Legacy => self.byte_mask.count_ones() * 8 > u32::from(log),
-        }
+        self.hashed_bits() > u32::from(log)
+    }
+
+    /// log2 of the entries of a presized table of this level, for about
+    /// `2^initial_log` expected rules and a largest chunk of `2^max_log`: no larger than
+    /// its hash can spread STEs over (a level that hashes nothing gets one entry).
+    pub(super) fn presize_log(&self, initial_log: u8, max_log: u8) -> u8 {
+        let hashed = u8::try_from(self.hashed_bits()).unwrap_or(u8::MAX);
+        initial_log.min(max_log).min(hashed)
     }
 }
 

@@ -21,9 +21,10 @@
 //! - The **end anchor** (one entry) is where every miss chain of the matcher ends; it
 //!   always misses to a default address or always hits into the next matcher's start
 //!   table ([`MatcherTables::set_end_target`]).
-//! - The **start table** is the level-0 hash table (one entry at first). Nothing in it
-//!   points back: its pointer belongs to the caller ([`MatcherTables::start`] says how
-//!   to point at it, [`MatcherTables::set_start_pointer`] which anchor does).
+//! - The **start table** is the level-0 hash table (one entry at first, or presized: see
+//!   "Expected size"). Nothing in it points back: its pointer belongs to the caller
+//!   ([`MatcherTables::start`] says how to point at it,
+//!   [`MatcherTables::set_start_pointer`] which anchor does).
 //! - A rule is one STE per lookup of the chain. Rules with equal tags at levels `0..i`
 //!   share those STEs (reference counted); an STE of a level that is not the last owns
 //!   the next level's table its hit address points to. The last STE carries the rule's
@@ -40,10 +41,11 @@
 //! Each update writes everything new where no packet can reach it yet, then makes it
 //! reachable with one write, and flushes (see `txn`):
 //!
-//! - **insert**: the new STEs of the levels below the shared prefix in fresh one-entry
-//!   tables, the action STEs, the collision entry; then the link: the first new STE into
-//!   its unused slot (64 bytes), or the chain tail's control block (32 bytes) with its
-//!   miss address set to the new entry;
+//! - **insert**: the new STEs of the levels below the shared prefix in fresh tables
+//!   (every slot of each written: the new STE, and unused-slot STEs in the rest of a
+//!   presized one), the action STEs, the collision entry; then the link: the first new
+//!   STE into its unused slot (64 bytes), or the chain tail's control block (32 bytes)
+//!   with its miss address set to the new entry;
 //! - **remove**: one write at the topmost STE only this rule uses: the next chain member
 //!   copied into its slot, or the unused-slot STE, or the predecessor's control block
 //!   with the miss address past it. Memory below becomes unreachable at once and goes
@@ -73,15 +75,42 @@
 //! 44 + 4 × (slots per rule, 1.3 to 5 as the table grows 4×) + 24 × (the share of rules
 //! in collision entries, 15–35 %), about 55–70 bytes per rule. [`HtblStats::host_bytes`]
 //! counts the real figure; measured once by hand (release build, simulated ConnectX-6
-//! Dx, not a test): 69 bytes per rule at 100 000 rules, 58 at 1 000 000.
+//! Dx, not a test): 69 bytes per rule at 100 000 rules, 58 at 1 000 000. A presized
+//! table costs its 4 bytes per slot from the start (4 KiB for 1024 entries).
+//!
+//! ## Expected size
+//!
+//! [`TablesConfig::initial_log`] says about `2^initial_log` rules are expected. Two
+//! kinds of table then start with `2^k` entries instead of one: the start table, and
+//! the first table ever made at each lower level (the first insert makes them all). That
+//! first table is the one under the first rule's prefix; when every rule shares one
+//! prefix, as a 5-tuple matcher's rules share its one level-0 STE, it is the table that
+//! ends up holding every rule. `k` is the least of `initial_log`, the tag bits the level
+//! hashes (the bound growth stops at; a level that hashes nothing gets one entry) and
+//! the pool's largest chunk. Every later table of a level (under a second prefix, or
+//! made again after its level emptied) starts with one entry, so the hint does not
+//! multiply by the number of prefixes. The engine cannot tell before rules arrive which
+//! level will hold them: a level whose one STE every rule shares (a VXLAN matcher's
+//! outer-header level) gets a presized table too, holding one STE, at a cost of `2^k`
+//! ICM entries.
+//!
+//! A presized table is written whole before the write that links it: the new STE at
+//! its slot and the unused-slot STE in every other slot, contiguous slots batched into
+//! writes of up to the ring's `max_write` (64 KiB, 1024 slots, by default). When the
+//! pool has no chunk of `2^k` entries, the table starts with one entry instead and grows
+//! as usual ([`HtblStats::presize_fallbacks`] counts these): a presized table that does
+//! not fit never fails the call that makes it. Only when even one entry is not to be had
+//! does it fail, with [`HtblError::Icm`], changing nothing. A presized table grows from
+//! its size like any other; with [`TablesConfig::grow`] off it keeps it.
 //!
 //! ## Growth
 //!
-//! A table grows 4× (up to the pool's largest chunk) when, as in rdma-core, at least half
-//! its size of STEs sit in collision entries and at least half in slots, its level hashes
-//! more bits than its index has, and [`TablesConfig::grow`] is set. One table grows at a
-//! time, [`TablesConfig::growth_step`] old slots per insert or removal (see `grow`): no
-//! update writes more than a step's slots for growth, the switch is one write and a
+//! A table grows 4× from its size (one entry, or presized), up to the pool's largest
+//! chunk, when, as in rdma-core, at least half its size of STEs sit in collision entries
+//! and at least half in slots, its level hashes more bits than its index has, and
+//! [`TablesConfig::grow`] is set. One table grows at a time,
+//! [`TablesConfig::growth_step`] old slots per insert or removal (see `grow`): no update
+//! writes more than a step's slots for growth, the switch is one write and a
 //! constant-time flip on the host, and packets find every rule in the old table until
 //! the switch and in the new one after. A failed growth leaves the table as it was
 //! ([`HtblStats::grow_failures`]).
@@ -213,6 +242,9 @@ pub struct HtblStats {
     pub leaked_chunks: u64,
     /// Entries kept out of use for the same reason.
     pub leaked_entries: u64,
+    /// Tables that were to be presized ([`TablesConfig::initial_log`]) but started with
+    /// one entry, the pool having no chunk that large.
+    pub presize_fallbacks: u64,
     /// Host bytes of the records, the entry slab included.
     pub host_bytes: usize,
 }

@@ -9,7 +9,7 @@ use ste_builder::ste::{STE_CTRL_SIZE, STE_TAG_SIZE};
 use super::arena::{Arena, NIL};
 use crate::icm::Chunk;
 
-/// Marks [`SteRec::home`] as an index into the collision entries (else a slot index).
+/// Marks [`Place::home`] as an index into the collision entries (else a slot index).
 pub(super) const IN_ENTRY: u32 = 1 << 31;
 
 /// One hash table: a chunk of `2^log` STEs of one level.

@@ -18,9 +18,9 @@ use super::records::{CtrlStore, Place, SteRec, TableRec, IN_ENTRY};
 use super::txn::{Failed, Outcome, Txn};
 use super::{AnchorRef, HtblStats, LastSte, RuleHandle, MAX_ACTION_STES};
 use crate::device::IcmRegion;
-use crate::icm::{Chunk, Entry, EntrySlab, IcmPool};
+use crate::icm::{Chunk, Entry, EntrySlab, IcmError, IcmPool};
 use crate::matching::{BuilderChain, RuleTags, MAX_LOOKUPS};
-use crate::send::SendRing;
+use crate::send::{SendError, SendRing};
 
 /// Ids of tables instances, so a handle is never taken for another instance's rule.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -41,10 +41,21 @@ pub struct TablesConfig {
     /// after each insert or removal (at least 1): the bound on the extra writes an
     /// update pays for growth.
     pub growth_step: u32,
+    /// About `2^initial_log` rules are expected (0: no hint). The start table, and the
+    /// first table ever made at each lower level (the table under a shared prefix that
+    /// then holds every rule, as level 1 of a 5-tuple matcher whose level 0 is one
+    /// shared STE), start with `2^k` entries, `k` the least of `initial_log`, the tag
+    /// bits the level hashes (the bound growth stops at) and the pool's largest chunk;
+    /// every other table starts with one entry. A presized table still grows from its
+    /// size when crowded, if [`TablesConfig::grow`] is set: with `grow: false` the
+    /// presized tables keep their size. When the pool has no chunk that large, the table
+    /// starts with one entry instead ([`HtblStats::presize_fallbacks`](super::HtblStats)).
+    pub initial_log: u8,
 }
 
 impl TablesConfig {
-    /// Tables that grow, [`DEFAULT_GROWTH_STEP`] old slots per update.
+    /// Tables that start with one entry and grow, [`DEFAULT_GROWTH_STEP`] old slots per
+    /// update.
     pub fn new(format: SteFormat, rx: bool, gvmi: u16) -> TablesConfig {
         TablesConfig {
             format,
@@ -52,6 +63,7 @@ impl TablesConfig {
             gvmi,
             grow: true,
             growth_step: DEFAULT_GROWTH_STEP,
+            initial_log: 0,
         }
     }
 }
@@ -75,6 +87,11 @@ pub struct MatcherTables {
     grow: bool,
     growth_step: u32,
     max_log: u8,
+    /// [`TablesConfig::initial_log`].
+    initial_log: u8,
+    /// The lower levels' first tables were made (by the first insert that landed): the
+    /// tables made after them start with one entry.
+    presized: bool,
     pool: Arc<IcmPool>,
     slab: EntrySlab,
     /// The end anchor's chunk (taken out only on drop).
@@ -106,6 +123,7 @@ pub(super) struct Counters {
     pub(super) mirrored: u64,
     pub(super) leaked_chunks: u64,
     pub(super) leaked_entries: u64,
+    pub(super) presize_fallbacks: u64,
 }
 
 impl std::fmt::Debug for MatcherTables {
@@ -123,7 +141,7 @@ impl std::fmt::Debug for MatcherTables {
 /// New memory of an insert, until it is linked in (or handed back).
 #[derive(Default)]
 struct Fresh {
-    /// One 1-entry table per new level below the split level.
+    /// One table per new level below the split level (one entry, or presized).
     tables: Vec<Chunk>,
     /// The collision entry of the split level's STE, if its slot is taken.
     collision: Option<Entry>,
@@ -152,8 +170,9 @@ struct InsertPlan {
 
 impl MatcherTables {
     /// Builds a matcher's tables for `chain`: writes the end anchor (leading to `end`)
-    /// and a one-entry start table whose unused slot misses to the end anchor, then
-    /// flushes. Nothing points at the start table yet: see [`MatcherTables::start`].
+    /// and the start table (one entry, or presized for [`TablesConfig::initial_log`])
+    /// whose unused slots miss to the end anchor, then flushes. Nothing points at the
+    /// start table yet: see [`MatcherTables::start`].
     pub fn new(
         pool: Arc<IcmPool>,
         chain: &BuilderChain,
@@ -165,8 +184,10 @@ impl MatcherTables {
         if let Some(level) = levels.iter().position(|l| l.htbl_type == HtblType::Match) {
             return Err(HtblError::DefinerLookup { level });
         }
+        let max_log = pool.config().max_log_chunk;
         let end_anchor = pool.alloc(0)?;
-        let start_chunk = match pool.alloc(0) {
+        let start_log = levels[0].presize_log(cfg.initial_log, max_log);
+        let start_chunk = match alloc_table(&pool, start_log) {
             Ok(c) => c,
             Err(e) => {
                 let _ = pool.free(end_anchor);
@@ -176,11 +197,12 @@ impl MatcherTables {
         let enc = Encoder::new(cfg.format, cfg.rx, cfg.gvmi);
         let anchor = enc.anchor(end);
         let unused = enc.unused_slot(&levels[0], end_anchor.icm_addr());
+        let per_write = slots_per_write(ring);
         let written = Txn::new(ring).run(|t| {
             let a = enc.posted(anchor, STE_SIZE);
             t.write(&end_anchor.region(), end_anchor.icm_addr(), &a)?;
             let u = enc.posted(unused, STE_SIZE);
-            t.write(&start_chunk.region(), start_chunk.icm_addr(), &u)
+            write_table(t, &start_chunk, &u, None, per_write)
         });
         if let Err(f) = written {
             // Nothing points at either chunk; give them back unless a write may land.
@@ -190,6 +212,10 @@ impl MatcherTables {
             }
             return Err(HtblError::Send(f.error));
         }
+        let counters = Counters {
+            presize_fallbacks: u64::from(start_chunk.log_entries() < start_log),
+            ..Counters::default()
+        };
         let mut tables = Arena::new();
         let start = tables.insert(TableRec::new(start_chunk, NIL, 0));
         Ok(MatcherTables {
@@ -198,7 +224,9 @@ impl MatcherTables {
             levels,
             grow: cfg.grow,
             growth_step: cfg.growth_step.max(1),
-            max_log: pool.config().max_log_chunk,
+            max_log,
+            initial_log: cfg.initial_log,
+            presized: false,
             slab: EntrySlab::new(pool.clone()),
             pool,
             end_region: end_anchor.region(),
@@ -214,7 +242,7 @@ impl MatcherTables {
             extras: HashMap::new(),
             rules: 0,
             migration: None,
-            counters: Counters::default(),
+            counters,
         })
     }
 
@@ -495,9 +523,11 @@ impl MatcherTables {
         extras: usize,
     ) -> Result<Fresh, HtblError> {
         let mut fresh = Fresh::default();
+        let first = self.levels.len() - new_tables;
         let res = (|| {
-            for _ in 0..new_tables {
-                fresh.tables.push(self.pool.alloc(0)?);
+            for j in first..self.levels.len() {
+                let log = self.fresh_log(j);
+                fresh.tables.push(alloc_table(&self.pool, log)?);
             }
             if collision {
                 fresh.collision = Some(self.slab.alloc()?);
@@ -513,6 +543,16 @@ impl MatcherTables {
                 self.give_back(fresh, true);
                 Err(e)
             }
+        }
+    }
+
+    /// log2 of the entries of a new table of lower level `j`: presized while the lower
+    /// levels' first tables are still to be made, else one entry.
+    fn fresh_log(&self, j: usize) -> u8 {
+        if self.presized {
+            0
+        } else {
+            self.levels[j].presize_log(self.initial_log, self.max_log)
         }
     }
 
@@ -537,8 +577,9 @@ impl MatcherTables {
         }
     }
 
-    /// Writes an insert: action STEs, the new STEs deepest first, the mirror in a growing
-    /// table, then the link.
+    /// Writes an insert: action STEs, the new tables deepest first (every slot of each:
+    /// its one STE, and unused-slot STEs in the rest), the mirror in a growing table,
+    /// then the link.
     fn write_insert(
         &self,
         ring: &mut SendRing,
@@ -550,6 +591,7 @@ impl MatcherTables {
         let (split, tags) = (plan.split, &plan.tags);
         let end = self.end_addr;
         let enc = self.enc;
+        let per_write = slots_per_write(ring);
         Txn::new(ring).run(|t| {
             for (k, e) in fresh.extras.iter().enumerate() {
                 let mut ste: Ste = [0; STE_SIZE];
@@ -567,14 +609,16 @@ impl MatcherTables {
                         &self.levels[j],
                         &self.levels[j + 1],
                         &tags[j],
-                        (child.icm_addr(), 1),
+                        (child.icm_addr(), entries_of(child)),
                         end,
                     )
                 };
                 let posted = enc.posted(image, STE_SIZE);
                 if j > split {
                     let c = &fresh.tables[j - split - 1];
-                    t.write(&c.region(), c.icm_addr(), &posted)?;
+                    let slot = self.levels[j].slot(entries_of(c), &tags[j]);
+                    let unused = enc.posted(enc.unused_slot(&self.levels[j], end), STE_SIZE);
+                    write_table(t, c, &unused, Some((slot, &posted)), per_write)?;
                     continue;
                 }
                 if let Some(mi) = plan.mirror {
@@ -630,15 +674,22 @@ impl MatcherTables {
         if let Some(mi) = plan.mirror {
             self.commit_mirror_insert(s, mi, mirror);
         }
-        // Each deeper level: a one-entry table owned by the STE above, holding one STE.
+        // Each deeper level: a new table owned by the STE above, holding one STE.
         for (j, chunk) in (split + 1..n).zip(tables) {
+            if chunk.log_entries() < self.fresh_log(j) {
+                self.counters.presize_fallbacks += 1;
+            }
             let mut rec = TableRec::new(chunk, s, j as u8);
             rec.stes = 1;
+            let slot = self.levels[j].slot(rec.entries(), &plan.tags[j]);
             let child = self.tables.insert(rec);
             self.stes[s].link = child;
-            let below = self.stes.insert(SteRec::new(plan.tags[j], child, 0, 0));
-            self.tables[child].slots[0] = below;
+            let below = self.stes.insert(SteRec::new(plan.tags[j], child, 0, slot));
+            self.tables[child].slots[slot as usize] = below;
             s = below;
+        }
+        if split + 1 < n {
+            self.presized = true;
         }
         self.stes[s].link = self.ctrls.intern(&plan.ctrl);
         if !extras.is_empty() {
@@ -1029,9 +1080,61 @@ impl MatcherTables {
             grow_failures: self.counters.grow_failures,
             leaked_chunks: self.counters.leaked_chunks,
             leaked_entries: self.counters.leaked_entries,
+            presize_fallbacks: self.counters.presize_fallbacks,
             host_bytes,
         }
     }
+}
+
+/// A chunk for a new table of `2^log` entries; when the pool has none that large, one
+/// of a single entry (the table grows from there if it may).
+fn alloc_table(pool: &IcmPool, log: u8) -> Result<Chunk, IcmError> {
+    match pool.alloc(log) {
+        Err(_) if log > 0 => pool.alloc(0),
+        r => r,
+    }
+}
+
+/// The entries of a table's chunk, as STE hit addresses carry them.
+fn entries_of(chunk: &Chunk) -> u32 {
+    1 << chunk.log_entries()
+}
+
+/// How many 64-byte slots one write of the ring takes.
+fn slots_per_write(ring: &SendRing) -> u32 {
+    u32::try_from(ring.config().max_write / STE_SIZE)
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
+/// Writes every slot of a table no packet reaches yet: `unused` (posted) in each, but
+/// `ste` (a slot and its posted image) in its slot. Contiguous slots go in one write,
+/// up to `per_write` slots each: a table of up to `per_write` entries is one write.
+fn write_table(
+    t: &mut Txn<'_>,
+    chunk: &Chunk,
+    unused: &Ste,
+    ste: Option<(u32, &Ste)>,
+    per_write: u32,
+) -> Result<(), SendError> {
+    let entries = entries_of(chunk);
+    let run = per_write.min(entries);
+    let mut buf = Vec::with_capacity(run as usize * STE_SIZE);
+    let mut first = 0;
+    while first < entries {
+        let end = first.saturating_add(run).min(entries);
+        buf.clear();
+        for slot in first..end {
+            match ste {
+                Some((at, image)) if at == slot => buf.extend_from_slice(image),
+                _ => buf.extend_from_slice(unused),
+            }
+        }
+        let addr = chunk.icm_addr() + (u64::from(first) << crate::icm::LOG_STE_SIZE);
+        t.write(&chunk.region(), addr, &buf)?;
+        first = end;
+    }
+    Ok(())
 }
 
 impl Drop for MatcherTables {

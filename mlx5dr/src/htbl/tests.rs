@@ -1,7 +1,8 @@
 //! The engine on the simulator: rules inserted through a real steering queue, then
 //! classified by walking ICM from an always-hit root anchor (the walk a NIC does).
 //! 5-tuple and VXLAN chains on v0/v1/v2, collisions, shared prefixes, duplicates,
-//! removal, growth, ICM exhaustion, error CQEs, per-WQE reachability and teardown.
+//! removal, growth, presized tables, ICM exhaustion, error CQEs, per-WQE reachability
+//! and teardown.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -14,7 +15,7 @@ use ::sim::queue::WqeEvent;
 use ::sim::{Fate, Stage};
 use ste_builder::action::{set_actions_rx, ActionError, ActionType, ActionTypeSet, ActionsAttr};
 use ste_builder::ste::{set_formatted_ste, Connect, LU_TYPE_DONT_CARE, STE_SIZE};
-use ste_builder::wqe::Syndrome;
+use ste_builder::wqe::{Opcode, Syndrome};
 use ste_builder::{Caps, MatchParam, SteFormat};
 
 use super::grow::DEFAULT_GROWTH_STEP;
@@ -99,6 +100,14 @@ impl Rig {
         }
     }
 
+    /// Tables expecting about `2^initial_log` rules.
+    fn sized(&self, grow: bool, initial_log: u8) -> TablesConfig {
+        TablesConfig {
+            initial_log,
+            ..self.config(grow)
+        }
+    }
+
     /// Tables for `chain` missing to the drop address, with the root anchor pointing at
     /// their start table.
     fn tables(&mut self, chain: &BuilderChain, grow: bool) -> MatcherTables {
@@ -168,7 +177,27 @@ impl Rig {
     }
 
     fn new_ring(&mut self) {
-        self.ring = SendRing::new(&*self.be, SendConfig::default()).unwrap();
+        self.new_ring_with(SendConfig::default());
+    }
+
+    fn new_ring_with(&mut self, cfg: SendConfig) {
+        self.ring = SendRing::new(&*self.be, cfg).unwrap();
+    }
+
+    /// From now on, the byte count of every RDMA WRITE the ring's queue executes.
+    fn record_writes(&self) -> Arc<Mutex<Vec<u64>>> {
+        let writes: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let w = writes.clone();
+        let hook = move |e: &WqeEvent| {
+            if e.opcode == Opcode::RdmaWrite {
+                w.lock().unwrap().push(e.icm.map_or(0, |span| span.len));
+            }
+        };
+        self.be
+            .sim()
+            .with_queue(self.ring.qpn(), |q| q.set_wqe_hook(Some(Box::new(hook))))
+            .unwrap();
+        writes
     }
 
     fn inject_error(&self, nth: u64) {
@@ -256,6 +285,17 @@ fn dmac(mac: u64) -> MatchParam {
         .to_raw()
         .unwrap()
         .param
+}
+
+/// Every table as (level, entries), sorted.
+fn table_sizes(t: &MatcherTables) -> Vec<(u8, u32)> {
+    let mut sizes: Vec<(u8, u32)> = t
+        .tables
+        .iter()
+        .map(|(_, r)| (r.level, r.entries()))
+        .collect();
+    sizes.sort_unstable();
+    sizes
 }
 
 /// The engine's records agree with each other and with ICM.
@@ -900,18 +940,32 @@ fn error_cqe_mid_update_leaves_everything_as_before() {
 ///
 /// With a growth step of one old slot per update, tables take many updates to grow, and
 /// inserts and removals land in slots already copied: they change both tables.
+///
+/// Packets of rules never inserted end in the end anchor at every WQE too: no table is
+/// linked before every slot of it is written.
 #[test]
 fn every_rule_stays_reachable_at_every_wqe() {
     for model in MODELS {
         for two_levels in [false, true] {
             for step in [DEFAULT_GROWTH_STEP, 1] {
-                reachable_at_every_wqe(model, two_levels, step);
+                reachable_at_every_wqe(model, two_levels, step, 0);
             }
         }
     }
 }
 
-fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
+/// The same with presized tables (4 entries: the start table of the one-level chain, the
+/// level-1 table of the two-level one, made by the first insert), which then grow.
+#[test]
+fn every_rule_stays_reachable_at_every_wqe_from_presized_tables() {
+    for model in MODELS {
+        for two_levels in [false, true] {
+            reachable_at_every_wqe(model, two_levels, DEFAULT_GROWTH_STEP, 2);
+        }
+    }
+}
+
+fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32, initial_log: u8) {
     let mut rig = Rig::new(model);
     let chain = rig.chain(&if two_levels {
         five_tuple_mask()
@@ -920,10 +974,23 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
     });
     let cfg = TablesConfig {
         growth_step: step,
-        ..rig.config(true)
+        ..rig.sized(true, initial_log)
     };
     let mut t = rig.tables_with(&chain, cfg);
+    assert_eq!(
+        table_sizes(&t),
+        [(0, if two_levels { 1 } else { 1 << initial_log })]
+    );
     let mut rng = Rng(77);
+    let new_value = |rng: &mut Rng| {
+        if two_levels {
+            five_tuple(rng)
+        } else {
+            dmac(rng.next() >> 16)
+        }
+    };
+    // Packets no rule matches (the generator repeats no value in this test).
+    let misses: Vec<MatchParam> = (0..3).map(|_| new_value(&mut rng)).collect();
     let (root, end) = (rig.root_addr(), t.end_anchor());
     // Probes: (packet value, flow tag) of the rules that must stay reachable.
     type Probes = Arc<Mutex<Vec<(MatchParam, u32)>>>;
@@ -936,6 +1003,7 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
         checked.clone(),
         Arc::downgrade(&rig.be),
     );
+    let m = misses.clone();
     let hook = move |e: &WqeEvent| {
         let Some(be) = weak.upgrade() else { return };
         for (value, tag) in p.lock().unwrap().iter() {
@@ -943,6 +1011,18 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
             *c.lock().unwrap() += 1;
             if v.flow_tag() != Some(*tag) || v.missed_into(end) {
                 f.lock().unwrap().push(format!("{e:?}: {:#?}", v.trace));
+            }
+        }
+        for value in &m {
+            let v = walk_from(&be, root, value);
+            let at_end = v
+                .trace
+                .last()
+                .is_some_and(|l| l.addr == end && matches!(l.outcome, Outcome::Miss { .. }));
+            if !at_end || v.flow_tag().is_some() {
+                f.lock()
+                    .unwrap()
+                    .push(format!("miss probe, {e:?}: {:#?}", v.trace));
             }
         }
     };
@@ -966,11 +1046,7 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
             let r = live.swap_remove(i);
             t.remove(&mut rig.ring, r.handle).unwrap();
         } else {
-            let value = if two_levels {
-                five_tuple(&mut rng)
-            } else {
-                dmac(rng.next() >> 16)
-            };
+            let value = new_value(&mut rng);
             let tags = rig.tags(&chain, &value);
             let last = rig.tagged(round);
             let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
@@ -993,13 +1069,16 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32) {
     );
     let s = t.stats();
     assert!(s.grows >= 2 && s.collision_entries > 0, "{s:?}");
-    assert_eq!(s.grow_failures, 0);
+    assert_eq!((s.grow_failures, s.presize_fallbacks), (0, 0));
     if step == 1 {
         assert!(t.counters.mirrored > 5, "{:?}", t.counters);
     }
     assert!(*checked.lock().unwrap() > 1000);
     for r in &live {
         assert_hits(&rig, &t, r);
+    }
+    for v in &misses {
+        assert_misses(&rig, &t, v);
     }
     drop(failures);
     assert_no_leak_after_drop(rig, t);
@@ -1340,6 +1419,346 @@ fn errors_while_a_table_grows_leave_everything_consistent() {
         assert!(s.grow_failures > 0 && s.grows > 0, "{s:?}");
         assert!(t.counters.mirrored > 0, "{:?}", t.counters);
         assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+// --- presized tables (TablesConfig::initial_log) ----------------------------------------
+
+/// About 2^10 rules expected: a 5-tuple matcher's level-1 table (under its one shared
+/// level-0 STE) starts with 1024 entries, so 1000 rules go in without a growth, few of
+/// them in collision entries, and every one hits. Past the hint the table grows from
+/// its size as before.
+#[test]
+fn expected_rules_go_in_without_growth() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&five_tuple_mask());
+        let cfg = rig.sized(true, 10);
+        let mut t = rig.tables_with(&chain, cfg);
+        // Level 0 hashes no byte (it matches part of one): its table keeps one entry.
+        assert_eq!(table_sizes(&t), [(0, 1)]);
+        let mut rng = Rng(0x5eed_0001 ^ model as u64);
+        let mut live = insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 1000);
+        let s = t.stats();
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 1024)]);
+        assert_eq!(
+            (s.grows, s.grow_failures, s.presize_fallbacks),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        // 1000 tags in 1024 slots: about 1000 - 1024 (1 - e^(-1000/1024)) ≈ 360 collide.
+        assert!(s.collision_entries < 400, "{s:?}");
+        assert!(s.longest_chain <= 8, "{s:?}");
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        for _ in 0..100 {
+            assert_misses(&rig, &t, &five_tuple(&mut rng));
+        }
+
+        live.extend(insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 1000));
+        let s = t.stats();
+        assert!(s.grows >= 1, "{s:?}");
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 4096)]);
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// Only the first table of each lower level is presized: a VXLAN matcher's first rule
+/// makes its level-1, level-2 and level-3 tables with 2^6 entries; a second VNI's
+/// level-3 table starts with one entry, and so does a level-3 table made after the
+/// first one went with its rules. A presized table goes out in writes of up to the
+/// ring's `max_write`, before the one write that links it.
+#[test]
+fn only_the_first_table_of_a_level_is_presized() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        // 1 KiB writes: 16 slots each.
+        rig.new_ring_with(SendConfig {
+            max_write: 1024,
+            ..SendConfig::default()
+        });
+        let chain = rig.chain(&vxlan_mask());
+        let cfg = rig.sized(true, 6);
+        let mut t = rig.tables_with(&chain, cfg);
+        // Level 0 hashes no byte.
+        assert_eq!(table_sizes(&t), [(0, 1)]);
+        let writes = rig.record_writes();
+        let insert = |rig: &mut Rig, t: &mut MatcherTables, vni: u32, host: u32| {
+            let value = vxlan(vni, 0x0a00_0000 | host);
+            let tags = rig.tags(&chain, &value);
+            let tag = vni << 8 | host;
+            let last = rig.tagged(tag);
+            let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+            Live {
+                handle,
+                value,
+                tag: Some(tag),
+            }
+        };
+        let mut live = vec![insert(&mut rig, &mut t, 100, 1)];
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 64), (2, 64), (3, 64)]);
+        // Three 64-entry tables in four 16-slot writes each, then the link: one STE
+        // into the start table's slot.
+        let w = std::mem::take(&mut *writes.lock().unwrap());
+        assert_eq!(w.len(), 13, "{w:?}");
+        assert!(w[..12].iter().all(|&len| len == 1024), "{w:?}");
+        assert_eq!(w[12], STE_SIZE as u64);
+
+        // A second VNI: its STE joins the presized level-2 table; its level-3 table
+        // has one entry.
+        live.push(insert(&mut rig, &mut t, 200, 1));
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 64), (2, 64), (3, 1), (3, 64)]);
+        // The first VNI's presized table takes more hosts.
+        for host in 2..=20 {
+            live.push(insert(&mut rig, &mut t, 100, host));
+        }
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 64), (2, 64), (3, 1), (3, 64)]);
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        assert_misses(&rig, &t, &vxlan(100, 0x0a00_0099));
+        assert_misses(&rig, &t, &vxlan(300, 0x0a00_0001));
+
+        // VNI 100 goes, and its table; a new VNI's table has one entry.
+        for r in std::mem::take(&mut live) {
+            if r.tag.is_some_and(|tag| tag >> 8 == 100) {
+                t.remove(&mut rig.ring, r.handle).unwrap();
+            } else {
+                live.push(r);
+            }
+        }
+        live.push(insert(&mut rig, &mut t, 300, 1));
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 64), (2, 64), (3, 1), (3, 1)]);
+        assert_eq!(t.stats().presize_fallbacks, 0);
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// A presized start table is written whole before anything points at it: every slot
+/// misses to the end anchor. With growth off it keeps its size; with growth on it
+/// grows from it.
+#[test]
+fn a_presized_start_table_is_written_whole_and_grows_from_its_size() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&dmac_mask());
+        let cfg = rig.sized(true, 10);
+        let t = rig.tables_with(&chain, cfg);
+        assert_eq!(table_sizes(&t), [(0, 1024)]);
+        assert!(matches!(
+            t.start(),
+            Connect::Hit {
+                num_entries: 1024,
+                ..
+            }
+        ));
+        // Every slot holds the unused-slot STE.
+        check(&rig, &t);
+        let mut rng = Rng(0xfeed ^ model as u64);
+        for _ in 0..64 {
+            assert_misses(&rig, &t, &dmac(rng.next() >> 16));
+        }
+        drop(t);
+
+        let mut last = None;
+        for grow in [false, true] {
+            let cfg = rig.sized(grow, 4);
+            let mut t = rig.tables_with(&chain, cfg);
+            let live: Vec<Live> = (0..100)
+                .map(|i| {
+                    let value = dmac(rng.next() >> 16);
+                    let tags = rig.tags(&chain, &value);
+                    let last = rig.tagged(i);
+                    let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+                    Live {
+                        handle,
+                        value,
+                        tag: Some(i),
+                    }
+                })
+                .collect();
+            let s = t.stats();
+            if grow {
+                assert!(s.grows >= 1, "{s:?}");
+                assert!(s.table_entries >= 64, "{s:?}");
+            } else {
+                assert_eq!(table_sizes(&t), [(0, 16)]);
+                assert_eq!(s.grows, 0);
+                assert!(s.longest_chain > 2, "{s:?}");
+            }
+            check(&rig, &t);
+            for r in &live {
+                assert_hits(&rig, &t, r);
+            }
+            last = Some(t);
+        }
+        assert_no_leak_after_drop(rig, last.unwrap());
+    }
+}
+
+/// ICM short of a presized table: the table starts with one entry instead (counted).
+/// When not even that is to be had, the insert fails with a typed error and changes
+/// nothing; once ICM is back it goes in, and the table grows from one entry.
+#[test]
+fn icm_exhaustion_when_presizing_changes_nothing() {
+    for model in MODELS {
+        let mut profile = Profile::new(model);
+        // 64 KiB of steering ICM: 1024 STEs.
+        profile.log_steering_sw_icm_size = 16;
+        let mut rig = Rig::with_profile(profile);
+        rig.root = Some(rig.pool.alloc(0).unwrap());
+        // Take every STE left, then give two back: room for an end anchor and a
+        // one-entry start table, not for a presized one.
+        let mut held = Vec::new();
+        while let Ok(c) = rig.pool.alloc(0) {
+            held.push(c);
+        }
+        assert!(held.len() > 900, "{}", held.len());
+        for c in held.drain(held.len() - 2..) {
+            rig.pool.free(c).unwrap();
+        }
+        let dmacs = rig.chain(&dmac_mask());
+        let cfg = rig.sized(true, 10);
+        let mut t = rig.tables_with(&dmacs, cfg);
+        assert_eq!(table_sizes(&t), [(0, 1)]);
+        assert_eq!(t.stats().presize_fallbacks, 1);
+        let value = dmac(0x0200_0000_0001);
+        let tags = rig.tags(&dmacs, &value);
+        let last = rig.tagged(1);
+        let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+        let r = Live {
+            handle,
+            value,
+            tag: Some(1),
+        };
+        check(&rig, &t);
+        assert_hits(&rig, &t, &r);
+        t.remove(&mut rig.ring, r.handle).unwrap();
+        drop(t);
+
+        // The same two entries hold a 5-tuple matcher's end anchor and start table; its
+        // first rule needs a level-1 table, and there is no entry for one.
+        let chain = rig.chain(&five_tuple_mask());
+        let cfg = rig.sized(true, 10);
+        let mut t = rig.tables_with(&chain, cfg);
+        assert_eq!(t.stats().presize_fallbacks, 0);
+        let mut rng = Rng(0xe7 ^ model as u64);
+        let value = five_tuple(&mut rng);
+        let tags = rig.tags(&chain, &value);
+        let (before, stats) = (rig.in_use(&t), t.stats());
+        let last = rig.tagged(2);
+        let err = t.insert(&mut rig.ring, &tags, last).unwrap_err();
+        assert!(
+            matches!(err, HtblError::Icm(IcmError::Exhausted { .. })),
+            "{err}"
+        );
+        assert_eq!((rig.in_use(&t), t.stats()), (before, stats));
+        assert_eq!(table_sizes(&t), [(0, 1)]);
+        check(&rig, &t);
+        assert_misses(&rig, &t, &value);
+
+        // One entry back: the level-1 table starts with one entry.
+        rig.pool.free(held.pop().unwrap()).unwrap();
+        let last = rig.tagged(2);
+        let handle = t.insert(&mut rig.ring, &tags, last).unwrap();
+        let mut live = vec![Live {
+            handle,
+            value,
+            tag: Some(2),
+        }];
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 1)]);
+        assert_eq!(t.stats().presize_fallbacks, 1);
+        for c in held.drain(..) {
+            rig.pool.free(c).unwrap();
+        }
+        live.extend(insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 100));
+        let s = t.stats();
+        assert!(s.grows >= 2, "{s:?}");
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// An error CQE on each WQE of the insert that makes a presized table (in four writes,
+/// then the link): until the link lands nothing changes (host state, ICM in use, every
+/// packet's verdict), and the next insert still presizes the table.
+#[test]
+fn error_cqe_while_writing_a_presized_table_changes_nothing() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        // 16 KiB writes: the 1024-entry table in 4.
+        let ring_cfg = SendConfig {
+            max_write: 16 << 10,
+            ..SendConfig::default()
+        };
+        rig.new_ring_with(ring_cfg.clone());
+        let chain = rig.chain(&five_tuple_mask());
+        let cfg = rig.sized(false, 10);
+        let mut t = rig.tables_with(&chain, cfg);
+        let mut rng = Rng(0xc9e ^ model as u64);
+        let value = five_tuple(&mut rng);
+        let tags = rig.tags(&chain, &value);
+        let mut nth = 0;
+        let first = loop {
+            let before = (rig.in_use(&t), t.stats());
+            rig.inject_error(nth);
+            let last = rig.tagged(7);
+            let res = t.insert(&mut rig.ring, &tags, last);
+            rig.new_ring_with(ring_cfg.clone());
+            match res {
+                Err(HtblError::Send(e)) => {
+                    assert!(matches!(e, crate::send::SendError::WqeFailed { .. }), "{e}");
+                    assert_eq!((rig.in_use(&t), t.stats()), before, "WQE {nth}");
+                    assert_eq!(table_sizes(&t), [(0, 1)]);
+                    assert_misses(&rig, &t, &value);
+                    check(&rig, &t);
+                }
+                Ok(handle) => {
+                    // 4 table writes and the link, a WRITE and a READ each: the error
+                    // hit the READ after the link.
+                    assert_eq!(nth, 9, "{model:?}");
+                    break Live {
+                        handle,
+                        value,
+                        tag: Some(7),
+                    };
+                }
+                Err(e) => panic!("WQE {nth}: {e}"),
+            }
+            nth += 1;
+        };
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 1024)]);
+        let mut live = vec![first];
+        live.extend(insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 50));
+        assert_eq!(table_sizes(&t), [(0, 1), (1, 1024)]);
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
         for r in live {
             t.remove(&mut rig.ring, r.handle).unwrap();
         }

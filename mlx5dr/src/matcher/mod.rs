@@ -45,8 +45,11 @@ pub struct MatcherOptions {
     /// Lookup order in the table: lower first; a new matcher goes before existing ones of
     /// the same priority.
     pub priority: u32,
-    /// About `2^expected_log_rules` rules are expected (0: no idea): the hash tables
-    /// the rules land in start at that size instead of growing to it.
+    /// About `2^expected_log_rules` rules are expected (0: no idea): the start table
+    /// and the first hash table of every lower level start at that size (capped by the
+    /// bits the level hashes and the largest ICM chunk) instead of growing to it. Fits
+    /// matchers whose rules share their first STEs (a 5-tuple matcher); costs a full
+    /// table at a level where all rules share one STE.
     pub expected_log_rules: u8,
     /// The hash tables may grow when crowded; if not they keep their size and miss
     /// chains get longer.
@@ -212,6 +215,7 @@ impl Matcher {
             };
             let cfg = TablesConfig {
                 grow: opts.grow,
+                initial_log: opts.expected_log_rules,
                 ..TablesConfig::new(dmn.format(), side.rx(), dmn.gvmi())
             };
             let build = |end| {

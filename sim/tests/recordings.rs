@@ -11,6 +11,10 @@
 //! value no real packet carries is walked as a value only; its packet walk is listed as
 //! `SKIPPED` with the reason. (Every rule value must build into a packet.)
 
+// The checker itself lives in `recordings/check.rs`, which `mlx5dr/tests/recordings.rs`
+// includes too (with the other modules here), to check the driver's own recordings.
+#[path = "recordings/check.rs"]
+mod check;
 // The test plays the driver with the ring helper of the device tests.
 #[allow(dead_code)]
 #[path = "device/driver.rs"]
@@ -39,73 +43,9 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
-/// Checks one recording: the replay and the read-back are one check each; each
-/// expectation and each probe side two more (value and packet).
-fn check_file(path: &Path) -> Result<lookups::Tally, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("reading: {e}"))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
-    let rec = schema::parse(&json).map_err(|e| format!("not a recording: {e}"))?;
-    let mut replayed = replay::device_for(&rec)?;
-    let mut tally = lookups::Tally::default();
-    let mut problems = match replay::replay(&rec, &mut replayed) {
-        Ok(()) => replay::image_differences(&rec, &replayed, 5),
-        Err(e) => vec![e],
-    };
-    problems.truncate(6);
-    tally.record(|| "replay".to_string(), problems);
-    tally.record(
-        || "read back".to_string(),
-        replay::read_back_differences(&rec, &mut replayed, 5),
-    );
-    lookups::check(&rec, replayed.device.icm(), &mut tally)?;
-    Ok(tally)
-}
-
 #[test]
 fn recordings_replay_and_lookups() {
-    let dir = folder();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("recordings folder {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no *.json recordings in {}",
-        dir.display()
-    );
-
-    let (mut passed, mut failed) = (0usize, 0usize);
-    for path in &files {
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        match check_file(path) {
-            Ok(t) => {
-                say(&format!(
-                    "{name}: {} passed, {} failed",
-                    t.passed,
-                    t.failed.len()
-                ));
-                for f in t.failed.iter().take(20) {
-                    say(&format!("  FAILED {f}"));
-                }
-                if t.failed.len() > 20 {
-                    say(&format!("  ... and {} more", t.failed.len() - 20));
-                }
-                for s in &t.skipped {
-                    say(&format!("  SKIPPED {s}"));
-                }
-                passed += t.passed;
-                failed += t.failed.len();
-            }
-            Err(e) => {
-                say(&format!("{name}: 0 passed, 1 failed"));
-                say(&format!("  FAILED {e}"));
-                failed += 1;
-            }
-        }
-    }
-    say(&format!("{passed} passed, {failed} failed"));
+    let (_, failed) =
+        check::check_folder(&folder(), &mut |l| say(l)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(failed, 0, "{failed} recording checks failed");
 }

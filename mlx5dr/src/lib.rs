@@ -80,6 +80,9 @@
 //!   lock and send ring per side, so rules of different matchers go in in parallel.
 //! - [`rule`]: [`rule::Rule`], a value and an action list installed on every side of
 //!   the matcher's domain, or on none if any side fails; dropping it removes it.
+//! - [`record`]: [`record::Recorder`] logs a domain's ICM writes and its registered
+//!   tables, matchers and rules, and writes them in the JSON schema of rdma-core's
+//!   recordings (`MLX5DR_RECORD=<path>` through [`record::from_env`]).
 //!
 //! ## Ownership
 //!
@@ -101,6 +104,7 @@ pub mod htbl;
 pub mod icm;
 pub mod matcher;
 pub mod matching;
+pub mod record;
 pub mod rule;
 pub mod send;
 
@@ -112,4 +116,4 @@ pub use domain::{Domain, DomainConfig, DomainError, DomainType, Table, TableErro
 pub use matcher::{Matcher, MatcherError, MatcherOptions};
 pub use matching::{DomainSide, Match, RawMatch};
 pub use rule::{InsertError, Rule, RuleRemoveError};
-pub use send::{SendConfig, SendError, SendRing, WriteId};
+pub use send::{SendConfig, SendError, SendRing, WriteId, WriteTap};

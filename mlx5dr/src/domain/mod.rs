@@ -54,7 +54,7 @@ use crate::cmd::{CmdError, CmdIn};
 use crate::device::Device;
 use crate::icm::{IcmError, IcmPool, PoolConfig};
 use crate::matching::DomainSide;
-use crate::send::{SendConfig, SendError, SendRing};
+use crate::send::{SendConfig, SendError, SendRing, WriteTap};
 
 pub use crate::caps::TableType as DomainType;
 
@@ -341,6 +341,16 @@ impl Domain {
             }
         }
         first
+    }
+
+    /// Sets (or with `None` removes) the observer of every write on every ring of the
+    /// domain (see [`WriteTap`]; [`crate::record::Recorder`] is one). Each ring takes it
+    /// under its lock, so writes in flight on other threads may be seen from the next
+    /// one on.
+    pub fn set_write_tap(&self, tap: Option<Arc<dyn WriteTap>>) {
+        for ring in self.rings.iter() {
+            lock(ring).set_tap(tap.clone());
+        }
     }
 
     /// Send statistics of each ring, ring 0 first.

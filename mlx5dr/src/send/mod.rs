@@ -39,6 +39,11 @@
 //!   WQE and the syndrome. The queue is then in the error state, so the ring is
 //!   unusable from then on and says so ([`SendError::Broken`]).
 //!
+//! - **Tap**: a [`WriteTap`] set with [`SendRing::set_tap`] sees every write the ring
+//!   accepts (its region, ICM address and bytes) just before it is posted, in posting
+//!   order; the recorder of [`crate::record`] is one. Without a tap the cost is one
+//!   branch per write.
+//!
 //! The completion ring has at least as many entries as the send ring has WQE slots, and
 //! a device writes at most one CQE per WQE, for a WQE whose slot is not reused before
 //! its CQE is consumed, so the completion ring cannot overrun. Nothing on the
@@ -48,6 +53,7 @@ mod cq;
 mod error;
 mod staging;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ste_builder::wqe::{
@@ -150,6 +156,16 @@ pub struct SendStats {
     pub full_waits: u64,
 }
 
+/// An observer of a ring's writes: sees each write (the ICM region it goes to, its ICM
+/// address and its bytes) after the ring has checked it and just before its WQEs are
+/// posted, in posting order. It runs under the ring's lock, so it must be quick and
+/// must not touch the ring. A write whose posting then fails (the ring breaks) has
+/// been seen all the same.
+pub trait WriteTap: Send + Sync {
+    /// One write of `data` to `icm_addr`, which lies in `region`.
+    fn write(&self, region: &IcmRegion, icm_addr: u64, data: &[u8]);
+}
+
 /// What the ring remembers about the WQE in one slot until it completes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
@@ -230,6 +246,7 @@ pub struct SendRing {
     next_write: u64,
     broken: Option<SendError>,
     stats: SendStats,
+    tap: Option<Arc<dyn WriteTap>>,
 }
 
 impl std::fmt::Debug for SendRing {
@@ -241,6 +258,7 @@ impl std::fmt::Debug for SendRing {
             .field("rung", &self.rung)
             .field("broken", &self.broken)
             .field("stats", &self.stats)
+            .field("tap", &self.tap.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -284,8 +302,15 @@ impl SendRing {
             next_write: 0,
             broken: None,
             stats: SendStats::default(),
+            tap: None,
             cfg,
         })
+    }
+
+    /// Sets (or with `None` removes) the observer of this ring's writes; returns the
+    /// one it replaces.
+    pub fn set_tap(&mut self, tap: Option<Arc<dyn WriteTap>>) -> Option<Arc<dyn WriteTap>> {
+        std::mem::replace(&mut self.tap, tap)
     }
 
     /// The steering queue's QP number.
@@ -335,6 +360,9 @@ impl SendRing {
             });
         }
         let remote = remote_of(region, icm_addr, data.len())?;
+        if let Some(tap) = &self.tap {
+            tap.write(region, icm_addr, data);
+        }
         let r = self.try_write(remote, icm_addr, data);
         r.map_err(|e| self.fail(e))
     }

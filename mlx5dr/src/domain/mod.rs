@@ -184,6 +184,9 @@ pub struct Domain {
     // back (and `Drop` syncs steering in between).
     rings: Box<[Mutex<SendRing>]>,
     next_ring: AtomicUsize,
+    /// The sizing of a ring, for replacing a broken one.
+    send: SendConfig,
+    ring_replacements: AtomicUsize,
     ste_pool: Arc<IcmPool>,
     action_pool: Arc<IcmPool>,
     vports: Mutex<HashMap<u16, VportCap>>,
@@ -251,6 +254,8 @@ impl Domain {
         Ok(Arc::new(Domain {
             rings,
             next_ring: AtomicUsize::new(0),
+            send: cfg.send,
+            ring_replacements: AtomicUsize::new(0),
             ste_pool,
             action_pool,
             vports: Mutex::new(HashMap::new()),
@@ -316,8 +321,28 @@ impl Domain {
     }
 
     /// Ring `index` (taken modulo the number of rings), locked for the caller's writes.
+    ///
+    /// A ring broken by an earlier failure (an error CQE puts its queue in the error
+    /// state, and it executes nothing more) is replaced by a fresh one first: the
+    /// failure was reported to the call that met it, every write before the failed one
+    /// landed and none after it, so nothing is in flight. Without this, one error CQE
+    /// would leave every matcher on the ring unable to insert, remove or roll back. If
+    /// the device refuses a new queue, the broken ring stays and reports its failure.
     pub fn ring_at(&self, index: usize) -> MutexGuard<'_, SendRing> {
-        lock(&self.rings[index % self.rings.len()])
+        let mut ring = lock(&self.rings[index % self.rings.len()]);
+        if ring.failure().is_some() {
+            if let Ok(mut fresh) = SendRing::new(&*self.dev, self.send.clone()) {
+                fresh.set_tap(ring.set_tap(None));
+                *ring = fresh;
+                self.ring_replacements.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        ring
+    }
+
+    /// How many broken rings were replaced by fresh ones ([`Domain::ring_at`]).
+    pub fn ring_replacements(&self) -> usize {
+        self.ring_replacements.load(Ordering::Relaxed)
     }
 
     /// How many send rings the domain has.
@@ -334,8 +359,8 @@ impl Domain {
     /// is reported after every ring was tried.
     pub fn flush(&self) -> Result<(), SendError> {
         let mut first = Ok(());
-        for ring in self.rings.iter() {
-            let res = lock(ring).flush();
+        for i in 0..self.rings.len() {
+            let res = self.ring_at(i).flush();
             if first.is_ok() {
                 first = res;
             }

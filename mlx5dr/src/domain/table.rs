@@ -27,6 +27,7 @@ use ste_builder::prm::{
     create_flow_table_in, create_flow_table_out, destroy_flow_table_in, flow_table_context,
 };
 use ste_builder::ste::Connect;
+use ste_builder::wqe::RdmaOp;
 
 use super::{create_object, destroy_object, opcode, out_get, Domain, DomainType, PerSide};
 use crate::cmd::{CmdError, CmdIn};
@@ -244,9 +245,17 @@ impl Table {
             })?;
         let ste = self.dmn.anchor_ste(side, connect);
         let mut ring = self.dmn.ring();
-        ring.write(&chunk.region(), chunk.icm_addr(), &ste)?;
-        ring.flush()?;
-        Ok(())
+        let id = ring.write(&chunk.region(), chunk.icm_addr(), &ste)?;
+        match ring.flush() {
+            // The READ that fences the write failed: the WRITE before it executed, so
+            // the anchor is rewritten (the caller must treat it so).
+            Err(SendError::WqeFailed {
+                write,
+                op: RdmaOp::Read,
+                ..
+            }) if write == id => Ok(()),
+            other => other.map_err(TableError::from),
+        }
     }
 
     /// Points the root anchor of `side` back at the side's default miss (the table is
@@ -273,7 +282,9 @@ impl Drop for Table {
         // failed destroy leaves the firmware object to the device's teardown, and the
         // handle is gone either way.
         let _ = destroy_fw_table(&self.dmn, &self.fw);
-        let _ = self.dmn.flush();
+        // Root rewrites go through the control ring (and every update flushes before it
+        // returns); only that ring, so a table going does not wait on rule updates.
+        let _ = self.dmn.ring().flush();
     }
 }
 

@@ -37,8 +37,18 @@ pub enum HtblError {
     },
     /// A rule with the same tags at every level is installed already: a second copy
     /// would sit behind the first in the same miss chain, where no packet reaches it.
+    /// (With [`super::TablesConfig::share_identical`], only a duplicate whose actions
+    /// differ from the installed rule's is refused.)
     #[error("a rule with the same match value is installed already")]
     Duplicate,
+    /// The rule's STE is shared by several handles (identical duplicates, see
+    /// [`super::TablesConfig::share_identical`]): changing its actions would change
+    /// them all. Nothing changed.
+    #[error("the rule is shared by {handles} handles; its actions cannot change for one of them")]
+    Shared {
+        /// The handles sharing it.
+        handles: u32,
+    },
     /// ICM ran out (or the device refused memory).
     #[error(transparent)]
     Icm(#[from] IcmError),
@@ -65,6 +75,12 @@ pub enum HtblError {
         #[source]
         source: SendError,
     },
+    /// The send ring failed in a way that leaves open whether the write giving a rule
+    /// its new actions ([`super::MatcherTables::update_actions`]) reached ICM. The engine
+    /// assumes it did: the rule has its new actions (its handle stays valid), and its
+    /// old action STEs are not reused.
+    #[error("the send ring failed after the rule's new actions were posted; they are assumed in place: {0}")]
+    UpdateUnconfirmed(#[source] SendError),
     /// The handle belongs to another matcher's tables.
     #[error("the rule handle belongs to other tables")]
     ForeignHandle,

@@ -535,6 +535,19 @@ impl MatcherTables {
         })
     }
 
+    /// Where a new image of STE `s` (an action update) is mirrored, if its table is
+    /// being copied and `s` is in the copy already: its place there, and the miss
+    /// address it carries there.
+    pub(super) fn mirror_update(&self, s: u32) -> Option<(IcmRegion, u64, u64)> {
+        let m = self.migration.as_ref()?;
+        m.copy()?;
+        if self.stes[s].table != m.table || self.spare(s).home == NIL {
+            return None;
+        }
+        let (region, addr) = self.copy_place(s);
+        Some((region, addr, self.copy_miss(self.spare(s).next)))
+    }
+
     /// Writes the mirrored removal (the same three cases as in the live table).
     pub(super) fn write_mirror_remove(
         &self,

@@ -53,14 +53,40 @@
 //!   `SYNC_STEERING` (deferred reuse);
 //! - **growth**: the new table is filled beside the live one a few slots per update
 //!   (unreachable), updates of slots already copied change both, and one write switches
-//!   the STE (or anchor) pointing at the table; the old table is freed after the flush.
+//!   the STE (or anchor) pointing at the table; the old table is freed after the flush;
+//! - **new actions** ([`MatcherTables::update_actions`]): the new action STEs, the
+//!   rule's last match STE in a growing table's copy (if it is there already), then the
+//!   link: one 64-byte write of that STE in place, its tag, mask and miss address
+//!   unchanged. The old action STEs go back to the slab after the flush. A packet sees
+//!   the old actions or the new ones, never a miss.
 //!
 //! On a failure the link's fate decides (an error CQE tells which write failed; the
 //! queue executes nothing after it): if it did not land, host state is left as it was and
 //! the new memory goes back to the pool (or, if writes might still land, is kept out of
 //! use). If it landed, the update stands. If that is unknown (a completion timeout, a
 //! device failure after the link was posted), the engine assumes it landed and keeps
-//! whatever might still be reachable out of use ([`HtblError::Unconfirmed`]).
+//! whatever might still be reachable out of use ([`HtblError::Unconfirmed`], or
+//! [`HtblError::UpdateUnconfirmed`] for new actions).
+//!
+//! ## Identical duplicates
+//!
+//! A rule whose tags equal an installed rule's is refused ([`HtblError::Duplicate`]): a
+//! second STE with the same tags would sit behind the first in its miss chain, where no
+//! packet reaches it. With [`TablesConfig::share_identical`], a duplicate whose last STE
+//! is the installed one byte for byte (the control block its [`LastSte`] fills: actions
+//! and hit address, compared as chained to the installed rule's action STEs) and whose
+//! action STEs are too, gets a further [`RuleHandle`] to the installed rule instead;
+//! nothing is written. The last STE's reference count counts its handles (it is 1
+//! otherwise), and the STEs above it count them as rules passing through, so removing
+//! a handle that is not the last only decrements and writes nothing; the last one
+//! unlinks the rule as usual. A shared rule's actions do not change
+//! ([`HtblError::Shared`]): that would change the other handles' rules too.
+//! [`HtblStats::shared_handles`] counts the handles beyond the first of each rule.
+//!
+//! Comparing action STEs needs their bytes, which the engine otherwise does not keep:
+//! with the option on, a rule with action STEs keeps their images (64 bytes each) in a
+//! side table. Rules without action STEs, and every rule with the option off, cost what
+//! they did; a shared handle costs no host memory.
 //!
 //! ## Host memory
 //!
@@ -69,9 +95,11 @@
 //! table or control block, reference count; `Option<SteRec>` is 44 too); per hash-table
 //! slot 4 bytes (its chain head); per collision entry 24 bytes (`Option<Entry>`); per
 //! distinct last-STE control block 36 bytes (rules that drop or go to one table share
-//! one); per table 48 bytes (`TableRec`) plus its slots. Records live in 512-record
-//! pages, so there is no doubling slack. For a 2-level IPv4 5-tuple matcher whose rules
-//! drop or go to a table, every rule is one STE at level 1 (level 0 is one shared STE):
+//! one); per table 48 bytes (`TableRec`) plus its slots; with
+//! [`TablesConfig::share_identical`], 64 bytes per action STE of a rule that has any.
+//! Records live in 512-record pages, so there is no doubling slack. For a 2-level IPv4
+//! 5-tuple matcher whose rules drop or go to a table, every rule is one STE at level 1
+//! (level 0 is one shared STE):
 //! 44 + 4 × (slots per rule, 1.3 to 5 as the table grows 4×) + 24 × (the share of rules
 //! in collision entries, 15–35 %), about 55–70 bytes per rule. [`HtblStats::host_bytes`]
 //! counts the real figure; measured once by hand (release build, simulated ConnectX-6
@@ -129,6 +157,7 @@ mod grow;
 mod records;
 mod tables;
 mod txn;
+mod update;
 
 #[cfg(all(test, feature = "sim"))]
 mod tests;
@@ -198,7 +227,9 @@ impl LastSte for HitOnly {
 
 /// An installed rule of one [`MatcherTables`]: its last STE. Not `Clone`: the handle is
 /// the rule, given back with [`MatcherTables::remove`] (dropping it leaves the rule
-/// installed until the tables are dropped).
+/// installed until the tables are dropped). Two handles compare equal when they share
+/// one installed rule ([`TablesConfig::share_identical`]): each is given back on its
+/// own, and the rule stays until the last one is.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct RuleHandle {
     tables: u32,
@@ -218,8 +249,12 @@ pub struct AnchorRef {
 /// Counters and sizes of one [`MatcherTables`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HtblStats {
-    /// Rules installed.
+    /// Rules installed: their handles (identical duplicates sharing one rule count once
+    /// each).
     pub rules: u64,
+    /// Handles that share another handle's rule ([`TablesConfig::share_identical`]):
+    /// `rules - shared_handles` rules are installed in ICM.
+    pub shared_handles: u64,
     /// Rule STEs (shared ones once).
     pub stes: u64,
     /// Hash tables (the start table included).

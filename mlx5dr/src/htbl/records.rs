@@ -99,7 +99,8 @@ pub(super) struct SteRec {
     /// A level that is not the last: the child table its hit address points to. The last
     /// level: its control block in the [`CtrlStore`].
     pub(super) link: u32,
-    /// Rules whose chain passes through it (1 for a last-level STE).
+    /// Rule handles whose chain passes through it. A last-level STE has one, or more
+    /// when identical duplicates share it (`TablesConfig::share_identical`).
     pub(super) refs: NonZeroU32,
 }
 

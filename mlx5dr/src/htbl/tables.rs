@@ -51,6 +51,16 @@ pub struct TablesConfig {
     /// presized tables keep their size. When the pool has no chunk that large, the table
     /// starts with one entry instead ([`HtblStats::presize_fallbacks`](super::HtblStats)).
     pub initial_log: u8,
+    /// An insert whose tags equal an installed rule's and whose last STE (control block:
+    /// actions and hit address, as its [`LastSte`] fills it) and action STEs are the
+    /// installed rule's byte for byte gets a further [`RuleHandle`] to the installed STE
+    /// (nothing is written; the STE counts its handles, and only the removal of the last
+    /// handle unlinks it). A duplicate that differs in anything is still refused with
+    /// [`HtblError::Duplicate`]. Off (the default): every duplicate is refused.
+    ///
+    /// On, the engine keeps the bytes of each rule's action STEs (64 bytes per action
+    /// STE, for the rules that have any) to compare them; off, it keeps none.
+    pub share_identical: bool,
 }
 
 impl TablesConfig {
@@ -64,6 +74,7 @@ impl TablesConfig {
             grow: true,
             growth_step: DEFAULT_GROWTH_STEP,
             initial_log: 0,
+            share_identical: false,
         }
     }
 }
@@ -92,6 +103,8 @@ pub struct MatcherTables {
     /// The lower levels' first tables were made (by the first insert that landed): the
     /// tables made after them start with one entry.
     presized: bool,
+    /// [`TablesConfig::share_identical`].
+    pub(super) share_identical: bool,
     pool: Arc<IcmPool>,
     slab: EntrySlab,
     /// The end anchor's chunk (taken out only on drop).
@@ -105,10 +118,16 @@ pub struct MatcherTables {
     pub(super) tables: Arena<TableRec>,
     pub(super) stes: Arena<SteRec>,
     entries: Arena<Entry>,
-    ctrls: CtrlStore,
+    pub(super) ctrls: CtrlStore,
     /// The action-only STEs after a rule's last STE, by the last STE's id.
-    extras: HashMap<u32, Box<[Entry]>>,
-    rules: u64,
+    pub(super) extras: HashMap<u32, Box<[Entry]>>,
+    /// Their bytes as built (chained, no miss address), by the last STE's id: kept only
+    /// with [`TablesConfig::share_identical`], to compare a duplicate's with.
+    pub(super) extra_images: HashMap<u32, Box<[Ste]>>,
+    /// Rule handles: one per installed last STE, plus the shared ones.
+    pub(super) rules: u64,
+    /// Handles beyond the first of a last STE (identical duplicates sharing it).
+    pub(super) shared: u64,
     /// The table growing now, if one is.
     pub(super) migration: Option<Migration>,
     pub(super) counters: Counters,
@@ -121,6 +140,8 @@ pub(super) struct Counters {
     pub(super) grow_failures: u64,
     /// Inserts and removals also applied to a growing table's copy.
     pub(super) mirrored: u64,
+    /// Action updates also applied to a growing table's copy.
+    pub(super) updates_mirrored: u64,
     pub(super) leaked_chunks: u64,
     pub(super) leaked_entries: u64,
     pub(super) presize_fallbacks: u64,
@@ -138,9 +159,13 @@ impl std::fmt::Debug for MatcherTables {
     }
 }
 
+/// A rule's last STE as its [`LastSte`] fills it: the match STE, then room for the
+/// action-only STEs.
+pub(super) type LastImages = [u8; STE_SIZE * (1 + MAX_ACTION_STES)];
+
 /// New memory of an insert, until it is linked in (or handed back).
 #[derive(Default)]
-struct Fresh {
+pub(super) struct Fresh {
     /// One table per new level below the split level (one entry, or presized).
     tables: Vec<Chunk>,
     /// The collision entry of the split level's STE, if its slot is taken.
@@ -148,7 +173,7 @@ struct Fresh {
     /// Its collision entry in a growing table, if it goes behind a chain there too.
     mirror: Option<Entry>,
     /// The action-only STEs.
-    extras: Vec<Entry>,
+    pub(super) extras: Vec<Entry>,
 }
 
 /// Where an insert goes, decided before anything is written.
@@ -227,6 +252,7 @@ impl MatcherTables {
             max_log,
             initial_log: cfg.initial_log,
             presized: false,
+            share_identical: cfg.share_identical,
             slab: EntrySlab::new(pool.clone()),
             pool,
             end_region: end_anchor.region(),
@@ -240,7 +266,9 @@ impl MatcherTables {
             entries: Arena::new(),
             ctrls: CtrlStore::new(),
             extras: HashMap::new(),
+            extra_images: HashMap::new(),
             rules: 0,
+            shared: 0,
             migration: None,
             counters,
         })
@@ -321,7 +349,8 @@ impl MatcherTables {
         self.start_pointer
     }
 
-    /// Rules installed.
+    /// Rules installed: their handles (identical duplicates sharing one rule count once
+    /// each, see [`TablesConfig::share_identical`]).
     pub fn rules(&self) -> u64 {
         self.rules
     }
@@ -331,6 +360,17 @@ impl MatcherTables {
     pub fn rule_addr(&self, rule: &RuleHandle) -> Option<u64> {
         (rule.tables == self.id && self.stes.get(rule.ste).is_some())
             .then(|| self.place(rule.ste).1)
+    }
+
+    /// The last STE `rule` names, if it is a handle of these tables.
+    pub(super) fn last_ste_of(&self, rule: &RuleHandle) -> Option<u32> {
+        let n = self.levels.len();
+        let valid = rule.tables == self.id
+            && self
+                .stes
+                .get(rule.ste)
+                .is_some_and(|s| usize::from(self.tables[s.table].level) + 1 == n);
+        valid.then_some(rule.ste)
     }
 
     // --- insert -------------------------------------------------------------------
@@ -345,6 +385,12 @@ impl MatcherTables {
     /// miss address set to the new entry. On error nothing changed (but see
     /// [`HtblError::Unconfirmed`]). Afterwards a growing table takes a step, or the
     /// table the rule went into may start growing.
+    ///
+    /// A rule with the same tags as an installed one is refused with
+    /// [`HtblError::Duplicate`], unless [`TablesConfig::share_identical`] is set and its
+    /// last STE and action STEs, as `last` fills them, are the installed rule's byte for
+    /// byte: then the call writes nothing and returns a further handle to the installed
+    /// rule.
     pub fn insert<L: LastSte>(
         &mut self,
         ring: &mut SendRing,
@@ -360,7 +406,12 @@ impl MatcherTables {
         let mut split = n;
         for (i, tag) in tags[..n].iter().enumerate() {
             match self.find(table, tag) {
-                Some(_) if i + 1 == n => return Err(HtblError::Duplicate),
+                Some(d) if i + 1 == n => {
+                    if !self.share_identical {
+                        return Err(HtblError::Duplicate);
+                    }
+                    return self.share(d, last);
+                }
                 Some(s) => {
                     path[i] = s;
                     table = self.stes[s].link;
@@ -384,22 +435,7 @@ impl MatcherTables {
         };
 
         // The last STE with its actions (nothing allocated yet: a refusal costs nothing).
-        let mut stes = [0u8; STE_SIZE * (1 + MAX_ACTION_STES)];
-        let built = self.enc.rule_ste(&self.levels[n - 1], &tags[n - 1]);
-        stes[..STE_SIZE].copy_from_slice(&built);
-        let added = last
-            .fill(self.enc.ctrl.format(), &mut stes)
-            .map_err(|e| HtblError::Actions(Box::new(e)))?;
-        if added > MAX_ACTION_STES {
-            return Err(HtblError::BadActionStes(
-                "reported more action STEs than it has room for",
-            ));
-        }
-        if stes[STE_CTRL_SIZE..STE_SIZE] != built[STE_CTRL_SIZE..] {
-            return Err(HtblError::BadActionStes(
-                "changed the match STE's tag or mask",
-            ));
-        }
+        let (mut stes, added) = self.fill_last(&tags[n - 1], last)?;
 
         let mirror_entry = plan.mirror.is_some_and(|m| m.tail != NIL);
         let mut fresh = self.alloc_fresh(n - 1 - split, plan.tail != NIL, added)?;
@@ -414,21 +450,12 @@ impl MatcherTables {
             }
         }
 
-        // Chain the action STEs: each one before hits the next (one-entry tables).
-        for (k, e) in fresh.extras.iter().enumerate() {
-            let (before, rest) = stes.split_at_mut((k + 1) * STE_SIZE);
-            let prev = &mut before[k * STE_SIZE..];
-            self.enc.ctrl.set_hit_addr(prev, e.icm_addr(), 1);
-            // Action STEs always hit; their miss address is never followed.
-            self.enc.ctrl.set_miss_addr(&mut rest[..STE_SIZE], 0);
-        }
-        plan.ctrl.copy_from_slice(&stes[..STE_CTRL_SIZE]);
-        // Stored without a miss address, so equal blocks are shared whatever their chain.
-        self.enc.ctrl.set_miss_addr(&mut plan.ctrl, 0);
+        plan.ctrl = self.chain_actions(&mut stes, fresh.extras.iter().map(Entry::icm_addr));
+        let images = &stes[STE_SIZE..(1 + added) * STE_SIZE];
 
         match self.write_insert(ring, &plan, &stes, &fresh) {
             Ok(()) => {
-                let rule = self.commit_insert(&plan, fresh);
+                let rule = self.commit_insert(&plan, fresh, images);
                 let crowded = (plan.tail != NIL).then_some(plan.table);
                 self.after_update(ring, crowded);
                 Ok(rule)
@@ -438,7 +465,7 @@ impl MatcherTables {
             Err(Failed {
                 outcome: Outcome::Applied,
                 ..
-            }) => Ok(self.commit_insert(&plan, fresh)),
+            }) => Ok(self.commit_insert(&plan, fresh, images)),
             Err(Failed {
                 outcome: Outcome::Rejected { settled },
                 error,
@@ -455,7 +482,7 @@ impl MatcherTables {
                 outcome: Outcome::Unknown,
                 error,
             }) => {
-                let rule = self.commit_insert(&plan, fresh);
+                let rule = self.commit_insert(&plan, fresh, images);
                 if plan.mirror.is_some() {
                     self.abort_migration(false, true);
                 }
@@ -490,6 +517,95 @@ impl MatcherTables {
         Ok(out)
     }
 
+    /// A last STE of the last level with `tag`, filled by `last`: the match STE
+    /// followed by room for [`MAX_ACTION_STES`] action STEs, and how many of those it
+    /// uses. Checked: the filler kept within that room and left the tag and mask alone.
+    pub(super) fn fill_last<L: LastSte>(
+        &self,
+        tag: &[u8; STE_TAG_SIZE],
+        last: L,
+    ) -> Result<(LastImages, usize), HtblError> {
+        let mut stes: LastImages = [0; STE_SIZE * (1 + MAX_ACTION_STES)];
+        let built = self.enc.rule_ste(&self.levels[self.levels.len() - 1], tag);
+        stes[..STE_SIZE].copy_from_slice(&built);
+        let added = last
+            .fill(self.enc.ctrl.format(), &mut stes)
+            .map_err(|e| HtblError::Actions(Box::new(e)))?;
+        if added > MAX_ACTION_STES {
+            return Err(HtblError::BadActionStes(
+                "reported more action STEs than it has room for",
+            ));
+        }
+        if stes[STE_CTRL_SIZE..STE_SIZE] != built[STE_CTRL_SIZE..] {
+            return Err(HtblError::BadActionStes(
+                "changed the match STE's tag or mask",
+            ));
+        }
+        Ok((stes, added))
+    }
+
+    /// Chains the action STEs of `stes` to the one-entry places at `addrs`: the match
+    /// STE hits the first, each one the next (the last keeps the filler's hit address).
+    /// Returns the match STE's control block without a miss address: what the
+    /// [`CtrlStore`] keeps, so that equal blocks are shared whatever their miss chain.
+    pub(super) fn chain_actions(
+        &self,
+        stes: &mut LastImages,
+        addrs: impl Iterator<Item = u64>,
+    ) -> [u8; STE_CTRL_SIZE] {
+        for (k, addr) in addrs.enumerate() {
+            let (before, rest) = stes.split_at_mut((k + 1) * STE_SIZE);
+            self.enc
+                .ctrl
+                .set_hit_addr(&mut before[k * STE_SIZE..], addr, 1);
+            // Action STEs always hit; their miss address is never followed.
+            self.enc.ctrl.set_miss_addr(&mut rest[..STE_SIZE], 0);
+        }
+        let mut ctrl = [0u8; STE_CTRL_SIZE];
+        ctrl.copy_from_slice(&stes[..STE_CTRL_SIZE]);
+        self.enc.ctrl.set_miss_addr(&mut ctrl, 0);
+        ctrl
+    }
+
+    /// Writes a rule's action STEs (as built, `stes` after the match STE) into `extras`.
+    pub(super) fn write_action_stes(
+        &self,
+        t: &mut Txn<'_>,
+        stes: &[u8],
+        extras: &[Entry],
+    ) -> Result<(), SendError> {
+        for (k, e) in extras.iter().enumerate() {
+            let mut ste: Ste = [0; STE_SIZE];
+            ste.copy_from_slice(&stes[(k + 1) * STE_SIZE..(k + 2) * STE_SIZE]);
+            let region = self.slab_region(e);
+            t.write(&region, e.icm_addr(), &self.enc.posted(ste, STE_SIZE))?;
+        }
+        Ok(())
+    }
+
+    /// Records the action STEs of last STE `s` (`images`: as built, one per entry in
+    /// `extras`), and their bytes when duplicates may share rules.
+    pub(super) fn set_action_stes(&mut self, s: u32, extras: Vec<Entry>, images: &[u8]) {
+        debug_assert_eq!(images.len(), extras.len() * STE_SIZE);
+        if extras.is_empty() {
+            self.extras.remove(&s);
+            self.extra_images.remove(&s);
+            return;
+        }
+        self.extras.insert(s, extras.into_boxed_slice());
+        if self.share_identical {
+            let kept: Box<[Ste]> = images
+                .chunks_exact(STE_SIZE)
+                .map(|c| {
+                    let mut ste: Ste = [0; STE_SIZE];
+                    ste.copy_from_slice(c);
+                    ste
+                })
+                .collect();
+            self.extra_images.insert(s, kept);
+        }
+    }
+
     /// The STE of `table` with `tag`, if any.
     fn find(&self, table: u32, tag: &[u8; STE_TAG_SIZE]) -> Option<u32> {
         let t = &self.tables[table];
@@ -516,7 +632,7 @@ impl MatcherTables {
     }
 
     /// Allocates an insert's new memory; on failure hands back what it took.
-    fn alloc_fresh(
+    pub(super) fn alloc_fresh(
         &mut self,
         new_tables: usize,
         collision: bool,
@@ -558,7 +674,7 @@ impl MatcherTables {
 
     /// Hands back an insert's memory that never became reachable; when writes to it may
     /// still land (`settled` false), it is kept out of use instead.
-    fn give_back(&mut self, fresh: Fresh, settled: bool) {
+    pub(super) fn give_back(&mut self, fresh: Fresh, settled: bool) {
         let entries = fresh
             .collision
             .into_iter()
@@ -593,12 +709,7 @@ impl MatcherTables {
         let enc = self.enc;
         let per_write = slots_per_write(ring);
         Txn::new(ring).run(|t| {
-            for (k, e) in fresh.extras.iter().enumerate() {
-                let mut ste: Ste = [0; STE_SIZE];
-                ste.copy_from_slice(&stes[(k + 1) * STE_SIZE..(k + 2) * STE_SIZE]);
-                let region = self.slab_region(e);
-                t.write(&region, e.icm_addr(), &enc.posted(ste, STE_SIZE))?;
-            }
+            self.write_action_stes(t, stes, &fresh.extras)?;
             // The new STEs, deepest first; level j > split sits alone in fresh table j-split-1.
             for j in (split..n).rev() {
                 let image = if j + 1 == n {
@@ -640,8 +751,9 @@ impl MatcherTables {
         })
     }
 
-    /// Records an insert whose link landed (or is assumed to have).
-    fn commit_insert(&mut self, plan: &InsertPlan, fresh: Fresh) -> RuleHandle {
+    /// Records an insert whose link landed (or is assumed to have); `images` are its
+    /// action STEs as built.
+    fn commit_insert(&mut self, plan: &InsertPlan, fresh: Fresh, images: &[u8]) -> RuleHandle {
         let n = self.levels.len();
         let (split, table, slot, tail) = (plan.split, plan.table, plan.slot, plan.tail);
         for &s in &plan.path[..split] {
@@ -692,10 +804,13 @@ impl MatcherTables {
             self.presized = true;
         }
         self.stes[s].link = self.ctrls.intern(&plan.ctrl);
-        if !extras.is_empty() {
-            self.extras.insert(s, extras.into_boxed_slice());
-        }
+        self.set_action_stes(s, extras, images);
         self.rules += 1;
+        self.handle(s)
+    }
+
+    /// A handle to the rule whose last STE is `s`.
+    pub(super) fn handle(&self, s: u32) -> RuleHandle {
         RuleHandle {
             tables: self.id,
             ste: s,
@@ -709,18 +824,21 @@ impl MatcherTables {
     /// unused-slot STE written there, or its predecessor's miss address set past it).
     /// Then its STEs, tables and entries below that point go back to the pool, to be
     /// reused after the next `SYNC_STEERING`.
+    ///
+    /// A handle whose rule has other handles (identical duplicates, see
+    /// [`TablesConfig::share_identical`]) only gives its share back: nothing is written,
+    /// and the rule stays installed for the others.
     pub fn remove(&mut self, ring: &mut SendRing, rule: RuleHandle) -> Result<(), RemoveError> {
         let n = self.levels.len();
-        let valid = rule.tables == self.id
-            && self
-                .stes
-                .get(rule.ste)
-                .is_some_and(|s| usize::from(self.tables[s.table].level) + 1 == n);
-        if !valid {
+        if self.last_ste_of(&rule).is_none() {
             return Err(RemoveError {
                 error: HtblError::ForeignHandle,
                 rule: Some(rule),
             });
+        }
+        if self.stes[rule.ste].refs.get() > 1 {
+            self.unshare(rule);
+            return Ok(());
         }
         // The rule's STEs, level by level, and the topmost one only it uses.
         let mut path = [NIL; MAX_LOOKUPS];
@@ -873,6 +991,7 @@ impl MatcherTables {
                 }
             } else {
                 self.ctrls.release(rec.link);
+                self.extra_images.remove(&s);
                 if let Some(extras) = self.extras.remove(&s) {
                     for e in extras.into_vec() {
                         self.release_slab_entry(e, free);
@@ -893,7 +1012,7 @@ impl MatcherTables {
         }
     }
 
-    fn release_slab_entry(&mut self, e: Entry, free: bool) {
+    pub(super) fn release_slab_entry(&mut self, e: Entry, free: bool) {
         if free {
             let _ = self.slab.free(e);
         } else {
@@ -1004,6 +1123,11 @@ impl MatcherTables {
         &self.levels[i]
     }
 
+    /// Lookups of the chain (levels).
+    pub(super) fn lookups(&self) -> usize {
+        self.levels.len()
+    }
+
     pub(super) fn pool(&self) -> &Arc<IcmPool> {
         &self.pool
     }
@@ -1056,6 +1180,7 @@ impl MatcherTables {
             }
         }
         let extras: usize = self.extras.values().map(|e| e.len()).sum();
+        let images: usize = self.extra_images.values().map(|e| e.len()).sum();
         let host_bytes = std::mem::size_of::<MatcherTables>()
             + self.levels.len() * std::mem::size_of::<Level>()
             + self.tables.host_bytes()
@@ -1065,10 +1190,13 @@ impl MatcherTables {
             + self.ctrls.host_bytes()
             + self.extras.capacity() * (std::mem::size_of::<(u32, Box<[Entry]>)>() + 1)
             + extras * std::mem::size_of::<Entry>()
+            + self.extra_images.capacity() * (std::mem::size_of::<(u32, Box<[Ste]>)>() + 1)
+            + images * STE_SIZE
             + self.migration.as_ref().map_or(0, |m| m.host_bytes())
             + self.slab.stats().host_bytes;
         HtblStats {
             rules: self.rules,
+            shared_handles: self.shared,
             stes: self.stes.len() as u64,
             tables: self.tables.len() as u64,
             table_entries,
@@ -1183,7 +1311,7 @@ impl MatcherTables {
             self.enc.anchor(self.end_target),
             "end anchor",
         )?;
-        let mut last_level = 0;
+        let (mut last_level, mut shared) = (0, 0);
         for (id, t) in self.tables.iter() {
             let level = &self.levels[usize::from(t.level)];
             let (mut stes, mut collisions) = (0, 0);
@@ -1234,10 +1362,12 @@ impl MatcherTables {
                             return Err(format!("STE {s}: refs {} but {below} below", rec.refs));
                         }
                     } else {
-                        last_level += 1;
-                        if rec.refs.get() != 1 {
+                        last_level += u64::from(rec.refs.get());
+                        shared += u64::from(rec.refs.get() - 1);
+                        if rec.refs.get() != 1 && !self.share_identical {
                             return Err(format!("last-level STE {s} has refs {}", rec.refs));
                         }
+                        self.check_action_stes(s, &line)?;
                     }
                     stes += 1;
                     collisions += u32::from(in_entry);
@@ -1251,12 +1381,46 @@ impl MatcherTables {
                 ));
             }
         }
-        if last_level != self.rules {
+        if (last_level, shared) != (self.rules, self.shared) {
             return Err(format!(
-                "{last_level} last-level STEs, {} rules",
-                self.rules
+                "{last_level} handles of last-level STEs ({shared} shared), records say {} ({})",
+                self.rules, self.shared
             ));
         }
+        if self
+            .extra_images
+            .keys()
+            .any(|s| !self.extras.contains_key(s))
+        {
+            return Err("action STE images of a rule without action STEs".into());
+        }
         self.check_migration(&line)
+    }
+
+    /// With [`TablesConfig::share_identical`], the kept images of last STE `s`'s action
+    /// STEs are what ICM holds; without, none are kept.
+    fn check_action_stes(
+        &self,
+        s: u32,
+        line: &dyn Fn(u64, Ste, &str) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let extras = self.extras.get(&s).map_or(&[][..], |x| &x[..]);
+        let Some(images) = self.extra_images.get(&s) else {
+            if self.share_identical && !extras.is_empty() {
+                return Err(format!("STE {s}: action STEs without their images"));
+            }
+            return Ok(());
+        };
+        if !self.share_identical || images.len() != extras.len() {
+            return Err(format!(
+                "STE {s}: {} action STE images for {} action STEs",
+                images.len(),
+                extras.len()
+            ));
+        }
+        for (e, image) in extras.iter().zip(images.iter()) {
+            line(e.icm_addr(), *image, "action STE")?;
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! classified by walking ICM from an always-hit root anchor (the walk a NIC does).
 //! 5-tuple and VXLAN chains on v0/v1/v2, collisions, shared prefixes, duplicates,
 //! removal, growth, presized tables, ICM exhaustion, error CQEs, per-WQE reachability
-//! and teardown.
+//! and teardown; rules changed in place and shared duplicates in `update`.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -1765,3 +1765,5 @@ fn error_cqe_while_writing_a_presized_table_changes_nothing() {
         assert_no_leak_after_drop(rig, t);
     }
 }
+
+mod update;

@@ -9,7 +9,10 @@
 //!
 //! A [`Rule`] is the installed rule: dropping it removes it from the hardware (one
 //! linking write per side, flushed), and [`Rule::remove`] does the same with the error
-//! reported. It holds its matcher and its action list, so neither the matcher's tables
+//! reported. [`Rule::set_actions`] changes its actions in place, atomically for packets
+//! on each side. A second insert of an installed value is refused, or, with
+//! [`crate::matcher::Duplicates::ShareIdentical`] and identical actions, shares the
+//! installed entries. It holds its matcher and its action list, so neither the matcher's tables
 //! nor anything its actions point at (a goto's table, a TIR, a counter) can go while an
 //! STE in ICM may still lead there.
 //!
@@ -89,6 +92,31 @@ pub struct RuleRemoveError {
     /// The rule with the sides still installed, or `None` if it is gone (the unlinking
     /// write landed or may have; then its memory is not reused).
     pub rule: Option<Rule>,
+}
+
+/// Why [`Rule::set_actions`] failed. The rule keeps its old actions on every side
+/// (a side already changed is changed back), unless the error is
+/// [`HtblError::UpdateUnconfirmed`]: then the new actions are assumed in place on that
+/// side, the rule holds the new list, and the old one is kept alive for good (an STE
+/// may still lead where it points).
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The action list was checked for a table of another domain or level.
+    #[error("the action list was made for a table of another domain or level than the matcher's (level {level})")]
+    ActionsForOtherTable {
+        /// The matcher's table level.
+        level: u8,
+    },
+    /// The hash tables refused or failed the update on a side (`HtblError::Shared`
+    /// while other rules share the installed entries).
+    #[error("{side}: {source}")]
+    Update {
+        /// The side.
+        side: DomainSide,
+        /// Why.
+        #[source]
+        source: HtblError,
+    },
 }
 
 /// An installed rule. Dropping it removes it from the hardware; see the module
@@ -205,6 +233,19 @@ impl Matcher {
         }
     }
 
+    fn update_side(
+        &self,
+        side: DomainSide,
+        handle: &RuleHandle,
+        actions: &ActionList,
+    ) -> Result<(), HtblError> {
+        let ms = self.linked().side(side).ok_or(HtblError::ForeignHandle)?;
+        let mut tables = ms.lock();
+        let mut ring = self.table().domain().ring_at(self.linked().ring);
+        let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
+        tables.update_actions(&mut ring, handle, fill)
+    }
+
     /// Removes every handle in `handles`, RX first; stops at the first failure and
     /// leaves the handles not yet removed in place.
     fn remove_handles(
@@ -261,6 +302,49 @@ impl Rule {
         let ms = self.matcher.linked().side(side)?;
         let addr = ms.lock().rule_addr(h);
         addr
+    }
+
+    /// Gives the rule new actions, atomically for packets on each side: a packet sees the
+    /// old actions or the new ones, never a miss (one 64-byte write per side replaces
+    /// the rule's last STE in place, after any new action STEs are written). On a
+    /// two-sided FDB rule the sides change one after the other; a failure on the second
+    /// changes the first back. See [`UpdateError`].
+    pub fn set_actions(&mut self, actions: &Arc<ActionList>) -> Result<(), UpdateError> {
+        if !actions.fits(self.matcher.table()) {
+            return Err(UpdateError::ActionsForOtherTable {
+                level: self.matcher.table().level(),
+            });
+        }
+        let sides = self.matcher.table().domain().sides();
+        for (i, &side) in sides.iter().enumerate() {
+            let Some(h) = self.handles.get(side) else {
+                continue;
+            };
+            match self.matcher.update_side(side, h, actions) {
+                Ok(()) => {}
+                Err(HtblError::UpdateUnconfirmed(e)) => {
+                    // The new actions may be live: hold them, and never free the old.
+                    let old = std::mem::replace(&mut self.actions, Arc::clone(actions));
+                    std::mem::forget(old);
+                    return Err(UpdateError::Update {
+                        side,
+                        source: HtblError::UpdateUnconfirmed(e),
+                    });
+                }
+                Err(source) => {
+                    for &done in &sides[..i] {
+                        if let Some(h) = self.handles.get(done) {
+                            // Best effort: the old list encoded before, so it encodes
+                            // again; a ring failure here leaves that side's new actions.
+                            let _ = self.matcher.update_side(done, h, &self.actions);
+                        }
+                    }
+                    return Err(UpdateError::Update { side, source });
+                }
+            }
+        }
+        self.actions = Arc::clone(actions);
+        Ok(())
     }
 
     /// Removes the rule from the hardware, reporting a failure (dropping the rule does

@@ -217,3 +217,162 @@ fn goto_table_and_counters() {
     // The goto's table cannot be destroyed while the list holds it.
     assert!(Table::destroy(t2).is_err());
 }
+
+#[test]
+fn set_actions_swaps_what_packets_get() {
+    for model in MODELS {
+        let rig = Rig::new(model);
+        let m = Matcher::new(&rig.table, &five_tuple_mask(), MatcherOptions::default()).unwrap();
+        let tag = |t: u32| m.actions(&[Action::flow_tag(t).unwrap()]).unwrap();
+        let mut rules: Vec<_> = (0..50)
+            .map(|i| m.insert(&five_tuple(i), &tag(i + 1)).unwrap())
+            .collect();
+        rules[10].set_actions(&tag(1000)).unwrap();
+        assert_eq!(rig.classify(&five_tuple(10)), Ok(Some(1000)), "{model:?}");
+        assert_eq!(rig.classify(&five_tuple(11)), Ok(Some(12)), "{model:?}");
+        // A list of another table is refused and changes nothing.
+        let t2 = Table::new(&rig.dmn, 2).unwrap();
+        let other = mlx5dr::ActionList::new(&t2, &[Action::flow_tag(5).unwrap()]).unwrap();
+        assert!(matches!(
+            rules[10].set_actions(&Arc::new(other)),
+            Err(mlx5dr::UpdateError::ActionsForOtherTable { level: 1 })
+        ));
+        assert_eq!(rig.classify(&five_tuple(10)), Ok(Some(1000)));
+        // The rule holds its current list; dropping it removes the rule as before.
+        assert_eq!(Arc::strong_count(rules[10].actions()), 1);
+        drop(rules.remove(10));
+        assert_eq!(rig.classify(&five_tuple(10)), Ok(None));
+    }
+}
+
+#[test]
+fn fdb_rules_change_actions_on_both_sides() {
+    let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
+    let dev: Arc<dyn Device> = be.clone();
+    let dmn = Domain::open(dev, DomainType::Fdb).unwrap();
+    let table = Table::new(&dmn, 1).unwrap();
+    let m = Matcher::new(&table, &five_tuple_mask(), MatcherOptions::default()).unwrap();
+    let to = |vport: u16| {
+        m.actions(&[Action::dest_vport(&dmn, vport).unwrap()])
+            .unwrap()
+    };
+    let mut rule = m.insert(&five_tuple(3), &to(1)).unwrap();
+    assert_eq!(rule.sides().count(), 2);
+    let fate = |pipe: Side| {
+        let v = five_tuple(3).to_raw().unwrap().param;
+        let out = be
+            .sim()
+            .process(
+                build_from_match(&v, Metadata::new(pipe)).unwrap(),
+                Entry::Table(table.fw_id()),
+            )
+            .unwrap();
+        out[0].fate.clone()
+    };
+    for pipe in [Side::Rx, Side::Tx] {
+        assert_eq!(fate(pipe), Fate::Delivered(Terminal::Vport(1)));
+    }
+    rule.set_actions(&to(2)).unwrap();
+    for pipe in [Side::Rx, Side::Tx] {
+        assert_eq!(fate(pipe), Fate::Delivered(Terminal::Vport(2)), "{pipe:?}");
+    }
+}
+
+#[test]
+fn identical_duplicates_may_share_one_rule() {
+    let rig = Rig::new(DeviceModel::ConnectX6Dx);
+    let opts = MatcherOptions {
+        duplicates: mlx5dr::Duplicates::ShareIdentical,
+        ..MatcherOptions::default()
+    };
+    let m = Matcher::new(&rig.table, &five_tuple_mask(), opts).unwrap();
+    let seven = m.actions(&[Action::flow_tag(7).unwrap()]).unwrap();
+    let a = m.insert(&five_tuple(1), &seven).unwrap();
+    // Another list with the same encoding shares too.
+    let seven_again = m.actions(&[Action::flow_tag(7).unwrap()]).unwrap();
+    let mut b = m.insert(&five_tuple(1), &seven_again).unwrap();
+    // Different actions: still a duplicate.
+    let eight = m.actions(&[Action::flow_tag(8).unwrap()]).unwrap();
+    assert!(matches!(
+        m.insert(&five_tuple(1), &eight),
+        Err(InsertError::Insert {
+            source: HtblError::Duplicate,
+            ..
+        })
+    ));
+    // A shared rule cannot change its actions alone.
+    assert!(matches!(
+        b.set_actions(&eight),
+        Err(mlx5dr::UpdateError::Update {
+            source: HtblError::Shared { .. },
+            ..
+        })
+    ));
+    assert_eq!(rig.classify(&five_tuple(1)), Ok(Some(7)));
+    drop(a);
+    assert_eq!(rig.classify(&five_tuple(1)), Ok(Some(7)));
+    // Alone now, it can.
+    b.set_actions(&eight).unwrap();
+    assert_eq!(rig.classify(&five_tuple(1)), Ok(Some(8)));
+    drop(b);
+    assert_eq!(rig.classify(&five_tuple(1)), Ok(None));
+    assert_eq!(m.stats().rules(), 0);
+}
+
+/// An error CQE on each WQE in turn of a two-sided FDB action change: the rule ends
+/// with the old actions on both sides or the new ones on both, never mixed.
+#[test]
+fn a_failed_fdb_action_change_leaves_both_sides_alike() {
+    use ::sim::queue::QueueState;
+    use ste_builder::wqe::Syndrome;
+    let mut failures = 0;
+    for nth in 0.. {
+        let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
+        let dev: Arc<dyn Device> = be.clone();
+        let dmn = Domain::open(dev, DomainType::Fdb).unwrap();
+        let table = Table::new(&dmn, 1).unwrap();
+        let m = Matcher::new(&table, &five_tuple_mask(), MatcherOptions::default()).unwrap();
+        let to = |vport: u16| {
+            m.actions(&[Action::dest_vport(&dmn, vport).unwrap()])
+                .unwrap()
+        };
+        let mut rule = m.insert(&five_tuple(3), &to(1)).unwrap();
+        let qpn = dmn.ring_at(m.ring_index()).qpn();
+        be.sim()
+            .with_queue(qpn, |q| {
+                q.inject_error(nth, Syndrome::LocalProtection, 0x42)
+            })
+            .unwrap();
+        let res = rule.set_actions(&to(2));
+        let fired = match be.sim().with_queue(qpn, |q| q.state()) {
+            Ok(state) => state != QueueState::Ready,
+            Err(_) => true,
+        };
+        let fates: Vec<Fate> = [Side::Rx, Side::Tx]
+            .into_iter()
+            .map(|pipe| {
+                let v = five_tuple(3).to_raw().unwrap().param;
+                let pkt = build_from_match(&v, Metadata::new(pipe)).unwrap();
+                let out = be.sim().process(pkt, Entry::Table(table.fw_id())).unwrap();
+                out[0].fate.clone()
+            })
+            .collect();
+        let want = |v: u16| vec![Fate::Delivered(Terminal::Vport(v)); 2];
+        match res {
+            Ok(()) => {
+                assert_eq!(fates, want(2), "WQE {nth}");
+                if !fired {
+                    break;
+                }
+            }
+            Err(e) => {
+                assert!(fired, "WQE {nth}: {e}");
+                failures += 1;
+                assert_eq!(fates, want(1), "WQE {nth}: {e}");
+            }
+        }
+        // The rule is still removable (the broken ring was replaced).
+        drop(rule);
+    }
+    assert!(failures >= 2, "{failures}");
+}

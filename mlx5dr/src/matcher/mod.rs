@@ -39,6 +39,23 @@ use crate::matching::{
 
 pub(crate) use link::{Linked, MatcherSide};
 
+/// What inserting a rule whose value equals an installed rule's does.
+///
+/// rdma-core installs the second copy behind the first in the same miss chain, where no
+/// packet ever reaches it; we never do that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplicates {
+    /// Refuse it with `HtblError::Duplicate` (the default).
+    #[default]
+    Refuse,
+    /// If its actions encode to the same STEs as the installed rule's, hand out another
+    /// [`crate::Rule`] for the same installed entries (reference counted: the entries go
+    /// when the last such rule is dropped; nothing is written). Differing actions are
+    /// still refused. Such shared rules cannot change their actions
+    /// ([`crate::Rule::set_actions`]) while shared.
+    ShareIdentical,
+}
+
 /// How a matcher is set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatcherOptions {
@@ -54,15 +71,18 @@ pub struct MatcherOptions {
     /// The hash tables may grow when crowded; if not they keep their size and miss
     /// chains get longer.
     pub grow: bool,
+    /// What an insert of an installed rule's value does.
+    pub duplicates: Duplicates,
 }
 
 impl Default for MatcherOptions {
-    /// Priority 0, no size hint, growing tables.
+    /// Priority 0, no size hint, growing tables, duplicates refused.
     fn default() -> Self {
         MatcherOptions {
             priority: 0,
             expected_log_rules: 0,
             grow: true,
+            duplicates: Duplicates::Refuse,
         }
     }
 }
@@ -216,6 +236,7 @@ impl Matcher {
             let cfg = TablesConfig {
                 grow: opts.grow,
                 initial_log: opts.expected_log_rules,
+                share_identical: opts.duplicates == Duplicates::ShareIdentical,
                 ..TablesConfig::new(dmn.format(), side.rx(), dmn.gvmi())
             };
             let build = |end| {

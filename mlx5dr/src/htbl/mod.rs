@@ -108,19 +108,19 @@
 //!
 //! ## Expected size
 //!
-//! [`TablesConfig::initial_log`] says about `2^initial_log` rules are expected. Two
-//! kinds of table then start with `2^k` entries instead of one: the start table, and
-//! the first table ever made at each lower level (the first insert makes them all). That
-//! first table is the one under the first rule's prefix; when every rule shares one
-//! prefix, as a 5-tuple matcher's rules share its one level-0 STE, it is the table that
-//! ends up holding every rule. `k` is the least of `initial_log`, the tag bits the level
-//! hashes (the bound growth stops at; a level that hashes nothing gets one entry) and
-//! the pool's largest chunk. Every later table of a level (under a second prefix, or
-//! made again after its level emptied) starts with one entry, so the hint does not
-//! multiply by the number of prefixes. The engine cannot tell before rules arrive which
-//! level will hold them: a level whose one STE every rule shares (a VXLAN matcher's
-//! outer-header level) gets a presized table too, holding one STE, at a cost of `2^k`
-//! ICM entries.
+//! [`TablesConfig::initial_log`] says about `2^initial_log` rules are expected. One
+//! table then starts with `2^k` entries instead of one: the first table ever made at
+//! the last level, where the rules land (the start table when the chain has one
+//! lookup). It is the table under the first rule's prefix; when every rule shares one
+//! prefix, as a 5-tuple matcher's rules share its one level-0 STE, it ends up holding
+//! every rule. Tables of the levels above hold one STE per distinct prefix (an IP
+//! version, a VNI, a source port) and are not presized: sizing them for the rules
+//! would cost `2^k` entries for a handful of STEs. `k` is the least of `initial_log`,
+//! the tag bits the level hashes (the bound growth stops at; a level that hashes
+//! nothing gets one entry) and the pool's largest chunk. Every later last-level table
+//! (under a second prefix, or made again after its level emptied) starts with one
+//! entry, so the hint does not multiply by the number of prefixes; rules spread over
+//! several prefixes (an FDB matcher's per-port tables) still grow theirs.
 //!
 //! A presized table is written whole before the write that links it: the new STE at
 //! its slot and the unused-slot STE in every other slot, contiguous slots batched into

@@ -41,10 +41,10 @@ pub struct TablesConfig {
     /// after each insert or removal (at least 1): the bound on the extra writes an
     /// update pays for growth.
     pub growth_step: u32,
-    /// About `2^initial_log` rules are expected (0: no hint). The start table, and the
-    /// first table ever made at each lower level (the table under a shared prefix that
-    /// then holds every rule, as level 1 of a 5-tuple matcher whose level 0 is one
-    /// shared STE), start with `2^k` entries, `k` the least of `initial_log`, the tag
+    /// About `2^initial_log` rules are expected (0: no hint). The first table ever made
+    /// at the last level, where rules land (the start table of a one-lookup chain, or
+    /// the table under the first shared prefix, as level 1 of a 5-tuple matcher whose
+    /// level 0 is one shared STE), starts with `2^k` entries, `k` the least of `initial_log`, the tag
     /// bits the level hashes (the bound growth stops at) and the pool's largest chunk;
     /// every other table starts with one entry. A presized table still grows from its
     /// size when crowded, if [`TablesConfig::grow`] is set: with `grow: false` the
@@ -211,7 +211,13 @@ impl MatcherTables {
         }
         let max_log = pool.config().max_log_chunk;
         let end_anchor = pool.alloc(0)?;
-        let start_log = levels[0].presize_log(cfg.initial_log, max_log);
+        // Rules land in the last level's tables; a level above holds one STE per distinct
+        // prefix (a source port, an IP version), so presizing it wastes ICM.
+        let start_log = if levels.len() == 1 {
+            levels[0].presize_log(cfg.initial_log, max_log)
+        } else {
+            0
+        };
         let start_chunk = match alloc_table(&pool, start_log) {
             Ok(c) => c,
             Err(e) => {
@@ -662,10 +668,10 @@ impl MatcherTables {
         }
     }
 
-    /// log2 of the entries of a new table of lower level `j`: presized while the lower
-    /// levels' first tables are still to be made, else one entry.
+    /// log2 of the entries of a new table of lower level `j`: presized for the last
+    /// level's first table, else one entry.
     fn fresh_log(&self, j: usize) -> u8 {
-        if self.presized {
+        if self.presized || j + 1 != self.levels.len() {
             0
         } else {
             self.levels[j].presize_log(self.initial_log, self.max_log)

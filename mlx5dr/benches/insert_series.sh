@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The insert_bench series behind BENCHMARKS.md: every configuration REPEAT times, one JSON
+# object per run appended to OUT (default insert_series.jsonl), then a summary table.
+#
+#   bash mlx5dr/benches/insert_series.sh [OUT] [REPEAT]
+#
+# Each run is a separate process (a fresh simulated device), so runs do not warm each
+# other up. The machine's load average is in every JSON object (`load_average`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+out=${1:-insert_series.jsonl}
+repeat=${2:-3}
+
+cargo build --release -p mlx5dr --example insert_bench
+bin=${CARGO_TARGET_DIR:-target}/release/examples/insert_bench
+
+run() {
+    "$bin" "$@" --json | tail -n 1 >>"$out"
+}
+
+for r in $(seq "$repeat"); do
+    echo "round $r of $repeat ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    for n in 10000 100000 1000000; do
+        run --rules "$n" --shape 5tuple --threads 1
+        run --rules "$n" --shape 5tuple --threads 1 --no-latency
+        run --rules "$n" --shape 5tuple --threads 2
+        run --rules "$n" --shape 5tuple --threads 2 --shared
+    done
+    run --rules 1000000 --shape 5tuple --threads 1 --expected-log 20
+    for shape in dmac vxlan; do
+        for n in 10000 100000 1000000; do
+            run --rules "$n" --shape "$shape" --threads 1
+        done
+        run --rules 100000 --shape "$shape" --threads 2
+        run --rules 100000 --shape "$shape" --threads 2 --shared
+    done
+done
+
+python3 mlx5dr/benches/summarize.py "$out"

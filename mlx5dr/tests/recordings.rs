@@ -217,8 +217,18 @@ fn rebuild(path: &Path) -> Result<Rebuilt, String> {
                     .iter()
                     .map(|a| match *a {
                         RuleAction::Drop => Ok(Action::drop()),
+                        RuleAction::DefaultMiss => Ok(Action::default_miss()),
                         RuleAction::DestTable(t) => Ok(Action::goto_table(&tables[t])),
-                        RuleAction::Tag(v) => Action::flow_tag(v),
+                        RuleAction::Tag(v) => Action::flow_tag(v).map_err(|e| e.to_string()),
+                        RuleAction::DestVport(n) => {
+                            Action::dest_vport(&dmn, n).map_err(|e| e.to_string())
+                        }
+                        RuleAction::DestUplink => {
+                            Action::dest_uplink(&dmn).map_err(|e| e.to_string())
+                        }
+                        // TIRs, QPs and counters of the recording's device: a rebuild
+                        // has none of them.
+                        other => Err(format!("{other:?} names an object a rebuild lacks")),
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("rule {i}: {e}"))?;

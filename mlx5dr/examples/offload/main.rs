@@ -19,20 +19,22 @@
 //!    the packets sent;
 //! 4. prints the STE-by-STE trace of one packet that hits and one that misses.
 //!
+//! With `MLX5DR_RECORD=<path>` it also writes a recording of the rule set (ICM writes,
+//! tables, matchers, rules, expectations, probes) in the schema of rdma-core's
+//! recordings, from a separate small run ([`record`]), between steps 2 and 3.
+//!
 //! It exits with status 1 if any check fails.
 
+mod record;
 mod ruleset;
+mod steering;
 mod trace;
 
-use std::error::Error;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlx5dr::device::sim::SimBackend;
-use mlx5dr::{
-    Action, Counter, Device, Domain, DomainType, Match, Matcher, MatcherOptions, Rule, Table,
-};
+use mlx5dr::{Action, Counter, Device, Domain, DomainType, Matcher, MatcherOptions, Rule, Table};
 use sim::endpoint::Terminal;
 use sim::packet::{build_from_match, Metadata, Packet, Side};
 use sim::profile::DeviceModel;
@@ -40,8 +42,7 @@ use sim::{Delivery, Entry, Fate};
 use ste_builder::ste::STE_SIZE;
 
 use ruleset::{Conn, Flow, Model, Verdict, NO_SERVICE, SLOW_PATH, TCP, UDP, UPLINK};
-
-type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
+use steering::{ct_mask, ct_value, l2_mask, l2_value, packet_value, CtMatcher, Forwards, Result};
 
 /// Established connections; each is two conntrack rules (one per direction).
 const CONNECTIONS: u32 = 50_000;
@@ -52,13 +53,9 @@ const NEW_CONNECTIONS: u32 = 1_000;
 const UNKNOWN_L2: u32 = 1_000;
 /// Each conntrack matcher expects its 50 000 rules: 2^16.
 const CT_EXPECTED_LOG_RULES: u8 = 16;
-
-/// The conntrack matcher of one protocol.
-struct CtMatcher {
-    name: &'static str,
-    proto: u8,
-    matcher: Arc<Matcher>,
-}
+/// Connections in the recorded run (`MLX5DR_RECORD`): few enough for a file of a few
+/// MB that a checker walks in seconds.
+const RECORDED_CONNECTIONS: u32 = 1_000;
 
 /// The offloaded datapath: device, domain, tables, counters, matchers, rules, and the
 /// model of what they do.
@@ -90,11 +87,7 @@ fn main() -> Result<()> {
     o.install()?;
     println!();
     o.print_memory();
-
-    // Recording export (`MLX5DR_RECORD=<path>`) belongs here: the rule set is complete
-    // and no packet has been counted yet. `o` holds everything a recording describes:
-    // the domain, both tables, the matchers `o.l2` and `o.ct[..].matcher`, and the
-    // rules `o.l2_rules` and `o.ct_rules`.
+    record_if_asked()?;
 
     let mut checks = Checks::default();
     println!();
@@ -353,86 +346,17 @@ impl Offload {
     }
 }
 
-/// Table 1's mask: ingress port, destination MAC, C-VLAN id.
-fn l2_mask() -> Match {
-    l2_value((0xffff, [0xff; 6], 0xfff))
-}
-
-fn l2_value((port, dmac, vlan): ruleset::L2Key) -> Match {
-    Match::new()
-        .meta(|m| m.source_port(port))
-        .outer(|h| h.dmac(dmac).cvlan_tag(true).vlan_id(vlan))
-}
-
-/// Table 2's mask for `proto`: ingress port and the IPv4 5-tuple. (Setting the
-/// addresses sets `ip_version` too, which the 5-tuple lookup does not cover: the
-/// matcher gets an L2 lookup for it, shared by all its rules.)
-fn ct_mask(proto: u8) -> Match {
-    ct_value(&Flow {
-        port: 0xffff,
-        dmac: [0; 6],
-        vlan: 0,
-        proto,
-        src: Ipv4Addr::BROADCAST,
-        dst: Ipv4Addr::BROADCAST,
-        sport: 0xffff,
-        dport: 0xffff,
-    })
-    .outer(|h| h.ip_protocol(0xff))
-}
-
-fn ct_value(f: &Flow) -> Match {
-    Match::new().meta(|m| m.source_port(f.port)).outer(|h| {
-        let h = h.ipv4_src(f.src).ipv4_dst(f.dst).ip_protocol(f.proto);
-        if f.proto == TCP {
-            h.tcp_sport(f.sport).tcp_dport(f.dport)
-        } else {
-            h.udp_sport(f.sport).udp_dport(f.dport)
-        }
-    })
-}
-
 /// A packet with `flow`'s headers arriving on its port: from the uplink on the RX side
 /// of the e-switch, from a VF on the TX side.
 fn packet(f: &Flow) -> Result<Packet> {
-    let value = ct_value(f)
-        .outer(|h| h.dmac(f.dmac).cvlan_tag(true).vlan_id(f.vlan))
-        .to_raw()?;
+    let value = packet_value(f).to_raw()?;
     let side = if f.port == UPLINK { Side::Rx } else { Side::Tx };
     Ok(build_from_match(&value.param, Metadata::new(side))?)
 }
 
-/// The forward actions the conntrack rules share.
-struct Forwards {
-    uplink: Arc<Action>,
-    vfs: Vec<(u16, Arc<Action>)>,
-}
-
-impl Forwards {
-    fn new(dmn: &Arc<Domain>) -> Result<Forwards> {
-        let mut vfs = Vec::new();
-        for v in ruleset::VFS {
-            vfs.push((v, Action::dest_vport(dmn, v)?));
-        }
-        Ok(Forwards {
-            uplink: Action::dest_uplink(dmn)?,
-            vfs,
-        })
-    }
-
-    fn to(&self, t: Terminal) -> Result<&Arc<Action>> {
-        let vf = |n| self.vfs.iter().find(|(v, _)| *v == n).map(|(_, a)| a);
-        match t {
-            Terminal::Uplink => Ok(&self.uplink),
-            Terminal::Vport(n) => vf(n).ok_or_else(|| format!("no VF with vport {n}").into()),
-            other => Err(format!("no forward action to {other:?}").into()),
-        }
-    }
-}
-
-/// Installs both directions of every connection of `m`'s protocol, each rule with its
-/// own counter (offset: twice the connection's index, plus one for inbound) and the
-/// forward its direction needs; records them in `model` if given.
+/// Installs both directions of every connection of `m`'s protocol
+/// ([`ruleset::ct_rules`]), each rule with its own counter and the forward its
+/// direction needs; records them in `model` if given.
 fn insert_conntrack(
     m: &CtMatcher,
     counters: &Arc<Counter>,
@@ -440,23 +364,47 @@ fn insert_conntrack(
     mut model: Option<&mut Model>,
 ) -> Result<Vec<Rule>> {
     let mut rules = Vec::with_capacity(CONNECTIONS as usize);
-    for i in 0..CONNECTIONS {
-        let conn = Conn::nth(i);
-        if conn.proto != m.proto {
-            continue;
-        }
-        for (dir, flow) in [conn.outbound(), conn.inbound()].iter().enumerate() {
-            let offset = 2 * i + dir as u32;
-            let to = conn.forward(flow);
-            let counter = Action::counter(counters, offset)?;
-            let acts = m.matcher.actions(&[counter, fwd.to(to)?.clone()])?;
-            rules.push(m.matcher.insert(&ct_value(flow), &acts)?);
-            if let Some(model) = model.as_deref_mut() {
-                model.add_ct(flow, counters.id() + offset, to);
-            }
+    for r in ruleset::ct_rules(m.proto, CONNECTIONS) {
+        let counter = Action::counter(counters, r.counter_offset)?;
+        let acts = m.matcher.actions(&[counter, fwd.to(r.to)?.clone()])?;
+        rules.push(m.matcher.insert(&ct_value(&r.flow), &acts)?);
+        if let Some(model) = model.as_deref_mut() {
+            model.add_ct(&r.flow, counters.id() + r.counter_offset, r.to);
         }
     }
     Ok(rules)
+}
+
+/// With `MLX5DR_RECORD=<path>`: records the rule set to `path` and says so in one line.
+///
+/// The recorder gives each registered rule the ICM writes made since the previous
+/// registration, so a rule must be registered right after its insert. The timed run
+/// must not pay for that (nor log the writes of 100 000 inserts, a remove-all and a
+/// two-thread re-insert, which would leave a file of hundreds of MB), so the recording
+/// is made by a separate run of the same rule set on its own device and domain, with
+/// [`RECORDED_CONNECTIONS`] connections ([`record::record`]). It ends (`finish`)
+/// before the timed run's packets are sent; without the variable nothing of this runs.
+fn record_if_asked() -> Result<()> {
+    let asked = std::env::var_os(mlx5dr::record::RECORD_ENV).is_some_and(|p| !p.is_empty());
+    if !asked {
+        return Ok(());
+    }
+    let start = Instant::now();
+    let run = record::record(RECORDED_CONNECTIONS, mlx5dr::record::from_env)?
+        .ok_or("MLX5DR_RECORD names no file")?;
+    let path = run.recorder.finish()?;
+    let bytes = std::fs::metadata(&path)?.len();
+    println!();
+    println!(
+        "recording: {} ({:.2} MiB, {:.0} ms), a separate run of this rule set with {} \
+         connections: {}",
+        path.display(),
+        mib(bytes),
+        start.elapsed().as_secs_f64() * 1e3,
+        RECORDED_CONNECTIONS,
+        run.summary(),
+    );
+    Ok(())
 }
 
 fn rate_line(what: &str, rules: usize, took: Duration) {

@@ -179,6 +179,39 @@ impl Conn {
     }
 }
 
+/// One conntrack rule: one direction of an established connection.
+#[derive(Debug, Clone, Copy)]
+pub struct CtRule {
+    /// The connection's index ([`Conn::nth`]).
+    pub conn: u32,
+    /// The direction's headers.
+    pub flow: Flow,
+    /// Its counter in the conntrack counter bulk: twice the connection's index, plus
+    /// one for inbound.
+    pub counter_offset: u32,
+    /// Where it forwards.
+    pub to: Terminal,
+}
+
+/// The conntrack rules of those of the first `connections` connections that use
+/// `proto`: per connection outbound, then inbound.
+pub fn ct_rules(proto: u8, connections: u32) -> impl Iterator<Item = CtRule> {
+    (0..connections)
+        .map(|i| (i, Conn::nth(i)))
+        .filter(move |(_, c)| c.proto == proto)
+        .flat_map(|(i, c)| {
+            [c.outbound(), c.inbound()]
+                .into_iter()
+                .zip(0..)
+                .map(move |(flow, dir)| CtRule {
+                    conn: i,
+                    flow,
+                    counter_offset: 2 * i + dir,
+                    to: c.forward(&flow),
+                })
+        })
+}
+
 /// The L2 table's rules: (key, counter offset), two per VM.
 pub fn l2_rules() -> Vec<(L2Key, u32)> {
     VFS.iter()

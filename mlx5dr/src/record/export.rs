@@ -1,12 +1,14 @@
 //! The JSON document of a recording: the recorded state in the schema of rdma-core's
 //! recordings, top-level keys in their order.
 
+use ste_builder::VportCap;
+
 use super::json::{hex, Json};
 use super::{side_name, ActionRec, AnchorRec, DomainType, RecordError, Recorder, SideInfo, State};
 
 impl Recorder {
-    /// The whole document.
-    pub(super) fn document(&self, st: &State) -> Result<Json, RecordError> {
+    /// The whole document; `vports` as [`Recorder::vports`] gave them.
+    pub(super) fn document(&self, st: &State, vports: &[VportCap]) -> Result<Json, RecordError> {
         let mut top: Vec<(&'static str, Json)> = vec![
             (
                 "source",
@@ -22,7 +24,7 @@ impl Recorder {
         }
         top.extend([
             ("domain", self.domain_name().into()),
-            ("fake_device", self.device_json()),
+            ("fake_device", self.device_json(vports)),
             ("domain_addrs", self.domain_addrs_json()),
             ("tables", tables_json(st)),
             ("matchers", matchers_json(st)),
@@ -50,8 +52,21 @@ impl Recorder {
         }
     }
 
-    /// `fake_device`: the device's capabilities as the domain discovered them.
-    fn device_json(&self) -> Json {
+    /// The e-switch vports the domain has looked up so far (each rule matching a source
+    /// port and each vport action looks its vport up), with the uplink: what a reader
+    /// needs to build `misc.source_port` lookup keys (a vport's gvmi) and to know where
+    /// a vport destination ends. Takes the domain's lock: call it without the
+    /// recorder's. A domain already gone leaves the uplink only.
+    pub(super) fn vports(&self) -> Vec<VportCap> {
+        match self.dmn.upgrade() {
+            Some(dmn) => dmn.ste_caps().vports,
+            None => self.info.caps.ste_caps(&[]).vports,
+        }
+    }
+
+    /// `fake_device`: the device's capabilities as the domain discovered them, and on
+    /// an e-switch manager its vports (not in rdma-core's files).
+    fn device_json(&self, vports: &[VportCap]) -> Json {
         let c = &self.info.caps;
         let mut o: Vec<(&'static str, Json)> = vec![
             ("steering_format_version", c.steering_format_version.into()),
@@ -88,6 +103,8 @@ impl Recorder {
                     "esw_manager_vport_tx_icm",
                     esw.manager.icm_address_tx.into(),
                 ),
+                ("esw_manager_vhca_gvmi", esw.manager.vhca_gvmi.into()),
+                ("vports", vports_json(vports)),
             ]);
         }
         Json::Obj(o)
@@ -110,6 +127,23 @@ impl Recorder {
                 .collect(),
         )
     }
+}
+
+fn vports_json(vports: &[VportCap]) -> Json {
+    Json::Arr(
+        vports
+            .iter()
+            .map(|v| {
+                Json::Obj(vec![
+                    ("vport", v.vport_num.into()),
+                    ("gvmi", v.vport_gvmi.into()),
+                    ("vhca_gvmi", v.vhca_gvmi.into()),
+                    ("icm_address_rx", v.icm_address_rx.into()),
+                    ("icm_address_tx", v.icm_address_tx.into()),
+                ])
+            })
+            .collect(),
+    )
 }
 
 fn tables_json(st: &State) -> Json {
@@ -295,7 +329,7 @@ fn probes_json(st: &State) -> Json {
 
 /// The inline summary of the schema (the README next to rdma-core's recordings is the
 /// full reference).
-const SCHEMA: &str = "The schema of rdma-core's public ICM recordings (README.md next to them). Top level: source, schema, schema_expect, scenario, description, domain (nic_rx|nic_tx|fdb), fake_device (the device's capabilities as the driver discovered them), domain_addrs, tables[i] = {level, devx_table_id (firmware flow table id), root_icm_addr_rx, root_icm_addr_tx (the table's root anchor per side, null where the domain has no such side)}, matchers[i] = {table, priority, criteria (match_criteria_enable bits), match_sz, description, mask (hex of the 448-byte fte_match_param), start_htbl_icm_addr, end_anchor_icm_addr, num_ste_builders (first side), anchors}, rules[i] = {matcher, value (hex, trailing zero bytes trimmed to a 4-byte boundary), actions (drop | dest_table {table} | tag {value}; beyond rdma-core's files: default_miss, dest_tir {tirn}, dest_qp {qpn}, dest_vport {vport}, dest_uplink, counter {id, offset}), insert_writes [first, count], deleted, delete_order, delete_writes [first, count]} in registration order, phases [{name, first_write, num_writes}], num_writes, writes = every ICM write the driver posted on the domain's send rings, in posting order: {icm_addr, kind (ste: at most one 64-byte line; htbl: several lines; action, pattern, encap: other ICM kinds), data (hex as it reaches ICM)}, icm = the image the writes leave: runs of written 64-byte lines {base, icm_type, data}; a blob may be in the sparse form {len, fill, lines}; stats = writes and bytes per kind. No chunk_events, no rdma_core_dump.";
+const SCHEMA: &str = "The schema of rdma-core's public ICM recordings (README.md next to them). Top level: source, schema, schema_expect, scenario, description, domain (nic_rx|nic_tx|fdb), fake_device (the device's capabilities as the driver discovered them; on an e-switch manager also esw_manager_vhca_gvmi and vports = [{vport, gvmi, vhca_gvmi, icm_address_rx, icm_address_tx}], the vports the domain looked up, for source-port lookups and vport destinations), domain_addrs, tables[i] = {level, devx_table_id (firmware flow table id), root_icm_addr_rx, root_icm_addr_tx (the table's root anchor per side, null where the domain has no such side)}, matchers[i] = {table, priority, criteria (match_criteria_enable bits), match_sz, description, mask (hex of the 448-byte fte_match_param), start_htbl_icm_addr, end_anchor_icm_addr, num_ste_builders (first side), anchors}, rules[i] = {matcher, value (hex, trailing zero bytes trimmed to a 4-byte boundary), actions (drop | dest_table {table} | tag {value}; beyond rdma-core's files: default_miss, dest_tir {tirn}, dest_qp {qpn}, dest_vport {vport}, dest_uplink, counter {id, offset}), insert_writes [first, count], deleted, delete_order, delete_writes [first, count]} in registration order, phases [{name, first_write, num_writes}], num_writes, writes = every ICM write the driver posted on the domain's send rings, in posting order: {icm_addr, kind (ste: at most one 64-byte line; htbl: several lines; action, pattern, encap: other ICM kinds), data (hex as it reaches ICM)}, icm = the image the writes leave: runs of written 64-byte lines {base, icm_type, data}; a blob may be in the sparse form {len, fill, lines}; stats = writes and bytes per kind. No chunk_events, no rdma_core_dump.";
 
 /// The inline summary of the expectations.
 const SCHEMA_EXPECT: &str = "domain_addrs = {rx|tx: {drop_icm_addr, default_icm_addr}}; matchers[].anchors = {rx|tx: {start_htbl_icm_addr (now), end_anchor_icm_addr, num_ste_builders, lu_types}}; expect = one entry per recorded rule and side it is installed on, computed from the driver's objects (not from ICM): {rule, side, root_icm_addr, final_addr (the address the rule's action list makes its last STE hit; for a deleted rule the side's default), flow_tag, deleted, shadowed (always false: the driver refuses duplicates), shadowed_by, hit_ste_icm_addr (the rule's last STE as its hash tables place it; null when deleted), rule_ste_icm_addr (the same; for a deleted rule before deletion), end_anchor_icm_addr}; probes = [{description, table, value, expected_rule, expect: [{side, root_icm_addr, final_addr, flow_tag, hit_ste_icm_addr}]}].";

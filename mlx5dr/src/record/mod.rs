@@ -39,8 +39,9 @@
 //!
 //! What the file cannot say in rdma-core's terms is written in the same style:
 //! actions other than drop, goto and tag (`default_miss`, `dest_tir`, `dest_qp`,
-//! `dest_vport`, `dest_uplink`, `counter`), and `encap` writes. Checkers made for
-//! rdma-core's files may refuse those. There are no `chunk_events` and no
+//! `dest_vport`, `dest_uplink`, `counter`), the e-switch's vports
+//! (`fake_device.vports`, which source-port lookups and vport destinations need), and
+//! `encap` writes. Checkers made for rdma-core's files may refuse those. There are no `chunk_events` and no
 //! `rdma_core_dump`, and our duplicate refusal means no rule is ever `shadowed`.
 
 mod export;
@@ -672,11 +673,12 @@ impl Recorder {
         let fresh: Vec<(usize, Vec<AnchorRec>)> =
             live.iter().map(|(i, m)| (*i, anchors_of(m))).collect();
         drop(live);
+        let vports = self.vports();
         let mut st = self.state();
         for (i, sides) in fresh {
             st.matchers[i].sides = sides;
         }
-        let doc = self.document(&st)?;
+        let doc = self.document(&st, &vports)?;
         let mut out = String::new();
         doc.write_document(&mut out);
         Ok(out)

@@ -1,21 +1,31 @@
 //! Lookup checks of a recording (README §5): every `expect` entry and every probe is
 //! walked over the replayed ICM with the simulator's pipeline, once with the match value
 //! as the packet's fields and once as a real packet built from the value.
+//!
+//! The driver's recordings add destinations and counters (see `schema.rs`): a vport or
+//! uplink destination must end at the address `fake_device.vports` gives it on the
+//! walk's side, a TIR or QP destination at the address its `expect` entry names (the
+//! file gives no other), and the flow counters a walk counts must be exactly the
+//! deciding rule's, counted at its STE or the action STEs after it. In an FDB domain a
+//! rule of a matcher that masks the source port lives on its source's side only, and
+//! has `expect` entries there only.
 
-use super::schema::{Expect, Probe, ProbeExpect, Recording, RuleAction, Side};
+use super::schema::{Expect, Probe, ProbeExpect, Recording, Rule, RuleAction, Side, UPLINK_VPORT};
 use sim::endpoint::Terminal;
 use sim::icm::{Icm, LINE};
 use sim::packet::{build_from_match_lossy, Metadata, Side as PacketSide};
-use sim::pipeline::{walk, EnvError, Environment, Outcome, Unedited, Verdict, WalkConfig};
-use std::collections::BTreeMap;
-use ste_builder::{Caps, MatchParam, SteFormat};
+use sim::pipeline::{walk, Action, EnvError, Environment, Outcome, Unedited, Verdict, WalkConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use ste_builder::{MatchParam, SteFormat};
 
-/// The device as the recordings see it: ICM, the firmware's addresses, and the roots
-/// of the recorded tables as walk ends. The expectations stop at a goto's destination
-/// root (README §6.3); the real device would go on into that table.
+/// The device as the recordings see it: ICM, the firmware's addresses, the roots of the
+/// recorded tables as walk ends, and the flow counters the rules name. The expectations
+/// stop at a goto's destination root (README §6.3); the real device would go on into
+/// that table.
 struct RecordingEnv<'a> {
     icm: &'a Icm,
     terminals: BTreeMap<u64, Terminal>,
+    counters: BTreeSet<u32>,
 }
 
 impl Environment for RecordingEnv<'_> {
@@ -30,17 +40,23 @@ impl Environment for RecordingEnv<'_> {
     }
 
     fn count(&self, id: u32, _bytes: u64) -> Result<(), EnvError> {
-        // The recordings create no counters.
-        Err(EnvError::NoCounter(id))
+        // Only the counters some rule's counter action names exist.
+        if self.counters.contains(&id) {
+            Ok(())
+        } else {
+            Err(EnvError::NoCounter(id))
+        }
     }
 }
 
 /// The outcome the walk must have.
-struct Want {
+struct Want<'a> {
     final_addr: u64,
     flow_tag: Option<u32>,
     /// The last non-zero-mask STE hit, when known.
     hit_ste: Option<u64>,
+    /// The flow counters the walk must count (sorted): the deciding rule's.
+    counters: &'a [u32],
 }
 
 /// Pass and fail counts with the failures' descriptions.
@@ -67,8 +83,9 @@ impl Tally {
     }
 }
 
-/// Checks common to rules and probes: final address, flow tags, last rule hit.
-fn check_outcome(v: &Verdict, want: &Want, problems: &mut Vec<String>) {
+/// Checks common to rules and probes: final address, flow tags, last rule hit, flow
+/// counters.
+fn check_outcome(v: &Verdict, want: &Want<'_>, problems: &mut Vec<String>) {
     match v.final_addr() {
         Some(a) if a == want.final_addr => {}
         Some(a) => problems.push(format!("ends at {a:#x}, expected {:#x}", want.final_addr)),
@@ -87,34 +104,106 @@ fn check_outcome(v: &Verdict, want: &Want, problems: &mut Vec<String>) {
             ));
         }
     }
+    check_counters(v, want, problems);
+}
+
+/// The walk counts exactly the wanted counters; with a known deciding STE, at that STE
+/// or after it (its action STEs), never on the way to it.
+fn check_counters(v: &Verdict, want: &Want<'_>, problems: &mut Vec<String>) {
+    let mut counted = v.counters();
+    counted.sort_unstable();
+    if counted != want.counters {
+        problems.push(format!(
+            "flow counters {counted:x?}, expected {:x?}",
+            want.counters
+        ));
+    }
+    let Some(hit) = want.hit_ste else {
+        return;
+    };
+    let decided_at = v
+        .trace
+        .iter()
+        .rposition(|h| h.addr == hit && h.masked && matches!(h.outcome, Outcome::Hit { .. }));
+    let Some(at) = decided_at else {
+        return; // already reported as the wrong last hit
+    };
+    let early: Vec<u32> = v.trace[..at]
+        .iter()
+        .flat_map(|h| &h.actions)
+        .filter_map(|a| match a {
+            Action::Counter(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if !early.is_empty() {
+        problems.push(format!(
+            "flow counters {early:x?} counted before the rule's STE {hit:#x}"
+        ));
+    }
+}
+
+/// The rule that decides rule `i`'s packets (README §5.2): the first live rule of its
+/// matcher with the same value; `None` for a deleted rule.
+fn winner(rec: &Recording, i: usize) -> Option<&Rule> {
+    let rule = rec.rules.get(i).filter(|r| !r.deleted)?;
+    let pad = |v: &[u8]| {
+        let mut b = v.to_vec();
+        b.resize(448, 0);
+        b
+    };
+    let same =
+        |r: &Rule| r.matcher == rule.matcher && !r.deleted && pad(&r.value) == pad(&rule.value);
+    Some(rec.rules.iter().find(|r| same(r)).unwrap_or(rule))
+}
+
+/// The flow counters a rule counts on, sorted.
+fn counters_of(rule: Option<&Rule>) -> Vec<u32> {
+    let mut ids: Vec<u32> = rule
+        .into_iter()
+        .flat_map(|r| r.actions.iter().filter_map(|a| a.counter_id()))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// What the rules say of a rule's packet on one side.
+struct Derived {
+    /// Where the walk ends; `None` when the file names the destination but not its
+    /// address (a TIR or a QP).
+    final_addr: Option<u64>,
+    flow_tag: Option<u32>,
 }
 
 /// The expectation of rule `i` on `side` derived from the rules (README §5.5): the
 /// first live rule of its matcher with the same value decides; a deleted rule falls
-/// through to the default.
-fn derive(rec: &Recording, i: usize, side: Side) -> Result<(u64, Option<u32>), String> {
+/// through to the default, and so does a rule without a fate action.
+fn derive(rec: &Recording, i: usize, side: Side) -> Result<Derived, String> {
     let addrs = rec
         .sides
         .get(&side)
         .ok_or_else(|| format!("no {} side addresses", side.name()))?;
-    let rule = rec.rules.get(i).ok_or_else(|| format!("no rule {i}"))?;
-    if rule.deleted {
-        return Ok((addrs.default, None));
-    }
-    let same = |r: &super::schema::Rule| {
-        let pad = |v: &[u8]| {
-            let mut b = v.to_vec();
-            b.resize(448, 0);
-            b
-        };
-        r.matcher == rule.matcher && !r.deleted && pad(&r.value) == pad(&rule.value)
+    rec.rules.get(i).ok_or_else(|| format!("no rule {i}"))?;
+    let Some(winner) = winner(rec, i) else {
+        return Ok(Derived {
+            final_addr: Some(addrs.default),
+            flow_tag: None,
+        });
     };
-    let winner = rec.rules.iter().find(|r| same(r)).unwrap_or(rule);
-    let mut final_addr = None;
+    let vport = |n: u16| {
+        rec.vport_addr(n, side).ok_or_else(|| {
+            format!(
+                "vport {n:#x} has no {} address in fake_device.vports",
+                side.name()
+            )
+        })
+    };
+    let mut final_addr = Some(addrs.default);
     let mut tag = None;
     for a in &winner.actions {
         match *a {
             RuleAction::Drop => final_addr = Some(addrs.drop),
+            RuleAction::DefaultMiss => final_addr = Some(addrs.default),
             RuleAction::DestTable(t) => {
                 let root = rec
                     .tables
@@ -124,10 +213,25 @@ fn derive(rec: &Recording, i: usize, side: Side) -> Result<(u64, Option<u32>), S
                 final_addr = Some(root);
             }
             RuleAction::Tag(v) => tag = Some(v),
+            RuleAction::DestTir(_) | RuleAction::DestQp(_) => final_addr = None,
+            RuleAction::DestVport(n) => final_addr = Some(vport(n)?),
+            RuleAction::DestUplink => final_addr = Some(vport(UPLINK_VPORT)?),
+            RuleAction::Counter { .. } => {}
         }
     }
-    let final_addr = final_addr.ok_or_else(|| format!("rule {i} has no drop or goto"))?;
-    Ok((final_addr, tag))
+    Ok(Derived {
+        final_addr,
+        flow_tag: tag,
+    })
+}
+
+/// The terminal a TIR or QP destination of `rule` ends at, if it has one.
+fn queue_terminal(rule: &Rule) -> Option<Terminal> {
+    rule.actions.iter().rev().find_map(|a| match *a {
+        RuleAction::DestTir(n) => Some(Terminal::Tir(n)),
+        RuleAction::DestQp(n) => Some(Terminal::Qp(n)),
+        _ => None,
+    })
 }
 
 /// How a walk sees the packet of an entry.
@@ -181,22 +285,24 @@ fn fields_of(value: &[u8], side: Side, form: Form) -> Result<Unedited, String> {
 
 /// What the walk of a rule's packet must show.
 enum RuleWant<'a> {
-    /// The recorded `expect` entry.
-    Recorded(&'a Expect),
+    /// The recorded `expect` entry, and the deciding rule's counters.
+    Recorded(&'a Expect, Vec<u32>),
     /// Derived from the rules (files without `expect`).
     Derived {
         final_addr: u64,
         flow_tag: Option<u32>,
+        counters: Vec<u32>,
     },
 }
 
 /// The problems of walk `v` against `want`.
 fn rule_walk_problems(want: &RuleWant<'_>, v: &Verdict) -> Vec<String> {
     let mut problems = Vec::new();
-    let e = match want {
+    let (e, counters) = match want {
         RuleWant::Derived {
             final_addr,
             flow_tag,
+            counters,
         } => {
             check_outcome(
                 v,
@@ -204,12 +310,13 @@ fn rule_walk_problems(want: &RuleWant<'_>, v: &Verdict) -> Vec<String> {
                     final_addr: *final_addr,
                     flow_tag: *flow_tag,
                     hit_ste: None,
+                    counters,
                 },
                 &mut problems,
             );
             return problems;
         }
-        RuleWant::Recorded(e) => e,
+        RuleWant::Recorded(e, counters) => (e, counters),
     };
     if e.deleted {
         check_outcome(
@@ -218,6 +325,7 @@ fn rule_walk_problems(want: &RuleWant<'_>, v: &Verdict) -> Vec<String> {
                 final_addr: e.final_addr,
                 flow_tag: None,
                 hit_ste: None,
+                counters: &[],
             },
             &mut problems,
         );
@@ -237,6 +345,7 @@ fn rule_walk_problems(want: &RuleWant<'_>, v: &Verdict) -> Vec<String> {
                 final_addr: e.final_addr,
                 flow_tag: e.flow_tag,
                 hit_ste: e.hit_ste,
+                counters,
             },
             &mut problems,
         );
@@ -264,10 +373,7 @@ fn rule_walk_problems(want: &RuleWant<'_>, v: &Verdict) -> Vec<String> {
 pub fn check(rec: &Recording, icm: &Icm, tally: &mut Tally) -> Result<(), String> {
     let format = SteFormat::from_version(rec.steering_format_version)
         .ok_or_else(|| format!("steering format {}", rec.steering_format_version))?;
-    let caps = Caps {
-        gvmi: rec.gvmi,
-        ..Caps::default()
-    };
+    let caps = rec.caps();
     let cfg = WalkConfig::new(format, &caps);
     let mut terminals = rec.firmware.clone();
     for (t, table) in rec.tables.iter().enumerate() {
@@ -275,25 +381,47 @@ pub fn check(rec: &Recording, icm: &Icm, tally: &mut Tally) -> Result<(), String
             terminals.insert(root, Terminal::FlowTable(t as u32));
         }
     }
-    let env = RecordingEnv { icm, terminals };
+    // A TIR's or QP's address is named only by the entries of the rules going there.
+    for e in rec.expect.iter().flatten().filter(|e| !e.deleted) {
+        if let Some(t) = winner(rec, e.rule).and_then(queue_terminal) {
+            terminals.entry(e.final_addr).or_insert(t);
+        }
+    }
+    let env = RecordingEnv {
+        icm,
+        terminals,
+        counters: rec.counter_ids().collect(),
+    };
 
     // Rules: the recorded expectations, or the derived ones.
     let entries: Vec<_> = match &rec.expect {
         Some(list) => {
-            // One entry per rule and side.
-            let mut missing = Vec::new();
+            // One entry per rule and side it is installed on, none elsewhere.
+            let (mut missing, mut extra) = (Vec::new(), Vec::new());
             for i in 0..rec.rules.len() {
                 for &side in rec.sides.keys() {
-                    if !list.iter().any(|e| e.rule == i && e.side == side) {
-                        missing.push(format!("rule {i} {}", side.name()));
+                    let has = list.iter().any(|e| e.rule == i && e.side == side);
+                    let name = || format!("rule {i} {}", side.name());
+                    match (rec.rule_on_side(i, side), has) {
+                        (true, false) => missing.push(name()),
+                        (false, true) => extra.push(name()),
+                        _ => {}
                     }
                 }
             }
+            let mut problems = Vec::new();
             if !missing.is_empty() {
-                tally.record(
-                    || "expect coverage".to_string(),
-                    vec![format!("no entry for {}", missing.join(", "))],
-                );
+                problems.push(format!("no entry for {}", missing.join(", ")));
+            }
+            if !extra.is_empty() {
+                problems.push(format!(
+                    "an entry for {}, a side the rule is not installed on (its matcher \
+                     masks the source port)",
+                    extra.join(", ")
+                ));
+            }
+            if !problems.is_empty() {
+                tally.record(|| "expect coverage".to_string(), problems);
             }
             list.iter().map(|e| (e.rule, e.side, Some(e))).collect()
         }
@@ -301,7 +429,12 @@ pub fn check(rec: &Recording, icm: &Icm, tally: &mut Tally) -> Result<(), String
             .rules
             .iter()
             .enumerate()
-            .flat_map(|(i, _)| rec.sides.keys().map(move |&side| (i, side, None)))
+            .flat_map(|(i, _)| {
+                rec.sides
+                    .keys()
+                    .filter(move |&&side| rec.rule_on_side(i, side))
+                    .map(move |&side| (i, side, None))
+            })
             .collect(),
     };
     for (i, side, e) in entries {
@@ -323,6 +456,7 @@ pub fn check(rec: &Recording, icm: &Icm, tally: &mut Tally) -> Result<(), String
         // The entry itself, checked once: its root and its agreement with the rules.
         let mut consistency = Vec::new();
         let derived = derive(rec, i, side);
+        let counters = counters_of(winner(rec, i));
         let want = match (e, derived) {
             (Some(e), derived) => {
                 if rule_root(rec, i, side) != Some(root) {
@@ -331,22 +465,43 @@ pub fn check(rec: &Recording, icm: &Icm, tally: &mut Tally) -> Result<(), String
                     ));
                 }
                 match derived {
-                    Ok((f, t)) if (f, t) == (e.final_addr, e.flow_tag) => {}
-                    Ok((f, t)) => consistency.push(format!(
-                        "entry says {:#x}/{:x?}, rules say {f:#x}/{t:x?}",
-                        e.final_addr, e.flow_tag
+                    // A TIR's or QP's address: the entry's word is all there is.
+                    Ok(d)
+                        if d.final_addr.unwrap_or(e.final_addr) == e.final_addr
+                            && d.flow_tag == e.flow_tag => {}
+                    Ok(d) => consistency.push(format!(
+                        "entry says {:#x}/{:x?}, rules say {:x?}/{:x?}",
+                        e.final_addr, e.flow_tag, d.final_addr, d.flow_tag
                     )),
                     Err(m) => consistency.push(m),
                 }
                 if e.deleted != rule.deleted {
                     consistency.push("entry and rule disagree on deletion".into());
                 }
-                Some(RuleWant::Recorded(e))
+                Some(RuleWant::Recorded(e, counters))
             }
-            (None, Ok((final_addr, flow_tag))) => Some(RuleWant::Derived {
+            (
+                None,
+                Ok(Derived {
+                    final_addr: Some(final_addr),
+                    flow_tag,
+                }),
+            ) => Some(RuleWant::Derived {
                 final_addr,
                 flow_tag,
+                counters,
             }),
+            (
+                None,
+                Ok(Derived {
+                    final_addr: None, ..
+                }),
+            ) => {
+                consistency.push(
+                    "the rule goes to a TIR or QP whose address only an expect entry gives".into(),
+                );
+                None
+            }
             (None, Err(m)) => {
                 consistency.push(m);
                 None
@@ -417,12 +572,14 @@ fn probe_walk_problems(
     v: &Verdict,
     problems: &mut Vec<String>,
 ) {
+    let counters = counters_of(p.expected_rule.and_then(|r| winner(rec, r)));
     check_outcome(
         v,
         &Want {
             final_addr: x.final_addr,
             flow_tag: x.flow_tag,
             hit_ste: p.expected_rule.and(x.hit_ste),
+            counters: &counters,
         },
         problems,
     );

@@ -1,9 +1,18 @@
 //! The recording schema (see `data/recordings/README.md`), parsed from JSON into typed
 //! values. Anything that does not fit the schema is an error naming the offending path.
+//!
+//! Beyond rdma-core's files, it reads what the driver's own recordings
+//! (`mlx5dr::record`) add in the same style: the actions `default_miss`, `dest_tir`
+//! `{tirn}`, `dest_qp` `{qpn}`, `dest_vport` `{vport}`, `dest_uplink` and `counter`
+//! `{id, offset}`, and in `fake_device` the e-switch's `vports` (`[{vport, gvmi,
+//! vhca_gvmi, icm_address_rx, icm_address_tx}]`) with `esw_manager_vhca_gvmi`, which a
+//! `misc.source_port` lookup and a vport destination need.
 
 use serde_json::{Map, Value};
 use sim::endpoint::Terminal;
 use std::collections::BTreeMap;
+use ste_builder::prm::dr_match_set_misc as misc;
+use ste_builder::{Caps, MatchParam, Section, VportCap};
 
 /// A schema violation: where, and what.
 pub type SchemaError = String;
@@ -129,12 +138,38 @@ pub struct SideAddrs {
     pub default: u64,
 }
 
-/// A rule action.
+/// A rule action. rdma-core's files have only drop, goto and tag; the driver's own
+/// recordings (`mlx5dr::record`) also write the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleAction {
     Drop,
+    /// To the side's default (miss) address.
+    DefaultMiss,
     DestTable(usize),
     Tag(u32),
+    /// To a TIR (NIC RX); the file names its number, not its address.
+    DestTir(u32),
+    /// To a QP through its TIR (NIC RX); the file names the QP, not the address.
+    DestQp(u32),
+    /// To an e-switch vport (FDB); its addresses are in `fake_device.vports`.
+    DestVport(u16),
+    /// To the uplink (FDB).
+    DestUplink,
+    /// Counts on flow counter `id + offset` (the id the STE carries).
+    Counter {
+        id: u32,
+        offset: u32,
+    },
+}
+
+impl RuleAction {
+    /// The flow counter the action counts on, for a counter action.
+    pub fn counter_id(self) -> Option<u32> {
+        match self {
+            RuleAction::Counter { id, offset } => Some(id.wrapping_add(offset)),
+            _ => None,
+        }
+    }
 }
 
 pub struct Table {
@@ -210,8 +245,13 @@ pub struct Probe {
     pub expect: Vec<ProbeExpect>,
 }
 
+/// The uplink's vport number (`misc.source_port` of traffic from the wire).
+pub const UPLINK_VPORT: u16 = 0xffff;
+
 /// A whole recording.
 pub struct Recording {
+    /// The domain is an e-switch (`fdb`).
+    pub fdb: bool,
     pub steering_format_version: u8,
     pub gvmi: u16,
     /// `log_steering_sw_icm_size`, when given.
@@ -224,11 +264,75 @@ pub struct Recording {
     pub tables: Vec<Table>,
     /// The table of each matcher.
     pub matcher_tables: Vec<usize>,
+    /// Per matcher: its mask covers `misc.source_port`. In an FDB domain each rule of
+    /// such a matcher lives on one side only, the side its source port sends on: RX
+    /// for the wire, TX for every other port (rdma-core's `dr_rule_skip`).
+    pub matcher_port_split: Vec<bool>,
+    /// The e-switch vports `fake_device.vports` lists (the driver's recordings), for
+    /// source-port lookups and vport destinations. Empty in rdma-core's files.
+    pub vports: Vec<VportCap>,
+    /// `fake_device.esw_manager_vhca_gvmi`: the vhca whose vports `vports` are (the
+    /// domain's own gvmi when absent).
+    pub esw_manager_vhca_gvmi: Option<u16>,
+    /// The uplink's address per side (`fake_device.uplink_rx_icm`, `uplink_tx_icm`).
+    pub uplink: BTreeMap<Side, u64>,
     pub rules: Vec<Rule>,
     pub writes: Vec<Write>,
     pub image: Vec<ImageRun>,
     pub expect: Option<Vec<Expect>>,
     pub probes: Vec<Probe>,
+}
+
+impl Recording {
+    /// Whether rule `i` is installed on `side`: every rule is on every side of the
+    /// domain, except in FDB the rules of a matcher that masks the source port (see
+    /// [`Recording::matcher_port_split`]).
+    pub fn rule_on_side(&self, i: usize, side: Side) -> bool {
+        let Some(rule) = self.rules.get(i) else {
+            return false;
+        };
+        let split = self.matcher_port_split.get(rule.matcher) == Some(&true);
+        if !self.fdb || !split {
+            return true;
+        }
+        let from_wire = MatchParam::from_bytes(&rule.value)
+            .map(|v| v.get(Section::Misc, misc::SOURCE_PORT) == u64::from(UPLINK_VPORT))
+            .unwrap_or(false);
+        (side == Side::Rx) == from_wire
+    }
+
+    /// The address delivering to vport `n` (the uplink too) on `side`, if the file
+    /// gives it.
+    pub fn vport_addr(&self, n: u16, side: Side) -> Option<u64> {
+        if let Some(v) = self.vports.iter().find(|v| v.vport_num == n) {
+            return Some(match side {
+                Side::Rx => v.icm_address_rx,
+                Side::Tx => v.icm_address_tx,
+            });
+        }
+        if n == UPLINK_VPORT {
+            return self.uplink.get(&side).copied();
+        }
+        None
+    }
+
+    /// The capabilities lookup keys read: the domain's gvmi and the vport table (a
+    /// `misc.source_port` key is the source vport's gvmi).
+    pub fn caps(&self) -> Caps {
+        Caps {
+            gvmi: self.gvmi,
+            esw_manager_vhca_gvmi: self.esw_manager_vhca_gvmi.unwrap_or(self.gvmi),
+            vports: self.vports.clone(),
+            ..Caps::default()
+        }
+    }
+
+    /// The flow counters the rules count on (their STEs carry these ids).
+    pub fn counter_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.rules
+            .iter()
+            .flat_map(|r| r.actions.iter().filter_map(|a| a.counter_id()))
+    }
 }
 
 fn write_kind(path: &str, s: &str) -> Result<WriteKind, SchemaError> {
@@ -243,6 +347,36 @@ fn write_kind(path: &str, s: &str) -> Result<WriteKind, SchemaError> {
 fn tag_value(path: &str, v: Option<u64>) -> Result<Option<u32>, SchemaError> {
     v.map(|t| u32::try_from(t).map_err(|_| format!("{path}: flow tag {t} too large")))
         .transpose()
+}
+
+fn u16_field(path: &str, v: u64) -> Result<u16, SchemaError> {
+    u16::try_from(v).map_err(|_| format!("{path}: {v} does not fit 16 bits"))
+}
+
+fn u32_field(path: &str, v: u64) -> Result<u32, SchemaError> {
+    u32::try_from(v).map_err(|_| format!("{path}: {v} does not fit 32 bits"))
+}
+
+/// `fake_device.vports`: `[{vport, gvmi, vhca_gvmi, icm_address_rx, icm_address_tx}]`,
+/// the e-switch vports the recording's rules and actions name.
+fn vport_table(fd: Obj<'_>) -> Result<Vec<VportCap>, SchemaError> {
+    let mut out: Vec<VportCap> = Vec::new();
+    for (i, v) in fd.array("vports")?.iter().enumerate() {
+        let path = format!("$.fake_device.vports[{i}]");
+        let o = Obj::of(&path, v)?;
+        let cap = VportCap {
+            vport_num: u16_field(&path, o.u64("vport")?)?,
+            vport_gvmi: u16_field(&path, o.u64("gvmi")?)?,
+            vhca_gvmi: u16_field(&path, o.u64("vhca_gvmi")?)?,
+            icm_address_rx: o.u64("icm_address_rx")?,
+            icm_address_tx: o.u64("icm_address_tx")?,
+        };
+        if out.iter().any(|c| c.vport_num == cap.vport_num) {
+            return Err(format!("{path}: vport {} listed twice", cap.vport_num));
+        }
+        out.push(cap);
+    }
+    Ok(out)
 }
 
 /// The e-switch manager's vport number, for the firmware's e-switch manager addresses.
@@ -277,6 +411,7 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
     let mut firmware = BTreeMap::new();
     let (mut version, mut gvmi, mut log_icm_size, mut max_log_sw_icm_sz) = (1u8, 0u16, None, None);
     let mut fake_sides = BTreeMap::new();
+    let (mut vports, mut esw_manager_vhca_gvmi, mut uplink) = (Vec::new(), None, BTreeMap::new());
     if let Some(fd) = top.opt("fake_device") {
         let fd = Obj::of("$.fake_device", fd)?;
         if let Some(v) = fd.opt_u64("steering_format_version")? {
@@ -305,6 +440,26 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
             if let Some(a) = fd.opt_u64(key)? {
                 firmware.entry(a).or_insert(t);
             }
+        }
+        for (side, key) in [(Side::Rx, "uplink_rx_icm"), (Side::Tx, "uplink_tx_icm")] {
+            if let Some(a) = fd.opt_u64(key)? {
+                uplink.insert(side, a);
+            }
+        }
+        esw_manager_vhca_gvmi = fd
+            .opt_u64("esw_manager_vhca_gvmi")?
+            .map(|g| u16_field("$.fake_device.esw_manager_vhca_gvmi", g))
+            .transpose()?;
+        if fd.opt("vports").is_some() {
+            vports = vport_table(fd)?;
+        }
+        for v in &vports {
+            let t = match v.vport_num {
+                UPLINK_VPORT => Terminal::Uplink,
+                n => Terminal::Vport(n),
+            };
+            firmware.entry(v.icm_address_rx).or_insert(t);
+            firmware.entry(v.icm_address_tx).or_insert(t);
         }
         // README §5.4: the sides' addresses when a file has no `domain_addrs`.
         let addr = |k: &str| fd.opt_u64(k);
@@ -356,10 +511,23 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
         });
     }
 
-    let mut matcher_tables = Vec::new();
+    let (mut matcher_tables, mut matcher_port_split) = (Vec::new(), Vec::new());
     for (i, m) in top.array("matchers")?.iter().enumerate() {
         let path = format!("$.matchers[{i}]");
-        matcher_tables.push(Obj::of(&path, m)?.u64("table")? as usize);
+        let o = Obj::of(&path, m)?;
+        matcher_tables.push(o.u64("table")? as usize);
+        let masks_port = match o.opt("mask") {
+            Some(mask) => {
+                let hex = mask
+                    .as_str()
+                    .ok_or_else(|| format!("{path}.mask: not a string"))?;
+                let mask = MatchParam::from_bytes(&unhex(&path, hex)?)
+                    .map_err(|e| format!("{path}.mask: {e}"))?;
+                mask.get(Section::Misc, misc::SOURCE_PORT) != 0
+            }
+            None => false,
+        };
+        matcher_port_split.push(masks_port);
     }
 
     let mut rules = Vec::new();
@@ -372,8 +540,17 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
             let ao = Obj::of(&apath, a)?;
             actions.push(match ao.str("type")? {
                 "drop" => RuleAction::Drop,
+                "default_miss" => RuleAction::DefaultMiss,
                 "dest_table" => RuleAction::DestTable(ao.u64("table")? as usize),
                 "tag" => RuleAction::Tag(tag_value(&apath, Some(ao.u64("value")?))?.unwrap_or(0)),
+                "dest_tir" => RuleAction::DestTir(u32_field(&apath, ao.u64("tirn")?)?),
+                "dest_qp" => RuleAction::DestQp(u32_field(&apath, ao.u64("qpn")?)?),
+                "dest_vport" => RuleAction::DestVport(u16_field(&apath, ao.u64("vport")?)?),
+                "dest_uplink" => RuleAction::DestUplink,
+                "counter" => RuleAction::Counter {
+                    id: u32_field(&apath, ao.u64("id")?)?,
+                    offset: u32_field(&apath, ao.u64("offset")?)?,
+                },
                 other => return Err(format!("{apath}: unknown action `{other}`")),
             });
         }
@@ -479,6 +656,7 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
     }
 
     Ok(Recording {
+        fdb: domain == "fdb",
         steering_format_version: version,
         gvmi,
         log_icm_size,
@@ -487,6 +665,10 @@ pub fn parse(v: &Value) -> Result<Recording, SchemaError> {
         firmware,
         tables,
         matcher_tables,
+        matcher_port_split,
+        vports,
+        esw_manager_vhca_gvmi,
+        uplink,
         rules,
         writes,
         image,

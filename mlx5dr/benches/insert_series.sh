@@ -5,12 +5,14 @@
 #   bash mlx5dr/benches/insert_series.sh [OUT] [REPEAT]
 #
 # Each run is a separate process (a fresh simulated device), so runs do not warm each
-# other up. The machine's load average is in every JSON object (`load_average`).
+# other up, and the configurations take turns, so a noisy minute spreads over all of them.
+# The machine's load average is in every JSON object (`load_average`), and so are each
+# thread's CPU time and run-queue wait (`cpu_s`, `runqueue_wait_s`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 out=${1:-insert_series.jsonl}
-repeat=${2:-3}
+repeat=${2:-5}
 
 cargo build --release -p mlx5dr --example insert_bench
 bin=${CARGO_TARGET_DIR:-target}/release/examples/insert_bench

@@ -69,8 +69,8 @@ def main():
         r = json.loads(line)
         runs.setdefault(key(r), []).append(r)
 
-    print("| configuration | runs | insert/s | delete/s | ins p50 µs | p99 | p99.9 | max | del p99.9 µs | del max | STE writes/rule | WQEs/rule | ICM B/rule | host B/rule | growths | checks | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| configuration | runs | insert/s | delete/s | insert/CPU-s | ins p50 µs | p99 | p99.9 | max | del p99.9 µs | del max | STE writes/rule | WQEs/rule | ICM B/rule | host B/rule | growths | checks | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for k in sorted(runs, key=lambda k: (k[0] != "5tuple", k[0], k[1], k[2], k[3], k[4], not k[5])):
         rs = runs[k]
         ins = [r["insert"] for r in rs]
@@ -83,6 +83,7 @@ def main():
             str(len(rs)),
             spread([i["rules_per_s"] for i in ins], k_),
             spread([d["rules_per_s"] for d in dele], k_),
+            spread([i.get("rules_per_cpu_s") for i in ins], k_),
             spread([i["p50_ns"] for i in ins], us),
             spread([i["p99_ns"] for i in ins], us),
             spread([i["p999_ns"] for i in ins], us),

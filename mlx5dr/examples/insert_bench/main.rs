@@ -282,6 +282,48 @@ struct Done<T> {
     out: T,
     hist: Histogram,
     took: Duration,
+    /// The thread's time on a CPU and waiting for one during the loop, if the system
+    /// tells ([`Sched`]).
+    sched: Option<Sched>,
+}
+
+/// How the scheduler treated a thread: time on a CPU, and time runnable but waiting on
+/// a run queue (what other processes on a shared machine cost it). Linux's
+/// `/proc/thread-self/schedstat`, in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+struct Sched {
+    cpu: Duration,
+    waited: Duration,
+    /// The CPU the thread last ran on (`/proc/thread-self/stat`, field 39).
+    last_cpu: Option<u32>,
+}
+
+impl Sched {
+    /// The calling thread's totals so far, or `None` where the file does not exist.
+    fn now() -> Option<Sched> {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+        let last_cpu = std::fs::read_to_string("/proc/thread-self/stat")
+            .ok()
+            .and_then(|st| {
+                // Fields after the parenthesised command name start at field 3.
+                let rest = &st[st.rfind(')')? + 1..];
+                rest.split_whitespace().nth(39 - 3)?.parse().ok()
+            });
+        Some(Sched {
+            cpu: Duration::from_nanos(it.next()??),
+            waited: Duration::from_nanos(it.next()??),
+            last_cpu,
+        })
+    }
+
+    fn since(self, earlier: Sched) -> Sched {
+        Sched {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            waited: self.waited.saturating_sub(earlier.waited),
+            last_cpu: self.last_cpu,
+        }
+    }
 }
 
 /// A timed phase: the wall time from the common start to the last thread's end, and
@@ -316,7 +358,10 @@ fn timed<W: Send, T: Send>(
                 let (go, f) = (&go, &f);
                 s.spawn(move || {
                     go.wait();
-                    f(w)
+                    let before = Sched::now();
+                    let mut done = f(w)?;
+                    done.sched = Sched::now().zip(before).map(|(b, a)| b.since(a));
+                    Ok::<_, String>(done)
                 })
             })
             .collect();
@@ -367,6 +412,7 @@ fn insert_loop(
         took: start.elapsed(),
         out: w.rules,
         hist: w.hist,
+        sched: None,
     })
 }
 
@@ -395,6 +441,7 @@ fn delete_loop(
         took: start.elapsed(),
         out: rules,
         hist,
+        sched: None,
     })
 }
 
@@ -417,6 +464,17 @@ struct PhaseReport {
     doorbells: u64,
     full_waits: u64,
     allocs: f64,
+    /// Rules the phase handled.
+    n: u64,
+    /// CPU seconds of all threads and seconds spent waiting for a CPU (if known).
+    cpu: Option<(f64, f64)>,
+    /// Rules per second had no thread ever waited for a CPU: the phase's rules over the
+    /// longest thread's time less its run-queue wait. An estimate of the rate on an idle
+    /// machine, for a machine shared with other work (it cannot undo cache sharing, or a
+    /// lock holder's wait passed on to a thread blocked on that lock).
+    unloaded_rate: Option<f64>,
+    /// The CPU each thread last ran on.
+    cpus: Vec<Option<u32>>,
 }
 
 impl PhaseReport {
@@ -445,6 +503,33 @@ impl PhaseReport {
             doorbells: b.send.doorbells - a.send.doorbells,
             full_waits: b.send.full_waits - a.send.full_waits,
             allocs: per(b.mem.allocs - a.mem.allocs),
+            n,
+            cpus: p
+                .threads
+                .iter()
+                .map(|t| t.sched.and_then(|s| s.last_cpu))
+                .collect(),
+            cpu: p
+                .threads
+                .iter()
+                .map(|t| {
+                    t.sched
+                        .map(|s| (s.cpu.as_secs_f64(), s.waited.as_secs_f64()))
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|v| {
+                    v.iter()
+                        .fold((0.0, 0.0), |acc, x| (acc.0 + x.0, acc.1 + x.1))
+                }),
+            unloaded_rate: p
+                .threads
+                .iter()
+                .map(|t| {
+                    t.sched
+                        .map(|s| t.took.saturating_sub(s.waited).as_secs_f64())
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|v| n as f64 / v.iter().fold(0.0f64, |m, x| m.max(*x))),
         }
     }
 
@@ -467,6 +552,11 @@ impl PhaseReport {
             "doorbells": self.doorbells,
             "full_waits": self.full_waits,
             "heap_allocs_per_rule": self.allocs,
+            "cpu_s": self.cpu.map(|c| c.0),
+            "runqueue_wait_s": self.cpu.map(|c| c.1),
+            "rules_per_cpu_s": self.cpu.map(|c| (self.n as f64 / c.0).round()),
+            "unloaded_rules_per_s": self.unloaded_rate.map(f64::round),
+            "thread_cpus": self.cpus,
         })
     }
 }
@@ -688,6 +778,37 @@ fn run(args: &Args) -> Result<bool> {
             )?;
         }
     }
+    let cpu = |r: &PhaseReport, f: fn((f64, f64)) -> f64| {
+        r.cpu.map_or("-".into(), |c| format!("{:.3}", f(c)))
+    };
+    row(
+        w,
+        "CPU s (all threads)",
+        cpu(&ins_rep, |c| c.0),
+        cpu(&del_rep, |c| c.0),
+    )?;
+    row(
+        w,
+        "waiting for a CPU s",
+        cpu(&ins_rep, |c| c.1),
+        cpu(&del_rep, |c| c.1),
+    )?;
+    let unloaded = |r: &PhaseReport| r.unloaded_rate.map_or("-".into(), |x| format!("{x:.0}"));
+    row(
+        w,
+        "rules/s less CPU waits",
+        unloaded(&ins_rep),
+        unloaded(&del_rep),
+    )?;
+    let cpus = |r: &PhaseReport| {
+        let names: Vec<String> = r
+            .cpus
+            .iter()
+            .map(|c| c.map_or("?".into(), |c| c.to_string()))
+            .collect();
+        names.join("/")
+    };
+    row(w, "threads last ran on CPU", cpus(&ins_rep), cpus(&del_rep))?;
     row(
         w,
         "STE writes/rule",

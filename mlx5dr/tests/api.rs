@@ -376,3 +376,21 @@ fn a_failed_fdb_action_change_leaves_both_sides_alike() {
     }
     assert!(failures >= 2, "{failures}");
 }
+
+/// A device that offers definers (as a ConnectX-7 may) still gets matchers: the engine
+/// keeps to the legacy lookups until it builds definer tables.
+#[test]
+fn devices_with_definers_get_legacy_lookups() {
+    let mut p = ::sim::profile::Profile::new(DeviceModel::ConnectX7);
+    p.match_definer_format_supported = u64::MAX;
+    let be = Arc::new(SimBackend::with_profile(p).unwrap());
+    let dev: Arc<dyn Device> = be.clone();
+    let dmn = Domain::open(dev, DomainType::NicRx).unwrap();
+    let table = Table::new(&dmn, 1).unwrap();
+    let rig = Rig { be, dmn, table };
+    let m = Matcher::new(&rig.table, &five_tuple_mask(), MatcherOptions::default()).unwrap();
+    let tag = m.actions(&[Action::flow_tag(9).unwrap()]).unwrap();
+    let _r = m.insert(&five_tuple(4), &tag).unwrap();
+    assert_eq!(rig.classify(&five_tuple(4)), Ok(Some(9)));
+    assert_eq!(rig.classify(&five_tuple(5)), Ok(None));
+}

@@ -215,7 +215,11 @@ impl Matcher {
     ) -> Result<Arc<Matcher>, MatcherError> {
         let dmn = table.domain();
         let caps = dmn.ste_caps();
-        let chain_caps = ChainCaps::new(dmn.caps(), &caps)?;
+        let mut chain_caps = ChainCaps::new(dmn.caps(), &caps)?;
+        // The hash-table engine does not build definer (match-type) tables yet, so keep
+        // to the legacy lookups, as rdma-core does when CREATE_DEFINER fails: a mask
+        // only a definer could match is refused naming the field.
+        chain_caps.definer_formats = 0;
         // Every side's lookups first: a mask no side can match fails before anything is
         // written.
         let mut chains = PerSide::default();

@@ -166,6 +166,8 @@ pub use error::{HtblError, RemoveError};
 pub use grow::DEFAULT_GROWTH_STEP;
 pub use tables::{MatcherTables, TablesConfig};
 
+use std::num::NonZeroU32;
+
 use ste_builder::ste::{SteCtrl, STE_SIZE};
 use ste_builder::SteFormat;
 
@@ -232,7 +234,8 @@ impl LastSte for HitOnly {
 /// own, and the rule stays until the last one is.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct RuleHandle {
-    tables: u32,
+    // Non-zero, so `Option<RuleHandle>` is 8 bytes: a `Rule` holds one per side.
+    tables: NonZeroU32,
     ste: u32,
 }
 

@@ -92,7 +92,7 @@ impl TablesConfig {
 /// (nothing may point at its start table or end anchor any more, through completed
 /// writes).
 pub struct MatcherTables {
-    id: u32,
+    id: NonZeroU32,
     enc: Encoder,
     levels: Box<[Level]>,
     grow: bool,
@@ -250,7 +250,8 @@ impl MatcherTables {
         let mut tables = Arena::new();
         let start = tables.insert(TableRec::new(start_chunk, NIL, 0));
         Ok(MatcherTables {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            // Ids wrap after 2^32 instances; 0 is skipped (it cannot be a handle's).
+            id: NonZeroU32::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU32::MIN),
             enc,
             levels,
             grow: cfg.grow,

@@ -16,6 +16,7 @@ use ste_builder::prm::dr_match_set_misc as misc;
 use ste_builder::{Caps, HtblType, MatchCriteria, MatchParam, Section, SteBuild, SteFormat};
 
 use super::l4::{self, PortOfOtherProtocol, PortWithoutProtocol};
+use super::plan::ValuePlan;
 use super::select;
 use super::typed::RawMatch;
 use crate::caps::{CapsError, DeviceCaps, TableType};
@@ -273,13 +274,15 @@ impl fmt::Debug for HexTag<'_> {
 ///
 /// Invariants: 1 to [`MAX_LOOKUPS`] lookups; `mask` is the matcher's normalised mask
 /// (only enabled sections, only named fields DR copies), and the lookups together
-/// consume all of it (on the FDB RX side, all but the source port).
+/// consume all of it (on the FDB RX side, all but the source port); `plan` was made
+/// from `criteria` and `mask`.
 #[derive(Debug, Clone)]
 pub struct BuilderChain {
     side: DomainSide,
     format: SteFormat,
     criteria: MatchCriteria,
     mask: MatchParam,
+    plan: ValuePlan,
     builders: Vec<SteBuild>,
 }
 
@@ -338,6 +341,7 @@ impl BuilderChain {
             side,
             format: caps.format,
             criteria,
+            plan: ValuePlan::new(criteria, &normalised),
             mask: normalised,
             builders,
         })
@@ -434,14 +438,35 @@ impl BuilderChain {
     /// compares is refused ([`BuildError::Unmatchable`]). `caps` is read for the vport
     /// table, so a rule naming a vport needs it there first.
     pub fn rule_tags(&self, value: &MatchParam, caps: &Caps) -> Result<RuleTags, RuleError> {
+        self.plan.check(&self.mask, value)?;
+        // Within the normalised mask, the value is its own normalised copy (see
+        // `super::plan`): the lookups consume a plain copy of it.
+        let mut work = value.clone();
+        self.tags(&mut work, caps)
+    }
+
+    /// [`Self::rule_tags`] as DR spells it out: the full value-within-mask check, the
+    /// normalising copy, DR's pre-check and the port check, each from the mask again.
+    /// The reference the fast path is tested against.
+    #[cfg(test)]
+    pub(crate) fn rule_tags_reference(
+        &self,
+        value: &MatchParam,
+        caps: &Caps,
+    ) -> Result<RuleTags, RuleError> {
         MatchParam::check_value_within_mask(&self.mask, value)?;
         let mut work = MatchParam::copy_from(self.criteria, value);
         match_param::pre_check(self.criteria, &self.mask, Some(&work))?;
         l4::check_value(self.criteria, &work)?;
+        self.tags(&mut work, caps)
+    }
+
+    /// One tag per lookup of a checked, normalised value, consuming `work`.
+    fn tags(&self, work: &mut MatchParam, caps: &Caps) -> Result<RuleTags, RuleError> {
         let mut tags = RuleTags::empty();
         for (i, b) in self.builders.iter().enumerate() {
             let n = b.tag_len();
-            b.tag_checked(&mut work, caps, &mut tags.tags[i][..n])?;
+            b.tag_checked(work, caps, &mut tags.tags[i][..n])?;
             // `n` is 16 or 32.
             tags.tag_len[i] = n as u8;
         }

@@ -75,22 +75,60 @@ pub fn check_mask(criteria: MatchCriteria, mask: &MatchParam) -> Result<(), Port
 /// of a protocol other than its own.
 pub fn check_value(criteria: MatchCriteria, value: &MatchParam) -> Result<(), PortOfOtherProtocol> {
     for (section, bit) in HEADERS {
-        if !criteria.contains(bit) {
-            continue;
-        }
-        let protocol = value.get(section, spec::IP_PROTOCOL);
-        let stray = PORTS
-            .iter()
-            .find(|(_, f, owner)| *owner != protocol && value.get(section, *f) != 0);
-        if let Some((field, _, _)) = stray {
-            return Err(PortOfOtherProtocol {
-                section,
-                field,
-                protocol: protocol as u8,
-            });
+        if criteria.contains(bit) {
+            check_section(section, value)?;
         }
     }
     Ok(())
+}
+
+/// [`check_value`] prepared for one matcher: it reads only the sections where the mask
+/// matches a port, since a value within the mask sets no port bit anywhere else.
+///
+/// Invariant: for every value within the mask it was made from, [`ValueCheck::check`]
+/// returns what [`check_value`] returns for the mask's criteria.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueCheck {
+    /// Outer, then inner: whether the criteria enable the section and the mask has a
+    /// port bit in it.
+    sections: [Option<Section>; 2],
+}
+
+impl ValueCheck {
+    /// The check for values within `mask` (a normalised mask) under `criteria`.
+    pub fn new(criteria: MatchCriteria, mask: &MatchParam) -> ValueCheck {
+        let with_ports = |(section, bit): (Section, MatchCriteria)| {
+            let ports = PORTS.iter().any(|(_, f, _)| mask.get(section, *f) != 0);
+            (criteria.contains(bit) && ports).then_some(section)
+        };
+        ValueCheck {
+            sections: HEADERS.map(with_ports),
+        }
+    }
+
+    /// [`check_value`] of a value within the mask.
+    pub fn check(&self, value: &MatchParam) -> Result<(), PortOfOtherProtocol> {
+        for section in self.sections.into_iter().flatten() {
+            check_section(section, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first port field of `section` set for a protocol other than the value's own.
+fn check_section(section: Section, value: &MatchParam) -> Result<(), PortOfOtherProtocol> {
+    let protocol = value.get(section, spec::IP_PROTOCOL);
+    let stray = PORTS
+        .iter()
+        .find(|(_, f, owner)| *owner != protocol && value.get(section, *f) != 0);
+    match stray {
+        Some((field, _, _)) => Err(PortOfOtherProtocol {
+            section,
+            field,
+            protocol: protocol as u8,
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@
 pub mod chain;
 mod field;
 pub mod l4;
+mod plan;
 pub mod select;
 pub mod typed;
 

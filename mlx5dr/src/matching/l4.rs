@@ -16,7 +16,7 @@
 //!
 //! Together these make the STE's answer equal the PRM's for every packet.
 
-use ste_builder::bits::BitField;
+use ste_builder::bits::{self, BitField};
 use ste_builder::prm::dr_match_spec as spec;
 use ste_builder::{MatchCriteria, MatchParam, Section};
 
@@ -117,18 +117,19 @@ impl ValueCheck {
 
 /// The first port field of `section` set for a protocol other than the value's own.
 fn check_section(section: Section, value: &MatchParam) -> Result<(), PortOfOtherProtocol> {
-    let protocol = value.get(section, spec::IP_PROTOCOL);
-    let stray = PORTS
-        .iter()
-        .find(|(_, f, owner)| *owner != protocol && value.get(section, *f) != 0);
-    match stray {
-        Some((field, _, _)) => Err(PortOfOtherProtocol {
-            section,
-            field,
-            protocol: protocol as u8,
-        }),
-        None => Ok(()),
+    let bytes = value.section(section);
+    let protocol = bits::get(bytes, spec::IP_PROTOCOL);
+    // A plain loop over the constant table, so that each field read is a fixed one.
+    for (field, f, owner) in PORTS {
+        if owner != protocol && bits::get(bytes, f) != 0 {
+            return Err(PortOfOtherProtocol {
+                section,
+                field,
+                protocol: protocol as u8,
+            });
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! [`super::chain::BuilderChain::rule_tags`]). [`ValuePlan`] holds what those checks
 //! need from the mask, so that a rule pays for reading its own value only:
 //!
-//! - "within the mask" is one pass of 56 word-wide `value & !mask` over the 448 bytes;
+//! - "within the mask" is one pass of `value & !mask` over the 448 bytes, which the
+//!   compiler does 16 bytes at a time;
 //!   only a value that fails it goes through [`MatchParam::check_value_within_mask`],
 //!   which names the first offending field;
 //! - the IP versions to compare are the mask's, read once;
@@ -17,15 +18,13 @@
 //! [`MatchParam::copy_from`] of such a value is the value itself, and a plain copy
 //! serves as the lookups' work buffer.
 
-use ste_builder::match_param::{PreCheckError, SECTION_SIZE};
+use ste_builder::bits;
+use ste_builder::match_param::PreCheckError;
 use ste_builder::prm::dr_match_spec as spec;
 use ste_builder::{MatchCriteria, MatchParam, Section};
 
 use super::chain::RuleError;
 use super::l4;
-
-/// 64-bit words in a section.
-const WORDS: usize = SECTION_SIZE / 8;
 
 /// The per-rule checks of one matcher, prepared from its normalised mask.
 ///
@@ -35,9 +34,9 @@ const WORDS: usize = SECTION_SIZE / 8;
 /// and [`l4::check_value`], in that order.
 #[derive(Debug, Clone)]
 pub(super) struct ValuePlan {
-    /// The mask's complement, section by section and word by word in native byte
-    /// order: a value bit set under one of these bits lies outside the mask.
-    outside: [[u64; WORDS]; 7],
+    /// The mask's complement: a value bit set under one of its bits lies outside the
+    /// mask.
+    outside: MatchParam,
     /// Outer, then inner: the IP version the mask names, when the criteria enable the
     /// section and the mask sets one.
     ip_versions: [Option<(Section, u8)>; 2],
@@ -48,13 +47,12 @@ pub(super) struct ValuePlan {
 impl ValuePlan {
     /// The plan for `mask`, the matcher's normalised mask under `criteria`.
     pub(super) fn new(criteria: MatchCriteria, mask: &MatchParam) -> ValuePlan {
-        let outside = Section::ALL.map(|s| {
-            let mut words = [0u64; WORDS];
-            for (w, bytes) in words.iter_mut().zip(mask.section(s).chunks_exact(8)) {
-                *w = !word(bytes);
+        let mut outside = MatchParam::default();
+        for s in Section::ALL {
+            for (o, m) in outside.section_mut(s).iter_mut().zip(mask.section(s)) {
+                *o = !m;
             }
-            words
-        });
+        }
         let ip_version = |(section, bit): (Section, MatchCriteria)| {
             let m = mask.get(section, spec::IP_VERSION) as u8;
             (criteria.contains(bit) && m != 0).then_some((section, m))
@@ -73,10 +71,11 @@ impl ValuePlan {
     /// Checks a rule's value against the plan's mask (`mask`, the one the plan was made
     /// from, read only to name the field of a value outside it).
     pub(super) fn check(&self, mask: &MatchParam, value: &MatchParam) -> Result<(), RuleError> {
-        let mut stray = 0;
-        for (s, out) in Section::ALL.into_iter().zip(&self.outside) {
-            for (bytes, o) in value.section(s).chunks_exact(8).zip(out) {
-                stray |= word(bytes) & o;
+        // Fixed-length byte loops the compiler turns into wide ANDs and ORs.
+        let mut stray = 0u8;
+        for s in Section::ALL {
+            for (v, o) in value.section(s).iter().zip(self.outside.section(s)) {
+                stray |= v & o;
             }
         }
         if stray != 0 {
@@ -84,7 +83,7 @@ impl ValuePlan {
             MatchParam::check_value_within_mask(mask, value)?;
         }
         for (section, m) in self.ip_versions.into_iter().flatten() {
-            let v = value.get(section, spec::IP_VERSION) as u8;
+            let v = bits::get(value.section(section), spec::IP_VERSION) as u8;
             if v != m {
                 return Err(PreCheckError::IpVersionValue {
                     section,
@@ -97,15 +96,6 @@ impl ValuePlan {
         self.ports.check(value)?;
         Ok(())
     }
-}
-
-/// Eight bytes of a match parameter as a native-endian word (both operands of the
-/// within-mask check are read the same way, so the order does not matter).
-#[inline(always)]
-fn word(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(bytes);
-    u64::from_ne_bytes(w)
 }
 
 /// The model test's random matcher shapes and rule values.

@@ -16,7 +16,6 @@
 //! behind its own, and ICM has its own fine-grained locks; a doorbell never takes the
 //! firmware lock, so rule writes on different queues proceed in parallel.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -27,7 +26,7 @@ use crate::cmd::{CommandFault, CommandInterface, Completion, MailboxError};
 use crate::endpoint::Terminal;
 use crate::fw::{Firmware, FwExit, FwHop, TableType};
 use crate::host_mem::{HostMemory, MemoryRegistry, Mr, MrError};
-use crate::icm::{Icm, IcmAlloc, IcmError, IcmKind};
+use crate::icm::{Icm, IcmAlloc, IcmError, IcmKind, KeyMap};
 use crate::packet::{Packet, Side};
 use crate::pipeline::{
     self, Action, ApplyError, EnvError, Environment, PacketState, Verdict, WalkConfig,
@@ -135,7 +134,8 @@ pub struct Device {
     firmware: Mutex<FirmwareState>,
     icm: Icm,
     mrs: MemoryRegistry,
-    queues: RwLock<HashMap<u32, Arc<Mutex<SteeringQueue>>>>,
+    /// By QP number; hashed with the cheap key hasher, since every doorbell looks here.
+    queues: RwLock<KeyMap<Arc<Mutex<SteeringQueue>>>>,
     next_qpn: AtomicU32,
     icm_faults: Mutex<IcmFaults>,
 }
@@ -165,7 +165,7 @@ impl Device {
             }),
             icm,
             mrs: MemoryRegistry::new(),
-            queues: RwLock::new(HashMap::new()),
+            queues: RwLock::new(KeyMap::default()),
             next_qpn: AtomicU32::new(0x100),
             icm_faults: Mutex::new(IcmFaults::default()),
         })

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Why a host-memory access failed.
@@ -222,6 +223,9 @@ struct Registry {
 /// reused, so a stale lkey or address fails instead of reaching a newer buffer.
 pub struct MemoryRegistry {
     inner: RwLock<Registry>,
+    /// Bumped after every deregistration, once the lkey is gone: an [`LkeyCache`] filled
+    /// at an earlier generation may hold an lkey that no longer resolves.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for MemoryRegistry {
@@ -247,6 +251,7 @@ impl MemoryRegistry {
                 next_lkey: FIRST_LKEY,
                 next_iova: IOVA_BASE,
             }),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -285,6 +290,7 @@ impl MemoryRegistry {
             .by_lkey
             .remove(&lkey)
             .ok_or(MrError::UnknownLkey(lkey))?;
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(Mr {
             lkey,
             iova: region.iova,
@@ -307,15 +313,43 @@ impl MemoryRegistry {
     pub fn lookup(&self, lkey: u32, addr: u64, len: u64) -> Result<MrSpan, MrError> {
         let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let region = reg.by_lkey.get(&lkey).ok_or(MrError::UnknownLkey(lkey))?;
-        let oob = MrError::OutOfBounds { lkey, addr, len };
-        let offset = addr.checked_sub(region.iova).ok_or(oob.clone())?;
-        let end = offset.checked_add(len).ok_or(oob.clone())?;
-        if end > region.mem.len() as u64 {
-            return Err(oob);
-        }
+        let offset = region_offset(lkey, region.iova, region.mem.len(), addr, len)?;
         Ok(MrSpan {
             mem: region.mem.clone(),
-            offset: offset as usize,
+            offset,
+            len: len as usize,
+        })
+    }
+
+    /// [`MemoryRegistry::lookup`] through `cache`: the same checks and errors, but an
+    /// lkey already in the cache costs a short scan instead of a locked map lookup and
+    /// a buffer handle clone. Call [`LkeyCache::refresh`] before each group of lookups
+    /// whose spans are used together (a WQE's).
+    pub fn lookup_cached(
+        &self,
+        cache: &mut LkeyCache,
+        lkey: u32,
+        addr: u64,
+        len: u64,
+    ) -> Result<CachedSpan, MrError> {
+        let slot = match cache.entries.iter().position(|e| e.lkey == lkey) {
+            Some(slot) => slot,
+            None => {
+                let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
+                let region = reg.by_lkey.get(&lkey).ok_or(MrError::UnknownLkey(lkey))?;
+                cache.entries.push(CachedMr {
+                    lkey,
+                    mem: region.mem.clone(),
+                    iova: region.iova,
+                });
+                cache.entries.len() - 1
+            }
+        };
+        let entry = &cache.entries[slot];
+        let offset = region_offset(lkey, entry.iova, entry.mem.len(), addr, len)?;
+        Ok(CachedSpan {
+            slot,
+            offset,
             len: len as usize,
         })
     }
@@ -333,6 +367,85 @@ impl MemoryRegistry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The offset in a registration's buffer of `len` bytes at IOVA `addr`, if the whole span
+/// lies in it.
+fn region_offset(lkey: u32, iova: u64, size: usize, addr: u64, len: u64) -> Result<usize, MrError> {
+    let oob = MrError::OutOfBounds { lkey, addr, len };
+    let offset = addr.checked_sub(iova).ok_or(oob.clone())?;
+    match offset.checked_add(len) {
+        Some(end) if end <= size as u64 => Ok(offset as usize),
+        _ => Err(oob),
+    }
+}
+
+/// How many registrations an [`LkeyCache`] keeps before [`LkeyCache::refresh`] starts it
+/// over. A steering queue uses a handful (its staging and sync buffers).
+const LKEY_CACHE_SLOTS: usize = 16;
+
+struct CachedMr {
+    lkey: u32,
+    mem: HostMemory,
+    iova: u64,
+}
+
+/// A memo of lkey resolutions, kept by a steering queue across doorbells.
+///
+/// Invariant: after [`refresh`](LkeyCache::refresh), every entry was live at the
+/// registry's current generation: any deregistration empties the memo at the next
+/// refresh. Entries are only added between refreshes, so a [`CachedSpan`] stays valid
+/// until then.
+#[derive(Default)]
+pub struct LkeyCache {
+    generation: u64,
+    entries: Vec<CachedMr>,
+}
+
+impl std::fmt::Debug for LkeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LkeyCache")
+            .field("generation", &self.generation)
+            .field(
+                "lkeys",
+                &self.entries.iter().map(|e| e.lkey).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl LkeyCache {
+    /// An empty memo.
+    pub fn new() -> LkeyCache {
+        LkeyCache::default()
+    }
+
+    /// Forgets everything if `registry` deregistered anything since the last refresh
+    /// (or the memo is full). Spans from before a refresh must not be used after it.
+    pub fn refresh(&mut self, registry: &MemoryRegistry) {
+        let generation = registry.generation.load(Ordering::Acquire);
+        if generation != self.generation || self.entries.len() >= LKEY_CACHE_SLOTS {
+            self.entries.clear();
+            self.generation = generation;
+        }
+    }
+
+    /// The buffer a span from [`MemoryRegistry::lookup_cached`] lies in; `None` for a
+    /// span from before the last [`refresh`](LkeyCache::refresh) that no longer fits.
+    pub fn memory(&self, span: &CachedSpan) -> Option<&HostMemory> {
+        self.entries.get(span.slot).map(|e| &e.mem)
+    }
+}
+
+/// A resolved data-segment span in an [`LkeyCache`]: its buffer is
+/// [`LkeyCache::memory`], the bytes `offset..offset + len` of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedSpan {
+    slot: usize,
+    /// Offset of the span's first byte in the buffer.
+    pub offset: usize,
+    /// The span's length.
+    pub len: usize,
 }
 
 #[cfg(test)]
@@ -414,5 +527,40 @@ mod tests {
         assert!(mc.lkey != ma.lkey && mc.iova > mb.iova);
         assert_eq!(reg.len(), 2);
         assert_eq!(reg.register(&HostMemory::new(0)), Err(MrError::Empty));
+    }
+
+    #[test]
+    fn cached_lookups_check_as_uncached_ones_and_forget_deregistrations() {
+        let reg = MemoryRegistry::new();
+        let a = HostMemory::new(100);
+        let ma = reg.register(&a).unwrap();
+        let mut cache = LkeyCache::new();
+        cache.refresh(&reg);
+        let span = reg
+            .lookup_cached(&mut cache, ma.lkey, ma.iova + 10, 90)
+            .unwrap();
+        assert!(cache.memory(&span).unwrap().same_buffer(&a));
+        assert_eq!((span.offset, span.len), (10, 90));
+        let again = reg.lookup_cached(&mut cache, ma.lkey, ma.iova, 1).unwrap();
+        assert_eq!(cache.memory(&again).map(HostMemory::len), Some(100));
+        assert_eq!(
+            reg.lookup_cached(&mut cache, ma.lkey, ma.iova + 10, 91),
+            Err(MrError::OutOfBounds {
+                lkey: ma.lkey,
+                addr: ma.iova + 10,
+                len: 91
+            })
+        );
+        assert_eq!(
+            reg.lookup_cached(&mut cache, 0x100, 0, 1),
+            Err(MrError::UnknownLkey(0x100))
+        );
+        reg.deregister(ma.lkey).unwrap();
+        cache.refresh(&reg);
+        assert!(cache.memory(&span).is_none());
+        assert_eq!(
+            reg.lookup_cached(&mut cache, ma.lkey, ma.iova, 1),
+            Err(MrError::UnknownLkey(ma.lkey))
+        );
     }
 }

@@ -11,7 +11,9 @@
 //! reads as zeros and costs nothing, so a device-sized range (1 GiB or more) is cheap, and
 //! writers to different chunks do not contend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use memmap2::{MmapMut, MmapOptions};
@@ -242,6 +244,117 @@ fn anon_map(len: u64) -> MmapMut {
         .expect("anonymous map for simulated ICM")
 }
 
+/// `[offset, offset + len)` of a zero-based registration of `alloc`, as an ICM address.
+fn zero_based(alloc: &IcmAlloc, offset: u64, len: u64) -> Result<u64, IcmError> {
+    match offset.checked_add(len) {
+        Some(end) if end <= alloc.size => Ok(alloc.addr + offset),
+        _ => Err(IcmError::OutOfBounds {
+            addr: alloc.addr.saturating_add(offset),
+            len,
+        }),
+    }
+}
+
+/// A hasher for small integer keys (rkeys, lkeys, QP numbers): one rotate, xor and
+/// multiply per word, as rustc's FxHash. The keys are handed out by the device, not
+/// chosen by an adversary, so SipHash's flood resistance buys nothing here, and its
+/// cost (~20 ns a lookup) is most of a lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The odd multiplier FxHash uses; the top bits (which hashbrown's control
+        // bytes take) depend on every bit of the key.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A hash map keyed by device-issued integers, hashed with [`KeyHasher`].
+pub(crate) type KeyMap<V> = HashMap<u32, V, BuildHasherDefault<KeyHasher>>;
+
+/// An ICM span resolved from an rkey and offset ([`Icm::resolve_cached`]): where it is,
+/// which range holds it, and the ICM generation the resolution is valid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmPlace {
+    /// First ICM address.
+    pub addr: u64,
+    /// Bytes.
+    pub len: u64,
+    range: usize,
+    generation: u64,
+}
+
+impl IcmPlace {
+    /// The part `[skip, skip + len)` of this place, if it lies inside it.
+    pub fn sub(self, skip: u64, len: u64) -> Option<IcmPlace> {
+        let end = skip.checked_add(len)?;
+        (end <= self.len).then_some(IcmPlace {
+            addr: self.addr + skip,
+            len,
+            ..self
+        })
+    }
+}
+
+/// How many rkeys an [`RkeyCache`] remembers. A steering queue writes into a few pools'
+/// regions at a time; a miss costs only the locked map lookup it replaces.
+const RKEY_CACHE_SLOTS: usize = 8;
+
+/// A memo of rkey resolutions, kept by a steering queue across doorbells.
+///
+/// Invariant: every entry was looked up while the ICM's generation was `generation`;
+/// the whole memo is dropped as soon as the ICM's generation moves on (any free), so an
+/// entry never outlives its allocation. Allocations made later are simply misses.
+#[derive(Debug, Clone, Default)]
+pub struct RkeyCache {
+    generation: u64,
+    entries: [Option<(u32, IcmAlloc, usize)>; RKEY_CACHE_SLOTS],
+    /// The slot the next miss replaces (round robin).
+    next: usize,
+}
+
+impl RkeyCache {
+    /// An empty memo.
+    pub fn new() -> RkeyCache {
+        RkeyCache::default()
+    }
+
+    fn clear(&mut self, generation: u64) {
+        *self = RkeyCache {
+            generation,
+            ..RkeyCache::default()
+        };
+    }
+
+    fn get(&self, rkey: u32) -> Option<(IcmAlloc, usize)> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|(key, _, _)| *key == rkey)
+            .map(|&(_, alloc, range)| (alloc, range))
+    }
+
+    fn put(&mut self, rkey: u32, (alloc, range): (IcmAlloc, usize)) {
+        self.entries[self.next] = Some((rkey, alloc, range));
+        self.next = (self.next + 1) % RKEY_CACHE_SLOTS;
+    }
+}
+
 /// The device's SW-ICM: ranges per kind, allocations, and their contents.
 ///
 /// All methods take `&self`; the type is `Send + Sync`, and accesses to different
@@ -250,9 +363,13 @@ pub struct Icm {
     ranges: Vec<Range>,
     /// Live allocations by start address.
     allocs: RwLock<BTreeMap<u64, IcmAlloc>>,
-    /// Start address of the live allocation of each rkey.
-    by_rkey: RwLock<std::collections::HashMap<u32, u64>>,
+    /// The live allocation of each rkey, and the index of its range in `ranges`.
+    by_rkey: RwLock<KeyMap<(IcmAlloc, usize)>>,
     next_rkey: Mutex<u32>,
+    /// Bumped after every free, once the allocation is gone from both maps: a
+    /// resolution made at an earlier generation may name memory that is no longer
+    /// allocated, one made at the current generation cannot ([`RkeyCache`]).
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Icm {
@@ -295,8 +412,9 @@ impl Icm {
         Icm {
             ranges: layouts.iter().map(|&l| Range::new(l)).collect(),
             allocs: RwLock::new(BTreeMap::new()),
-            by_rkey: RwLock::new(std::collections::HashMap::new()),
+            by_rkey: RwLock::new(KeyMap::default()),
             next_rkey: Mutex::new(0x100),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -306,16 +424,21 @@ impl Icm {
     }
 
     fn range_of_kind(&self, kind: IcmKind) -> Result<&Range, IcmError> {
+        self.range_index(kind).map(|i| &self.ranges[i])
+    }
+
+    fn range_index(&self, kind: IcmKind) -> Result<usize, IcmError> {
         self.ranges
             .iter()
-            .find(|r| r.layout.kind == kind)
+            .position(|r| r.layout.kind == kind)
             .ok_or(IcmError::NoSuchKind(kind))
     }
 
     /// Allocates `size` bytes of `kind`, aligned to `1 << log_align` (and at least to the
     /// range's granularity). The size is rounded up to the granularity.
     pub fn alloc(&self, kind: IcmKind, size: u64, log_align: u8) -> Result<IcmAlloc, IcmError> {
-        let range = self.range_of_kind(kind)?;
+        let index = self.range_index(kind)?;
+        let range = &self.ranges[index];
         let l = range.layout;
         let bad = IcmError::BadRequest {
             kind,
@@ -351,7 +474,7 @@ impl Icm {
         self.by_rkey
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(rkey, addr);
+            .insert(rkey, (alloc, index));
         Ok(alloc)
     }
 
@@ -368,6 +491,9 @@ impl Icm {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&alloc.rkey);
+        // After both removals: whoever sees the new generation and then looks the rkey
+        // up does not find it.
+        self.generation.fetch_add(1, Ordering::Release);
         let range = self.range_of_kind(alloc.kind)?;
         range.give_back(alloc.addr, alloc.size);
         Ok(alloc)
@@ -390,23 +516,81 @@ impl Icm {
     /// WQE names a byte `offset` into the allocation whose key is `rkey`. Returns the ICM
     /// address of `[offset, offset + len)`, which must lie inside that allocation.
     pub fn resolve(&self, rkey: u32, offset: u64, len: u64) -> Result<u64, IcmError> {
-        let allocs = self.allocs.read().unwrap_or_else(|e| e.into_inner());
-        let base = *self
-            .by_rkey
+        let (alloc, _) = self.alloc_of_rkey(rkey, offset)?;
+        zero_based(&alloc, offset, len)
+    }
+
+    /// The live allocation of `rkey` and its range index; `offset` only goes into the
+    /// error.
+    fn alloc_of_rkey(&self, rkey: u32, offset: u64) -> Result<(IcmAlloc, usize), IcmError> {
+        self.by_rkey
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&rkey)
-            .ok_or(IcmError::BadRkey { rkey, addr: offset })?;
-        let a = allocs
-            .get(&base)
-            .ok_or(IcmError::BadRkey { rkey, addr: offset })?;
-        match offset.checked_add(len) {
-            Some(end) if end <= a.size => Ok(a.addr + offset),
-            _ => Err(IcmError::OutOfBounds {
-                addr: a.addr.saturating_add(offset),
-                len,
-            }),
+            .copied()
+            .ok_or(IcmError::BadRkey { rkey, addr: offset })
+    }
+
+    /// [`Icm::resolve`] through `cache`: the same checks and errors, but an rkey seen
+    /// before (and not freed since) costs a short scan instead of a locked map lookup.
+    /// The result can be handed to [`Icm::write_at`] and [`Icm::read_at`].
+    pub fn resolve_cached(
+        &self,
+        cache: &mut RkeyCache,
+        rkey: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<IcmPlace, IcmError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if cache.generation != generation {
+            cache.clear(generation);
         }
+        let (alloc, range) = match cache.get(rkey) {
+            Some(hit) => hit,
+            None => {
+                let found = self.alloc_of_rkey(rkey, offset)?;
+                cache.put(rkey, found);
+                found
+            }
+        };
+        Ok(IcmPlace {
+            addr: zero_based(&alloc, offset, len)?,
+            len,
+            range,
+            generation,
+        })
+    }
+
+    /// Writes `data` (of `place.len` bytes) to a resolved place. If an allocation was
+    /// freed since the resolution, the span is checked again as [`Icm::write`] checks it.
+    pub fn write_at(&self, place: IcmPlace, data: &[u8]) -> Result<(), IcmError> {
+        if data.len() as u64 != place.len {
+            return Err(IcmError::OutOfBounds {
+                addr: place.addr,
+                len: data.len() as u64,
+            });
+        }
+        if self.generation.load(Ordering::Acquire) != place.generation {
+            return self.write(place.addr, data);
+        }
+        self.ranges[place.range].write(place.addr, data);
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes (`place.len`) from a resolved place; checked again as
+    /// [`Icm::read`] checks if an allocation was freed since the resolution.
+    pub fn read_at(&self, place: IcmPlace, out: &mut [u8]) -> Result<(), IcmError> {
+        if out.len() as u64 != place.len {
+            return Err(IcmError::OutOfBounds {
+                addr: place.addr,
+                len: out.len() as u64,
+            });
+        }
+        if self.generation.load(Ordering::Acquire) != place.generation {
+            return self.read(place.addr, out);
+        }
+        self.ranges[place.range].read(place.addr, out);
+        Ok(())
     }
 
     /// Checks that `rkey` is the key of the allocation holding `[addr, addr + len)`.
@@ -545,6 +729,59 @@ mod tests {
         icm.free(a.addr).unwrap();
         assert!(icm.read_line(a.addr).is_err());
         assert!(icm.resolve(a.rkey, 0, 64).is_err());
+    }
+
+    #[test]
+    fn cached_resolutions_end_with_their_allocation() {
+        let icm = icm();
+        let a = icm.alloc(IcmKind::Steering, 4096, 0).unwrap();
+        let b = icm.alloc(IcmKind::ModifyAction, 128, 0).unwrap();
+        let mut cache = RkeyCache::new();
+        for _ in 0..2 {
+            let at = icm.resolve_cached(&mut cache, a.rkey, 64, 64).unwrap();
+            assert_eq!((at.addr, at.len), (a.addr + 64, 64));
+            icm.write_at(at, &[7; 64]).unwrap();
+        }
+        let at_b = icm.resolve_cached(&mut cache, b.rkey, 64, 64).unwrap();
+        icm.write_at(at_b, &[9; 64]).unwrap();
+        assert_eq!(icm.read_line(b.addr + 64).unwrap(), [9; 64]);
+        let mut back = [0u8; 64];
+        icm.read_at(at_b, &mut back).unwrap();
+        assert_eq!(back, [9; 64]);
+        // The same checks as the uncached path.
+        assert_eq!(
+            icm.resolve_cached(&mut cache, a.rkey, 4033, 64),
+            Err(IcmError::OutOfBounds {
+                addr: a.addr + 4033,
+                len: 64
+            })
+        );
+        assert!(matches!(
+            icm.resolve_cached(&mut cache, a.rkey + 100, 0, 64),
+            Err(IcmError::BadRkey { .. })
+        ));
+        assert!(icm.write_at(at_b, &[0; 32]).is_err(), "length must match");
+        let part = at_b.sub(32, 32).unwrap();
+        assert_eq!(part.addr, b.addr + 96);
+        assert_eq!(at_b.sub(33, 32), None);
+
+        // A place resolved before a free is checked again; the freed rkey no longer
+        // resolves, though its memo was filled before.
+        let stale = icm.resolve_cached(&mut cache, a.rkey, 0, 64).unwrap();
+        icm.free(a.addr).unwrap();
+        assert!(matches!(
+            icm.write_at(stale, &[1; 64]),
+            Err(IcmError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            icm.resolve_cached(&mut cache, a.rkey, 0, 64),
+            Err(IcmError::BadRkey { .. })
+        ));
+        // Resolutions of live allocations survive as plain lookups.
+        assert_eq!(
+            icm.resolve_cached(&mut cache, b.rkey, 0, 64).unwrap().addr,
+            b.addr
+        );
     }
 
     #[test]

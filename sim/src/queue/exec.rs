@@ -1,16 +1,20 @@
 //! Executing one decoded RDMA WQE against ICM and registered host memory.
 //!
 //! Every check comes before the first byte moves: the remote address is an offset into
-//! the zero-based registration of the rkey's ICM allocation ([`Icm::resolve`]) and the
-//! whole target must lie inside it, and every pointer segment must resolve inside its
-//! registration. A WQE that fails therefore leaves ICM and host memory untouched (only
-//! a concurrent free or deregistration between check and copy can cut a copy short; it
-//! still fails with the matching syndrome).
+//! the zero-based registration of the rkey's ICM allocation ([`Icm::resolve_cached`])
+//! and the whole target must lie inside it, and every pointer segment must resolve
+//! inside its registration. A WQE that fails therefore leaves ICM and host memory
+//! untouched (only a concurrent free or deregistration between check and copy can cut a
+//! copy short; it still fails with the matching syndrome).
+//!
+//! The queue resolves keys through caches it keeps across doorbells
+//! ([`RkeyCache`](crate::icm::RkeyCache), [`LkeyCache`]), so a WQE whose keys were seen before takes no registry lock and
+//! clones no buffer handle.
 
-use ste_builder::wqe::{DataChunk, DataChunks, RaddrSeg, RdmaOp, Syndrome, WqeError};
+use ste_builder::wqe::{DataChunk, DataChunks, RdmaOp, Syndrome, WqeError};
 
-use crate::host_mem::{MemoryRegistry, MrSpan};
-use crate::icm::Icm;
+use crate::host_mem::{CachedSpan, LkeyCache, MemoryRegistry};
+use crate::icm::{Icm, IcmError, IcmPlace};
 
 /// The syndrome hardware reports for a WQE that does not decode.
 pub(crate) fn syndrome_of(err: &WqeError) -> Syndrome {
@@ -30,30 +34,41 @@ pub(crate) fn syndrome_of(err: &WqeError) -> Syndrome {
     }
 }
 
+/// Host memory as the queue sees it: the registry, the queue's cache of it, and scratch
+/// space for a WQE's resolved segments (kept so that no WQE allocates).
+pub(crate) struct Local<'a> {
+    pub mrs: &'a MemoryRegistry,
+    pub lkeys: &'a mut LkeyCache,
+    pub spans: &'a mut Vec<CachedSpan>,
+}
+
 /// Runs an RDMA WRITE (gather from host memory or inline bytes into ICM at the remote
-/// address) or READ (ICM into the scatter buffers). `spans` is scratch space kept by the
-/// caller so that no WQE allocates. Returns the bytes moved.
+/// address) or READ (ICM into the scatter buffers). `target` is the remote span the
+/// queue resolved for the whole message (`data.total_len()` bytes, at least one).
+/// Returns the bytes moved.
 pub(crate) fn rdma(
     op: RdmaOp,
-    remote: RaddrSeg,
+    target: Result<IcmPlace, IcmError>,
     data: DataChunks<'_>,
     icm: &Icm,
-    mrs: &MemoryRegistry,
-    spans: &mut Vec<MrSpan>,
+    local: Local<'_>,
 ) -> Result<u32, Syndrome> {
     let total = data.total_len();
-    // A zero-length operation touches no remote memory, so there is nothing to check.
-    let base = if total > 0 {
-        icm.resolve(remote.rkey, remote.raddr, total)
-            .map_err(|_| Syndrome::RemoteAccess)?
+    // A zero-length operation touches no remote memory, so there is nothing to check;
+    // its (empty) segments then go through the checked accessors at address 0.
+    let place = if total > 0 {
+        Some(target.map_err(|_| Syndrome::RemoteAccess)?)
     } else {
-        0
+        None
     };
-    spans.clear();
+    local.lkeys.refresh(local.mrs);
+    local.spans.clear();
     for chunk in data {
         match chunk {
-            DataChunk::Pointer(seg) => spans.push(
-                mrs.lookup(seg.lkey, seg.addr, seg.len())
+            DataChunk::Pointer(seg) => local.spans.push(
+                local
+                    .mrs
+                    .lookup_cached(local.lkeys, seg.lkey, seg.addr, seg.len())
                     .map_err(|_| Syndrome::LocalProtection)?,
             ),
             // READ data lands in local memory; there is nowhere inline for it to go.
@@ -61,33 +76,47 @@ pub(crate) fn rdma(
             DataChunk::Inline(_) => {}
         }
     }
-    let mut at = base;
-    let mut resolved = spans.iter();
+    let lkeys = &*local.lkeys;
+    let mut at = 0u64;
+    let mut resolved = local.spans.iter();
     for chunk in data {
+        let len = chunk.len();
+        let dest = place.map(|p| p.sub(at, len).ok_or(Syndrome::RemoteAccess));
         let moved = match chunk {
-            DataChunk::Inline(bytes) => icm.write(at, bytes).map_err(|_| Syndrome::RemoteAccess),
+            DataChunk::Inline(bytes) => match dest {
+                Some(dest) => icm.write_at(dest?, bytes),
+                None => icm.write(at, bytes),
+            }
+            .map_err(|_| Syndrome::RemoteAccess),
             DataChunk::Pointer(_) => {
                 let span = resolved.next().ok_or(Syndrome::LocalProtection)?;
+                let mem = lkeys.memory(span).ok_or(Syndrome::LocalProtection)?;
                 let range = span.offset..span.offset + span.len;
                 match op {
                     RdmaOp::Write => {
-                        let host = span.mem.lock_read();
+                        let host = mem.lock_read();
                         let src = host.get(range).ok_or(Syndrome::LocalProtection)?;
-                        icm.write(at, src).map_err(|_| Syndrome::RemoteAccess)
+                        match dest {
+                            Some(dest) => icm.write_at(dest?, src),
+                            None => icm.write(at, src),
+                        }
+                        .map_err(|_| Syndrome::RemoteAccess)
                     }
                     RdmaOp::Read => {
-                        let mut host = span.mem.lock_write();
+                        let mut host = mem.lock_write();
                         let dst = host.get_mut(range).ok_or(Syndrome::LocalProtection)?;
-                        icm.read(at, dst).map_err(|_| Syndrome::RemoteAccess)
+                        match dest {
+                            Some(dest) => icm.read_at(dest?, dst),
+                            None => icm.read(at, dst),
+                        }
+                        .map_err(|_| Syndrome::RemoteAccess)
                     }
                 }
             }
         };
         moved?;
-        at += chunk.len();
+        at += len;
     }
-    // Do not keep buffers alive past the WQE.
-    spans.clear();
     // Decoding bounds a message to 2^31 bytes.
     Ok(total as u32)
 }

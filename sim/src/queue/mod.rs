@@ -49,6 +49,10 @@
 //! Per doorbell, the posted BBs are copied out of the send ring under one lock (so a
 //! READ may even land in the ring's own buffer), CQEs are written under one lock at the
 //! end, and no WQE allocates once scratch buffers have grown to the largest doorbell.
+//! The queue keeps the keys it resolved ([`RkeyCache`], [`LkeyCache`]) across doorbells:
+//! a WQE whose keys it has seen takes no registry lock. The caches are dropped as soon
+//! as anything is freed or deregistered, so every check above holds as if each WQE
+//! looked its keys up afresh.
 //!
 //! Test hooks: [`SteeringQueue::set_wqe_hook`] runs a callback after every consumed WQE;
 //! [`SteeringQueue::inject_error`] fails a chosen WQE with a chosen syndrome;
@@ -65,8 +69,8 @@ use ste_builder::wqe::{
     BB_SIZE, CQE_SIZE, MAX_QPN,
 };
 
-use crate::host_mem::{HostMemError, HostMemory, MemoryRegistry, MrSpan};
-use crate::icm::Icm;
+use crate::host_mem::{CachedSpan, HostMemError, HostMemory, LkeyCache, MemoryRegistry};
+use crate::icm::{Icm, IcmError, RkeyCache};
 use cq::CompletionRing;
 use event::InjectedError;
 
@@ -234,7 +238,11 @@ pub struct SteeringQueue {
     /// The posted BBs of the current doorbell, unwrapped.
     scratch: Vec<u8>,
     /// Resolved data segments of the current WQE.
-    spans: Vec<MrSpan>,
+    spans: Vec<CachedSpan>,
+    /// The rkeys and lkeys WQEs named lately, resolved: most WQEs hit these instead of
+    /// the device's registries.
+    rkeys: RkeyCache,
+    lkeys: LkeyCache,
 }
 
 impl std::fmt::Debug for SteeringQueue {
@@ -299,6 +307,8 @@ impl SteeringQueue {
             fault: None,
             scratch: Vec::new(),
             spans: Vec::new(),
+            rkeys: RkeyCache::new(),
+            lkeys: LkeyCache::new(),
         })
     }
 
@@ -472,6 +482,7 @@ impl SteeringQueue {
             flushed: false,
         };
         let wqe = decode_wqe(&bytes[..bbs * BB_SIZE]);
+        let mut target = None;
         if let Ok(ste_builder::wqe::Wqe {
             body: WqeBody::Rdma { remote, data, .. },
             ..
@@ -480,12 +491,12 @@ impl SteeringQueue {
             // Report the ICM address the offset resolves to; an unresolvable one (the
             // WQE will fail) is reported as given.
             let len = data.total_len();
+            let place = icm.resolve_cached(&mut self.rkeys, remote.rkey, remote.raddr, len.max(1));
             step.icm = Some(IcmSpan {
-                addr: icm
-                    .resolve(remote.rkey, remote.raddr, len.max(1))
-                    .unwrap_or(remote.raddr),
+                addr: place.as_ref().map_or(remote.raddr, |p| p.addr),
                 len,
             });
+            target = Some(place);
         }
         if let Some(fault) = self.fault.filter(|f| f.seq == self.seq) {
             self.fault = None;
@@ -502,8 +513,15 @@ impl SteeringQueue {
             .and_then(|wqe| match wqe.body {
                 WqeBody::Nop => Ok(0),
                 WqeBody::Unknown => Err(Syndrome::LocalQpOp),
-                WqeBody::Rdma { op, remote, data } => {
-                    exec::rdma(op, remote, data, icm, mrs, &mut self.spans)
+                WqeBody::Rdma { op, data, .. } => {
+                    let local = exec::Local {
+                        mrs,
+                        lkeys: &mut self.lkeys,
+                        spans: &mut self.spans,
+                    };
+                    // Resolved above for every decoded RDMA WQE.
+                    let target = target.unwrap_or(Err(IcmError::OutOfBounds { addr: 0, len: 0 }));
+                    exec::rdma(op, target, data, icm, local)
                 }
             })
             .map_err(|s| (s, 0));

@@ -1028,3 +1028,45 @@ proptest::proptest! {
         proptest::prop_assert_eq!(r.poll_all().len() as u32, report.cqes_written);
     }
 }
+
+/// The queue remembers resolved keys across doorbells; a key freed or deregistered since
+/// must fail exactly as an unknown one does.
+#[test]
+fn keys_freed_after_use_are_refused() {
+    let mut r = Rig::new(4, 3);
+    r.write_from_staging(0, 0, 64, true);
+    r.read_to_readback(0, 0, 64, true);
+    r.ring().unwrap();
+    assert_eq!(
+        r.poll_all(),
+        vec![req(0, Opcode::RdmaWrite, 64), req(1, Opcode::RdmaRead, 64)]
+    );
+    // The same span again, under a new rkey: the old one is gone, the new one works.
+    r.icm.free(r.ste.addr).unwrap();
+    let again = r.icm.alloc(IcmKind::Steering, 4096, 6).unwrap();
+    assert_eq!(again.addr, r.ste.addr);
+    let old = std::mem::replace(&mut r.ste, again);
+    r.write_from_staging(64, 64, 64, true);
+    r.ring().unwrap();
+    assert_eq!(r.poll_all(), vec![req(2, Opcode::RdmaWrite, 64)]);
+    r.ste = old;
+    r.write_from_staging(128, 0, 64, true);
+    r.ring().unwrap();
+    assert_eq!(
+        r.poll_all(),
+        vec![err(3, Opcode::RdmaWrite, Syndrome::RemoteAccess, 0)]
+    );
+    assert_eq!(r.icm_bytes(128, 64), vec![0; 64]);
+
+    let mut r = Rig::new(4, 3);
+    r.read_to_readback(0, 0, 64, true);
+    r.ring().unwrap();
+    assert_eq!(r.poll_all(), vec![req(0, Opcode::RdmaRead, 64)]);
+    r.mrs.deregister(r.readback_mr.lkey).unwrap();
+    r.read_to_readback(0, 0, 64, true);
+    r.ring().unwrap();
+    assert_eq!(
+        r.poll_all(),
+        vec![err(1, Opcode::RdmaRead, Syndrome::LocalProtection, 0)]
+    );
+}

@@ -5,10 +5,9 @@
 //! [`super::chain::BuilderChain::rule_tags`]). [`ValuePlan`] holds what those checks
 //! need from the mask, so that a rule pays for reading its own value only:
 //!
-//! - "within the mask" is one pass of `value & !mask` over the 448 bytes, which the
-//!   compiler does 16 bytes at a time;
-//!   only a value that fails it goes through [`MatchParam::check_value_within_mask`],
-//!   which names the first offending field;
+//! - "within the mask" is one pass of `value & !mask` over the 448 bytes (the compiler
+//!   does it 16 bytes at a time); only a value that fails it goes through
+//!   [`MatchParam::check_value_within_mask`], which names the first offending field;
 //! - the IP versions to compare are the mask's, read once;
 //! - the port check reads only the sections where the mask has ports
 //!   ([`l4::ValueCheck`]).

@@ -213,7 +213,23 @@ impl Range {
         })
     }
 
+    /// The chunk and offset of `addr` if `[addr, addr + len)` lies in one chunk (the
+    /// common case: allocations are far smaller than chunks).
+    fn in_one_chunk(&self, addr: u64, len: usize) -> Option<(usize, usize)> {
+        let rel = addr - self.layout.base;
+        let off = (rel % self.chunk_size) as usize;
+        (off + len <= self.chunk_size as usize).then_some(((rel / self.chunk_size) as usize, off))
+    }
+
     fn write(&self, addr: u64, data: &[u8]) {
+        if let Some((chunk, off)) = self.in_one_chunk(addr, data.len()) {
+            let mut guard = self.chunks[chunk]
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let map = guard.get_or_insert_with(|| anon_map(self.chunk_size));
+            map[off..off + data.len()].copy_from_slice(data);
+            return;
+        }
         for (chunk, off, span) in self.pieces(addr, data.len()) {
             let mut guard = self.chunks[chunk]
                 .write()
@@ -225,6 +241,14 @@ impl Range {
 
     fn read(&self, addr: u64, out: &mut [u8]) {
         let len = out.len();
+        if let Some((chunk, off)) = self.in_one_chunk(addr, len) {
+            let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
+            match guard.as_ref() {
+                Some(map) => out.copy_from_slice(&map[off..off + len]),
+                None => out.fill(0),
+            }
+            return;
+        }
         for (chunk, off, span) in self.pieces(addr, len) {
             let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
             match guard.as_ref() {

@@ -13,7 +13,7 @@
 
 use ste_builder::wqe::{DataChunk, DataChunks, RdmaOp, Syndrome, WqeError};
 
-use crate::host_mem::{CachedSpan, LkeyCache, MemoryRegistry};
+use crate::host_mem::{CachedSpan, HostMemory, LkeyCache, MemoryRegistry};
 use crate::icm::{Icm, IcmError, IcmPlace};
 
 /// The syndrome hardware reports for a WQE that does not decode.
@@ -63,7 +63,9 @@ pub(crate) fn rdma(
     };
     local.lkeys.refresh(local.mrs);
     local.spans.clear();
+    let mut chunks = 0usize;
     for chunk in data {
+        chunks += 1;
         match chunk {
             DataChunk::Pointer(seg) => local.spans.push(
                 local
@@ -77,6 +79,19 @@ pub(crate) fn rdma(
         }
     }
     let lkeys = &*local.lkeys;
+    if let (Some(place), true) = (place, chunks == local.spans.len()) {
+        // Only pointer segments (what drivers post): move them from the resolved spans
+        // without parsing the segments a second time.
+        let mut at = 0u64;
+        for span in local.spans.iter() {
+            let len = span.len as u64;
+            let dest = place.sub(at, len).ok_or(Syndrome::RemoteAccess)?;
+            let mem = lkeys.memory(span).ok_or(Syndrome::LocalProtection)?;
+            move_span(op, icm, dest, mem, span)?;
+            at += len;
+        }
+        return Ok(total as u32);
+    }
     let mut at = 0u64;
     let mut resolved = local.spans.iter();
     for chunk in data {
@@ -91,26 +106,14 @@ pub(crate) fn rdma(
             DataChunk::Pointer(_) => {
                 let span = resolved.next().ok_or(Syndrome::LocalProtection)?;
                 let mem = lkeys.memory(span).ok_or(Syndrome::LocalProtection)?;
-                let range = span.offset..span.offset + span.len;
-                match op {
-                    RdmaOp::Write => {
-                        let host = mem.lock_read();
-                        let src = host.get(range).ok_or(Syndrome::LocalProtection)?;
-                        match dest {
-                            Some(dest) => icm.write_at(dest?, src),
-                            None => icm.write(at, src),
-                        }
-                        .map_err(|_| Syndrome::RemoteAccess)
+                match dest {
+                    Some(dest) => move_span(op, icm, dest?, mem, span),
+                    // Zero bytes: only the checks of the plain accessors remain.
+                    None => match op {
+                        RdmaOp::Write => icm.write(at, &[]),
+                        RdmaOp::Read => icm.read(at, &mut []),
                     }
-                    RdmaOp::Read => {
-                        let mut host = mem.lock_write();
-                        let dst = host.get_mut(range).ok_or(Syndrome::LocalProtection)?;
-                        match dest {
-                            Some(dest) => icm.read_at(dest?, dst),
-                            None => icm.read(at, dst),
-                        }
-                        .map_err(|_| Syndrome::RemoteAccess)
-                    }
+                    .map_err(|_| Syndrome::RemoteAccess),
                 }
             }
         };
@@ -119,4 +122,28 @@ pub(crate) fn rdma(
     }
     // Decoding bounds a message to 2^31 bytes.
     Ok(total as u32)
+}
+
+/// Moves one resolved pointer segment: host memory into ICM for a WRITE, ICM into host
+/// memory for a READ.
+fn move_span(
+    op: RdmaOp,
+    icm: &Icm,
+    dest: IcmPlace,
+    mem: &HostMemory,
+    span: &CachedSpan,
+) -> Result<(), Syndrome> {
+    let range = span.offset..span.offset + span.len;
+    match op {
+        RdmaOp::Write => {
+            let host = mem.lock_read();
+            let src = host.get(range).ok_or(Syndrome::LocalProtection)?;
+            icm.write_at(dest, src).map_err(|_| Syndrome::RemoteAccess)
+        }
+        RdmaOp::Read => {
+            let mut host = mem.lock_write();
+            let dst = host.get_mut(range).ok_or(Syndrome::LocalProtection)?;
+            icm.read_at(dest, dst).map_err(|_| Syndrome::RemoteAccess)
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //! - "within the mask" is one pass of `value & !mask` over the 448 bytes (the compiler
 //!   does it 16 bytes at a time); only a value that fails it goes through
 //!   [`MatchParam::check_value_within_mask`], which names the first offending field;
-//! - the IP versions to compare are the mask's, read once;
+//! - the IP versions are compared by DR's own pre-check ([`match_param::pre_check`]),
+//!   which reads a few fields;
 //! - the port check reads only the sections where the mask has ports
 //!   ([`l4::ValueCheck`]).
 //!
@@ -17,9 +18,7 @@
 //! [`MatchParam::copy_from`] of such a value is the value itself, and a plain copy
 //! serves as the lookups' work buffer.
 
-use ste_builder::bits;
-use ste_builder::match_param::PreCheckError;
-use ste_builder::prm::dr_match_spec as spec;
+use ste_builder::match_param;
 use ste_builder::{MatchCriteria, MatchParam, Section};
 
 use super::chain::RuleError;
@@ -36,9 +35,8 @@ pub(super) struct ValuePlan {
     /// The mask's complement: a value bit set under one of its bits lies outside the
     /// mask.
     outside: MatchParam,
-    /// Outer, then inner: the IP version the mask names, when the criteria enable the
-    /// section and the mask sets one.
-    ip_versions: [Option<(Section, u8)>; 2],
+    /// The matcher's match criteria (DR's pre-check reads them).
+    criteria: MatchCriteria,
     /// The port-of-another-protocol check.
     ports: l4::ValueCheck,
 }
@@ -52,23 +50,16 @@ impl ValuePlan {
                 *o = !m;
             }
         }
-        let ip_version = |(section, bit): (Section, MatchCriteria)| {
-            let m = mask.get(section, spec::IP_VERSION) as u8;
-            (criteria.contains(bit) && m != 0).then_some((section, m))
-        };
         ValuePlan {
             outside,
-            ip_versions: [
-                (Section::Outer, MatchCriteria::OUTER),
-                (Section::Inner, MatchCriteria::INNER),
-            ]
-            .map(ip_version),
+            criteria,
             ports: l4::ValueCheck::new(criteria, mask),
         }
     }
 
     /// Checks a rule's value against the plan's mask (`mask`, the one the plan was made
-    /// from, read only to name the field of a value outside it).
+    /// from: it names the field of a value outside it, and gives DR's pre-check the
+    /// IP versions).
     pub(super) fn check(&self, mask: &MatchParam, value: &MatchParam) -> Result<(), RuleError> {
         // Fixed-length byte loops the compiler turns into wide ANDs and ORs.
         let mut stray = 0u8;
@@ -81,17 +72,7 @@ impl ValuePlan {
             // The slow check finds and names the first field with the stray bits.
             MatchParam::check_value_within_mask(mask, value)?;
         }
-        for (section, m) in self.ip_versions.into_iter().flatten() {
-            let v = bits::get(value.section(section), spec::IP_VERSION) as u8;
-            if v != m {
-                return Err(PreCheckError::IpVersionValue {
-                    section,
-                    mask: m,
-                    value: v,
-                }
-                .into());
-            }
-        }
+        match_param::pre_check(self.criteria, mask, Some(value))?;
         self.ports.check(value)?;
         Ok(())
     }

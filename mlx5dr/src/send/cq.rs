@@ -14,13 +14,16 @@ use crate::device::DmaMemory;
 /// The consumer index in the doorbell record is 24 bits.
 const CI_MASK: u32 = 0x00ff_ffff;
 
+/// The CQE's last byte holds its opcode and owner bit (`op_own`).
+const OP_OWN: usize = CQE_SIZE - 1;
+
 /// The consumer state of one completion ring.
 #[derive(Debug)]
 pub(crate) struct CqReader {
     log_size: u8,
     /// CQEs consumed so far.
     ci: u32,
-    /// One slot, read twice per CQE (see [`CqReader::next`]).
+    /// One slot: its owner byte is read first, then all of it (see [`CqReader::next`]).
     slot: [u8; CQE_SIZE],
 }
 
@@ -50,12 +53,12 @@ impl CqReader {
 
     /// The next new CQE, if the device has written one; consumes it.
     ///
-    /// The slot is read once to see whether it is new, and once more for the contents:
-    /// by the [`DmaMemory`] ordering contract the second read is at least as new as the
-    /// owner bit the first one saw.
+    /// The slot's owner byte is read to see whether it is new, and then the whole slot
+    /// for the contents: by the [`DmaMemory`] ordering contract the second read is at
+    /// least as new as the owner bit the first one saw.
     pub(crate) fn next(&mut self, cq: &dyn DmaMemory) -> Result<Option<Cqe>, SendError> {
         let at = (self.ci & ((1u32 << self.log_size) - 1)) as usize * CQE_SIZE;
-        cq.read(at, &mut self.slot)?;
+        cq.read(at + OP_OWN, &mut self.slot[OP_OWN..])?;
         if !self.owned()? {
             return Ok(None);
         }
@@ -81,5 +84,36 @@ impl CqReader {
     pub(crate) fn publish(&self, dbrec: &dyn DmaMemory) -> Result<(), SendError> {
         dbrec.write(0, &(self.ci & CI_MASK).to_be_bytes())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ste_builder::wqe::{cqe_owner_for, Opcode, ReqCqe};
+
+    /// Only the owner byte is read before the ownership test: it must be the byte the
+    /// owner bit and opcode live in.
+    #[test]
+    fn ownership_is_decided_by_the_last_byte() {
+        for owner in [false, true] {
+            let cqe = Cqe::Req(ReqCqe {
+                wqe_counter: 9,
+                byte_cnt: 64,
+                opcode: Opcode::RdmaRead,
+                qpn: 5,
+            });
+            let mut full = [0u8; CQE_SIZE];
+            cqe.encode(owner, &mut full).unwrap();
+            let mut only_last = [0u8; CQE_SIZE];
+            only_last[OP_OWN] = full[OP_OWN];
+            let ci = if owner { 1 } else { 0 };
+            assert_eq!(cqe_owner_for(ci, 0), owner);
+            assert_eq!(
+                cqe_is_sw_owned(&only_last, ci, 0).unwrap(),
+                cqe_is_sw_owned(&full, ci, 0).unwrap()
+            );
+            assert!(cqe_is_sw_owned(&only_last, ci, 0).unwrap());
+        }
     }
 }

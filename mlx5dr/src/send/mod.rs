@@ -50,6 +50,7 @@
 //! write path allocates: staging, slots and WQE scratch are sized at creation.
 
 mod cq;
+mod encode;
 mod error;
 mod staging;
 
@@ -57,12 +58,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ste_builder::wqe::{
-    Cqe, CtrlFlags, CtrlSeg, DataSeg, ErrCqe, Payload, RaddrSeg, RdmaOp, RdmaWqe, BB_SIZE,
-    CTRL_SEG_SIZE, DATA_SEG_SIZE, MAX_MESSAGE_LEN, RADDR_SEG_SIZE,
+    Cqe, CtrlFlags, ErrCqe, RaddrSeg, RdmaOp, BB_SIZE, CTRL_SEG_SIZE, DATA_SEG_SIZE,
+    MAX_MESSAGE_LEN, RADDR_SEG_SIZE,
 };
 
 use crate::device::{Device, DmaBuffer, IcmRegion, QueueSpec, SteeringQueue};
 use cq::CqReader;
+use encode::{Half, Local, WqeTemplate, CTRL_FLAGS_BYTE};
 pub use error::{SendError, WriteId};
 use staging::{Staging, ALIGN};
 
@@ -74,7 +76,9 @@ pub const MAX_LOG_SQ_BBS: u8 = 15;
 // basic block, so a WQE never wraps around the ring's end.
 const _: () = assert!(CTRL_SEG_SIZE + RADDR_SEG_SIZE + DATA_SEG_SIZE <= BB_SIZE);
 
-/// WQEs each write posts: the WRITE and the READ that fences it.
+/// WQEs each write posts: the WRITE and the READ that fences it. Only writes post, so
+/// the producer counter stays even and a pair's two slots are adjacent (the ring has
+/// an even number of slots), never split by the ring's end.
 const WQES_PER_WRITE: u16 = 2;
 
 /// How a [`SendRing`] is sized and paced.
@@ -227,9 +231,18 @@ pub struct SendRing {
     // Dropped first: the queue must be gone before the memory its WQEs point at.
     queue: Box<dyn SteeringQueue>,
     staging_buf: Box<dyn DmaBuffer>,
+    /// Where the fencing READs land; held only to keep the registration alive.
+    #[allow(dead_code)]
     sync_buf: Box<dyn DmaBuffer>,
     cfg: SendConfig,
     qpn: u32,
+    /// The fixed words of every WQE this ring posts.
+    template: WqeTemplate,
+    /// The registrations' keys and addresses, fixed for the buffers' life.
+    staging_lkey: u32,
+    staging_iova: u64,
+    sync_lkey: u32,
+    sync_iova: u64,
     /// Ring slots minus one.
     mask: u16,
     /// The counter of the next WQE to post.
@@ -286,8 +299,14 @@ impl SendRing {
         let sync_buf = dev.alloc_dma(cfg.max_write.div_ceil(ALIGN) * ALIGN)?;
         let cq = CqReader::new(queue.cq(), queue.cq_dbrec(), spec.log_cq_entries)?;
         let slots = 1usize << spec.log_sq_bbs;
+        let qpn = queue.qpn();
         Ok(SendRing {
-            qpn: queue.qpn(),
+            qpn,
+            template: WqeTemplate::new(qpn)?,
+            staging_lkey: staging_buf.lkey(),
+            staging_iova: staging_buf.iova(),
+            sync_lkey: sync_buf.lkey(),
+            sync_iova: sync_buf.iova(),
             queue,
             staging_buf,
             sync_buf,
@@ -352,6 +371,29 @@ impl SendRing {
         icm_addr: u64,
         data: &[u8],
     ) -> Result<WriteId, SendError> {
+        self.write_inner(region, icm_addr, data, false)
+    }
+
+    /// [`SendRing::write`] for a write the caller will [`SendRing::flush`] right after:
+    /// it rings the doorbell at once, its READ asking for the CQE, so the flush finds
+    /// nothing to patch or ring. Semantics are those of `write` followed by the
+    /// doorbell part of a flush.
+    pub fn write_last(
+        &mut self,
+        region: &IcmRegion,
+        icm_addr: u64,
+        data: &[u8],
+    ) -> Result<WriteId, SendError> {
+        self.write_inner(region, icm_addr, data, true)
+    }
+
+    fn write_inner(
+        &mut self,
+        region: &IcmRegion,
+        icm_addr: u64,
+        data: &[u8],
+        last: bool,
+    ) -> Result<WriteId, SendError> {
         self.usable()?;
         if data.is_empty() || data.len() > self.cfg.max_write {
             return Err(SendError::BadLength {
@@ -363,7 +405,7 @@ impl SendRing {
         if let Some(tap) = &self.tap {
             tap.write(region, icm_addr, data);
         }
-        let r = self.try_write(remote, icm_addr, data);
+        let r = self.try_write(remote, icm_addr, data, last);
         r.map_err(|e| self.fail(e))
     }
 
@@ -395,35 +437,86 @@ impl SendRing {
         remote: RaddrSeg,
         icm_addr: u64,
         data: &[u8],
+        last: bool,
     ) -> Result<WriteId, SendError> {
         let offset = self.make_room(data.len())?;
         self.staging_buf.write(offset, data)?;
+        // `data.len()` is at most `max_write`, below 2^31.
         let len = data.len() as u32;
         let id = self.next_write;
-        let mut slot = Slot {
+        let counter = self.sq_head;
+        debug_assert!(counter % WQES_PER_WRITE == 0);
+        let write_signaled = self.signal_next(false);
+        // When this pair fills the doorbell batch (or the caller flushes next), its READ
+        // ends the doorbell and asks for a CQE at once, so the kick below need not
+        // patch it.
+        let ends_batch = last
+            || self
+                .sq_head
+                .wrapping_add(WQES_PER_WRITE)
+                .wrapping_sub(self.rung)
+                >= self.cfg.doorbell_batch;
+        let read_signaled = self.signal_next(ends_batch);
+        let mut bbs = [0u8; 2 * BB_SIZE];
+        self.template.pair(
+            &mut bbs,
+            counter,
+            remote.raddr,
+            remote.rkey,
+            Half {
+                signaled: write_signaled,
+                local: Local {
+                    lkey: self.staging_lkey,
+                    addr: self.staging_iova + offset as u64,
+                    len,
+                },
+            },
+            Half {
+                signaled: read_signaled,
+                local: Local {
+                    lkey: self.sync_lkey,
+                    addr: self.sync_iova,
+                    len,
+                },
+            },
+        );
+        let index = usize::from(counter & self.mask);
+        self.queue.sq().write(index * BB_SIZE, &bbs)?;
+        let slot = Slot {
             write: id,
             read: false,
             icm_addr,
             len,
             stage_end: self.staging.head(),
-            signaled: false,
+            signaled: write_signaled,
         };
-        let staged = DataSeg::new(
-            self.staging_buf.lkey(),
-            self.staging_buf.iova() + offset as u64,
-            len.into(),
-        )?;
-        self.post(RdmaOp::Write, remote, staged, slot)?;
-        slot.read = true;
-        let sync = DataSeg::new(self.sync_buf.lkey(), self.sync_buf.iova(), len.into())?;
-        self.post(RdmaOp::Read, remote, sync, slot)?;
+        self.slots[index] = slot;
+        self.slots[index + 1] = Slot {
+            read: true,
+            signaled: read_signaled,
+            ..slot
+        };
+        self.sq_head = counter.wrapping_add(WQES_PER_WRITE);
+        self.stats.wqes += u64::from(WQES_PER_WRITE);
         self.next_write += 1;
         self.stats.writes += 1;
         self.stats.bytes += u64::from(len);
-        if self.sq_head.wrapping_sub(self.rung) >= self.cfg.doorbell_batch {
+        if ends_batch {
             self.kick()?;
         }
         Ok(WriteId(id))
+    }
+
+    /// Whether the next WQE asks for a CQE: every `signal_every`-th does, and so does
+    /// one that `must`.
+    fn signal_next(&mut self, must: bool) -> bool {
+        self.since_signal += 1;
+        let signaled = must || self.since_signal >= self.cfg.signal_every;
+        if signaled {
+            self.since_signal = 0;
+            self.stats.signaled += 1;
+        }
+        signaled
     }
 
     fn try_flush(&mut self) -> Result<(), SendError> {
@@ -466,43 +559,6 @@ impl SendRing {
         }
     }
 
-    /// Encodes one WQE into the next slot.
-    fn post(
-        &mut self,
-        op: RdmaOp,
-        remote: RaddrSeg,
-        seg: DataSeg,
-        mut slot: Slot,
-    ) -> Result<(), SendError> {
-        let counter = self.sq_head;
-        self.since_signal += 1;
-        slot.signaled = self.since_signal >= self.cfg.signal_every;
-        if slot.signaled {
-            self.since_signal = 0;
-            self.stats.signaled += 1;
-        }
-        let wqe = RdmaWqe {
-            op,
-            wqe_index: counter,
-            qpn: self.qpn,
-            flags: if slot.signaled {
-                CtrlFlags::CQ_UPDATE
-            } else {
-                CtrlFlags::empty()
-            },
-            remote,
-            payload: Payload::Segments(std::slice::from_ref(&seg)),
-        };
-        let mut bb = [0u8; BB_SIZE];
-        wqe.encode(&mut bb)?;
-        let index = usize::from(counter & self.mask);
-        self.queue.sq().write(index * BB_SIZE, &bb)?;
-        self.slots[index] = slot;
-        self.sq_head = counter.wrapping_add(1);
-        self.stats.wqes += 1;
-        Ok(())
-    }
-
     /// Rings the doorbell for the WQEs posted since the last one, after making the last
     /// of them ask for a CQE (the device has not seen it yet, so it may be changed).
     fn kick(&mut self) -> Result<(), SendError> {
@@ -512,13 +568,9 @@ impl SendRing {
         let last = self.sq_head.wrapping_sub(1);
         let index = usize::from(last & self.mask);
         if !self.slots[index].signaled {
-            let at = index * BB_SIZE;
-            let mut bytes = [0u8; CTRL_SEG_SIZE];
-            self.queue.sq().read(at, &mut bytes)?;
-            let mut ctrl = CtrlSeg::decode(&bytes)?;
-            ctrl.flags |= CtrlFlags::CQ_UPDATE;
-            ctrl.encode(&mut bytes)?;
-            self.queue.sq().write(at, &bytes)?;
+            // The ring wrote that WQE with no flags: setting CQ_UPDATE is one byte.
+            let at = index * BB_SIZE + CTRL_FLAGS_BYTE;
+            self.queue.sq().write(at, &[CtrlFlags::CQ_UPDATE.bits()])?;
             self.slots[index].signaled = true;
             self.since_signal = 0;
             self.stats.signaled += 1;
@@ -529,10 +581,12 @@ impl SendRing {
         Ok(())
     }
 
-    /// Consumes every CQE the device has written; returns how many.
+    /// Consumes the CQEs the device has written; returns how many. Stops early once
+    /// nothing is outstanding (no CQE is due then; a stray one is met by the next reap
+    /// that waits for one).
     fn reap(&mut self) -> Result<u32, SendError> {
         let mut n = 0;
-        loop {
+        while self.sq_tail != self.sq_head {
             let index = self.cq.index();
             let Some(cqe) = self.cq.next(self.queue.cq())? else {
                 break;

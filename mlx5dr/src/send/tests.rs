@@ -515,3 +515,33 @@ fn rings_on_one_device_work_from_several_threads() {
         h.join().unwrap();
     }
 }
+
+/// `write_last` rings at once with its READ signaled: the flush after it has nothing to
+/// ring, and the counts are those of `write` plus `flush`.
+#[test]
+fn write_last_rings_at_once_and_counts_as_a_flush_would() {
+    let be = backend();
+    let r = region(&be, 1 << 16);
+    let mut a = SendRing::new(&be, SendConfig::default()).unwrap();
+    let mut b = SendRing::new(&be, SendConfig::default()).unwrap();
+    for round in 0..5u64 {
+        for i in 0..round {
+            let addr = r.addr + 64 * (8 * round + i);
+            a.write(&r, addr, &[round as u8; 64]).unwrap();
+            b.write(&r, addr + 4096, &[round as u8; 64]).unwrap();
+        }
+        let addr = r.addr + 64 * (8 * round + 7);
+        a.write(&r, addr, &[0xee; 64]).unwrap();
+        a.flush().unwrap();
+        b.write_last(&r, addr + 4096, &[0xee; 64]).unwrap();
+        let rung = b.stats().doorbells;
+        b.flush().unwrap();
+        assert_eq!(b.stats().doorbells, rung, "nothing left to ring");
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!(
+            (sa.wqes, sa.doorbells, sa.signaled, sa.cqes),
+            (sb.wqes, sb.doorbells, sb.signaled, sb.cqes)
+        );
+        assert_eq!(icm(&be, addr + 4096, 64), vec![0xee; 64]);
+    }
+}

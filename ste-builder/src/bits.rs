@@ -58,12 +58,32 @@ pub fn get(buf: &[u8], field: BitField) -> u64 {
     debug_assert!(field.width <= 64);
     let first = field.offset / 8;
     let last = field.end_byte();
+    let trailing = last * 8 - (field.offset + field.width);
+    if last - first <= 8 {
+        // Within one 64-bit word (every field up to 57 bits, and aligned ones up to 64):
+        // the bytes, right-aligned, read as one big-endian word.
+        return (load_be(&buf[first..last]) >> trailing) & field.max();
+    }
     let mut acc: u128 = 0;
     for &b in &buf[first..last] {
         acc = (acc << 8) | u128::from(b);
     }
-    let trailing = last * 8 - (field.offset + field.width);
     ((acc >> trailing) as u64) & field.max()
+}
+
+/// Up to 8 bytes as a big-endian integer.
+#[inline(always)]
+fn load_be(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[8 - bytes.len()..].copy_from_slice(bytes);
+    u64::from_be_bytes(w)
+}
+
+/// The low `out.len()` (up to 8) bytes of `v`, big-endian.
+#[inline(always)]
+fn store_be(out: &mut [u8], v: u64) {
+    let n = out.len();
+    out.copy_from_slice(&v.to_be_bytes()[8 - n..]);
 }
 
 /// Writes the low `field.width` bits of `value` into `buf` (higher bits are dropped, as the
@@ -77,6 +97,14 @@ pub fn set(buf: &mut [u8], field: BitField, value: u64) {
     let first = field.offset / 8;
     let last = field.end_byte();
     let trailing = last * 8 - (field.offset + field.width);
+    if last - first <= 8 {
+        // See `get`: the field and its trailing bits fit one word.
+        let word = &mut buf[first..last];
+        let mask = field.max() << trailing;
+        let old = load_be(word);
+        store_be(word, (old & !mask) | ((value << trailing) & mask));
+        return;
+    }
     let mask = u128::from(field.max()) << trailing;
     let val = (u128::from(value & field.max())) << trailing;
     let n = last - first;
@@ -125,6 +153,39 @@ mod tests {
         set(&mut buf, wide, 0x0123_4567_89ab_cdef);
         assert_eq!(get(&buf, wide), 0x0123_4567_89ab_cdef);
         assert_eq!(buf[0], 0x1f);
+    }
+
+    /// The word fast path against a bit-by-bit model, for every offset and width.
+    #[test]
+    fn every_offset_and_width_matches_a_bitwise_model() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for offset in 0..16 {
+            for width in 1..=64 {
+                let f = BitField::new(offset, width);
+                let mut buf = [0u8; 12];
+                buf.iter_mut().for_each(|b| *b = next() as u8);
+                let before = buf;
+                let bit = |b: &[u8], i: usize| u64::from(b[i / 8] >> (7 - i % 8) & 1);
+                let want = (0..width).fold(0u64, |acc, i| acc << 1 | bit(&buf, offset + i));
+                assert_eq!(get(&buf, f), want, "get {offset}/{width}");
+                let v = next();
+                set(&mut buf, f, v);
+                for i in 0..96 {
+                    let expect = if (offset..offset + width).contains(&i) {
+                        v >> (width - 1 - (i - offset)) & 1
+                    } else {
+                        bit(&before, i)
+                    };
+                    assert_eq!(bit(&buf, i), expect, "set {offset}/{width} bit {i}");
+                }
+            }
+        }
     }
 
     #[test]

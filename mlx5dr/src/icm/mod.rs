@@ -14,9 +14,12 @@
 //! ```
 //!
 //! - [`IcmPool`] grows by asking the device for regions: the first of
-//!   [`PoolConfig::log_initial_region`] bytes, each next one twice the largest so far, up
-//!   to the largest chunk ([`PoolConfig::max_log_chunk`] entries), and never smaller than
-//!   the chunk asked for. When the device refuses a size the pool halves it down to what
+//!   [`PoolConfig::log_initial_region`] bytes, each next one the largest power of two
+//!   not above an eighth of what the pool holds (but at least the initial size), up to
+//!   the largest chunk ([`PoolConfig::max_log_chunk`] entries), and never smaller than
+//!   the chunk asked for. So a large hash table gets a region of its own size, and the
+//!   memory held but not handed out stays a small share of the pool (rdma-core asks for
+//!   regions of the largest chunk's size each time). When the device refuses a size the pool halves it down to what
 //!   the request needs. Regions are requested aligned to their size, so every chunk (a
 //!   buddy block) is aligned to its own byte size, which the STE hit-address encoding
 //!   relies on. A region that empties is given back to the device, except one spare.

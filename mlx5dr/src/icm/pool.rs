@@ -15,6 +15,12 @@ use crate::device::{Device, DeviceError, IcmKind, IcmRegion};
 
 use crate::cmd::opcode::SYNC_STEERING;
 
+/// A new region is at most an eighth of what the pool holds, unless the chunk asked for
+/// is larger (then it is that chunk's size): what the pool holds but has not handed out
+/// stays a small share however large the pool grows. Doubling instead kept up to half
+/// of it idle (a 32 MiB region for one 4 KiB slab block, at 1 M rules).
+const REGION_GROWTH_SHIFT: u8 = 3;
+
 /// The most regions a pool holds (a chunk names its region in 16 bits).
 const MAX_REGIONS: usize = 1 << 16;
 
@@ -130,6 +136,15 @@ struct Region {
     buddy: Buddy,
 }
 
+/// log2 of the region size a pool holding `allocated` bytes prefers next, before it is
+/// clamped to the configured sizes and raised to what the chunk asked for needs: the
+/// largest power of two not above `allocated >> REGION_GROWTH_SHIFT`.
+fn next_region_log(allocated: u64) -> u8 {
+    (allocated >> REGION_GROWTH_SHIFT)
+        .checked_ilog2()
+        .map_or(0, |l| l as u8)
+}
+
 /// A freed chunk waiting for a sync.
 #[derive(Debug, Clone, Copy)]
 struct HotChunk {
@@ -163,8 +178,6 @@ struct State {
     chunks: u64,
     chunk_bytes: u64,
     slab_bytes: u64,
-    /// log2 bytes of the largest region ever held (0: none yet): growth doubles it.
-    largest_log: u8,
     syncs: u64,
     sync_failures: u64,
     release_failures: u64,
@@ -215,7 +228,6 @@ impl State {
             buddy: Buddy::new(log_bytes - log_entry_size),
         };
         self.allocated += icm.size;
-        self.largest_log = self.largest_log.max(log_bytes);
         match self.regions.iter().position(Option::is_none) {
             Some(i) => self.regions[i] = Some(region),
             None => self.regions.push(Some(region)),
@@ -403,11 +415,7 @@ impl IcmPool {
             }
             if !device_full && st.has_room_for_region() {
                 st.busy = true;
-                let preferred = if st.largest_log == 0 {
-                    self.cfg.log_initial_region
-                } else {
-                    st.largest_log.saturating_add(1)
-                };
+                let preferred = next_region_log(st.allocated);
                 drop(st);
                 let grown = self.grow(order, preferred);
                 st = self.lock();

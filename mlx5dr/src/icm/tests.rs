@@ -130,32 +130,43 @@ fn chunks_and_entries_are_written_through_their_region() {
 }
 
 #[test]
-fn grows_geometrically_then_by_the_largest_region() {
+fn grows_by_an_eighth_of_what_it_holds() {
     let be = cx6();
     let mut cfg = no_threshold(steering_cfg(&be));
     cfg.log_initial_region = 12; // 4 KiB: 64 STEs
-    cfg.max_log_chunk = 10; // regions up to 64 KiB
+    cfg.max_log_chunk = 12; // regions up to 256 KiB
     let p = pool(&be, cfg);
     let mut chunks = Vec::new();
-    // 4 KiB chunks fill 4, 8, 16, 32, 64 and 64 KiB regions: 1 + 2 + 4 + 8 + 16 + 16.
-    for _ in 0..47 {
+    let mut sizes = Vec::new();
+    for _ in 0..400 {
+        let before = p.stats();
         chunks.push(p.alloc(6).unwrap());
+        let after = p.stats();
+        if after.regions > before.regions {
+            // Each new region: the largest power of two not above an eighth of what the
+            // pool held, at least the initial 4 KiB, at most the largest chunk.
+            let eighth = before.allocated_bytes / 8;
+            let mut want = 4u64 << 10;
+            while want * 2 <= eighth && want < 256 << 10 {
+                want *= 2;
+            }
+            assert_eq!(after.allocated_bytes - before.allocated_bytes, want);
+            sizes.push(want);
+        }
+        // What is held but not handed out stays within the newest region.
+        assert!(after.free_bytes() < *sizes.last().unwrap());
     }
-    let sizes: Vec<u64> = p.regions().iter().map(|r| r.size).collect();
-    assert_eq!(
-        sizes,
-        [4 << 10, 8 << 10, 16 << 10, 32 << 10, 64 << 10, 64 << 10]
-    );
+    assert_eq!(&sizes[..16], &[4 << 10; 16]);
+    assert_eq!(&sizes[16..24], &[8 << 10; 8]);
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
     for r in p.regions() {
         assert_eq!(r.addr % r.size, 0);
     }
     let s = p.stats();
-    assert_eq!(s.regions, 6);
-    assert_eq!(s.allocated_bytes, 188 << 10);
     assert_eq!(s.allocated_bytes, icm_bytes(&be));
-    assert_eq!(s.chunks, 47);
-    assert_eq!(s.chunk_bytes, 47 << 12);
-    assert_eq!(s.free_bytes(), 0);
+    assert_eq!(s.chunks, 400);
+    assert_eq!(s.chunk_bytes, 400 << 12);
+    assert!(s.free_bytes() * 8 <= s.allocated_bytes, "{s:?}");
 
     // A chunk bigger than the preferred region gets a region of its own size.
     let mut cfg = no_threshold(steering_cfg(&be));
@@ -512,18 +523,19 @@ fn emptied_regions_go_back_to_the_device_but_one() {
     cfg.log_initial_region = 12;
     cfg.max_log_chunk = 10;
     let p = pool(&be, cfg);
-    let chunks: Vec<Chunk> = (0..31).map(|_| p.alloc(6).unwrap()).collect();
-    assert_eq!(p.stats().regions, 5);
+    // Regions of 4, 16 and 8 KiB hold a 4 KiB, a 16 KiB and an 8 KiB chunk...
+    let chunks = [6u8, 8, 7].map(|log| p.alloc(log).unwrap());
+    assert_eq!(p.stats().regions, 3);
     for c in chunks {
         p.free(c).unwrap();
     }
     p.sync().unwrap();
-    // The largest empty region stays as a spare.
+    // ...and once all are empty, only the largest stays, as a spare.
     let regions = p.regions();
     assert_eq!(regions.len(), 1);
-    assert_eq!(regions[0].size, 64 << 10);
-    assert_eq!(icm_bytes(&be), 64 << 10);
-    assert_eq!(p.trim().unwrap(), 64 << 10);
+    assert_eq!(regions[0].size, 16 << 10);
+    assert_eq!(icm_bytes(&be), 16 << 10);
+    assert_eq!(p.trim().unwrap(), 16 << 10);
     assert_eq!(icm_bytes(&be), 0);
     assert_eq!(p.stats().allocated_bytes, 0);
 }

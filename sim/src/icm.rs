@@ -136,6 +136,9 @@ struct Range {
     /// Free spans, start → length. Adjacent spans are always merged.
     free: Mutex<BTreeMap<u64, u64>>,
     chunk_size: u64,
+    /// log2 of `chunk_size` (both the range size and `MAX_CHUNK` are powers of two), so
+    /// that locating a chunk is a shift and a mask.
+    chunk_shift: u32,
     chunks: Vec<RwLock<Option<MmapMut>>>,
 }
 
@@ -148,6 +151,7 @@ impl Range {
             layout,
             free: Mutex::new(BTreeMap::from([(layout.base, size)])),
             chunk_size,
+            chunk_shift: chunk_size.trailing_zeros(),
             chunks,
         }
     }
@@ -217,8 +221,8 @@ impl Range {
     /// common case: allocations are far smaller than chunks).
     fn in_one_chunk(&self, addr: u64, len: usize) -> Option<(usize, usize)> {
         let rel = addr - self.layout.base;
-        let off = (rel % self.chunk_size) as usize;
-        (off + len <= self.chunk_size as usize).then_some(((rel / self.chunk_size) as usize, off))
+        let off = (rel & (self.chunk_size - 1)) as usize;
+        (off + len <= self.chunk_size as usize).then_some(((rel >> self.chunk_shift) as usize, off))
     }
 
     fn write(&self, addr: u64, data: &[u8]) {

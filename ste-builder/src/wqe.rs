@@ -713,6 +713,49 @@ pub fn decode_wqe(b: &[u8]) -> Result<Wqe<'_>, WqeError> {
     Ok(Wqe { ctrl, body })
 }
 
+/// An RDMA WRITE or READ with exactly one pointer data segment and nothing else: the
+/// shape of every WQE a steering driver posts (DS 3, one BB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointerRdma {
+    /// The control segment.
+    pub ctrl: CtrlSeg,
+    /// WRITE or READ.
+    pub op: RdmaOp,
+    /// Target address and rkey.
+    pub remote: RaddrSeg,
+    /// The local buffer.
+    pub seg: DataSeg,
+}
+
+/// Size of a [`PointerRdma`] WQE: control, remote-address and one data segment.
+const POINTER_RDMA_SIZE: usize = CTRL_SEG_SIZE + RADDR_SEG_SIZE + DATA_SEG_SIZE;
+
+/// Decodes the WQE at the start of `b` if it has the [`PointerRdma`] shape; `None` for
+/// anything else, which [`decode_wqe`] then handles. When this returns `Some`,
+/// [`decode_wqe`] decodes the same bytes into the same control segment and an RDMA body
+/// with the same remote segment and that one pointer chunk; the point is to get there
+/// with one pass over 48 fixed-position bytes and no segment walk.
+pub fn decode_pointer_rdma(b: &[u8]) -> Option<PointerRdma> {
+    let b: &[u8; POINTER_RDMA_SIZE] = b.get(..POINTER_RDMA_SIZE)?.try_into().ok()?;
+    let op = match Opcode::from_byte(b[3]) {
+        Opcode::RdmaWrite => RdmaOp::Write,
+        Opcode::RdmaRead => RdmaOp::Read,
+        _ => return None,
+    };
+    let seg = &b[CTRL_SEG_SIZE + RADDR_SEG_SIZE..];
+    // DS 3 covers exactly the three segments; an inline header is another shape.
+    if b[7] & MAX_DS != (POINTER_RDMA_SIZE / DS_UNIT) as u8 || be32(seg, 0) & INLINE_FLAG != 0 {
+        return None;
+    }
+    Some(PointerRdma {
+        ctrl: CtrlSeg::decode(b).ok()?,
+        op,
+        remote: RaddrSeg::decode(&b[CTRL_SEG_SIZE..]).ok()?,
+        // One segment covers at most 2^31 bytes, the message limit.
+        seg: DataSeg::decode(seg).ok()?,
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Completion queue entries
 // ---------------------------------------------------------------------------------------
@@ -1357,6 +1400,84 @@ mod tests {
             }
             let _ = Cqe::decode(&bytes);
         }
+    }
+
+    proptest::proptest! {
+        /// The one-shape decoder agrees with the general one wherever it answers, and
+        /// answers for every WQE a driver encodes with one pointer segment.
+        #[test]
+        fn pointer_rdma_agrees_with_decode_wqe(
+            mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            shape in proptest::num::u8::ANY,
+        ) {
+            // Steer half the cases to the interesting bytes: an RDMA opcode and DS 3.
+            if shape & 1 == 1 && bytes.len() > 7 {
+                bytes[3] = if shape & 2 == 0 { 0x08 } else { 0x10 };
+                bytes[7] = (bytes[7] & !MAX_DS) | 3;
+            }
+            match decode_pointer_rdma(&bytes) {
+                Some(fast) => {
+                    let wqe = decode_wqe(&bytes).expect("the general decoder accepts it");
+                    proptest::prop_assert_eq!(wqe.ctrl, fast.ctrl);
+                    match wqe.body {
+                        WqeBody::Rdma { op, remote, data } => {
+                            proptest::prop_assert_eq!(op, fast.op);
+                            proptest::prop_assert_eq!(remote, fast.remote);
+                            proptest::prop_assert_eq!(data.total_len(), fast.seg.len());
+                            let chunks: Vec<_> = data.collect();
+                            proptest::prop_assert_eq!(chunks, vec![DataChunk::Pointer(fast.seg)]);
+                        }
+                        other => proptest::prop_assert!(false, "{:?}", other),
+                    }
+                }
+                None => {
+                    if let Ok(Wqe { ctrl, body: WqeBody::Rdma { data, .. } }) = decode_wqe(&bytes) {
+                        let one_pointer = ctrl.ds == 3
+                            && matches!(data.collect::<Vec<_>>()[..], [DataChunk::Pointer(_)]);
+                        proptest::prop_assert!(!one_pointer);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pointer_rdma_decodes_what_drivers_encode() {
+        let seg = DataSeg::new(0x1234, 0x1_0000_0040, 64).unwrap();
+        let wqe = RdmaWqe {
+            op: RdmaOp::Read,
+            wqe_index: 7,
+            qpn: 0xabc,
+            flags: CtrlFlags::CQ_UPDATE,
+            remote: RaddrSeg {
+                raddr: 0x40,
+                rkey: 0x101,
+            },
+            payload: Payload::Segments(&[seg]),
+        };
+        let mut out = [0u8; 64];
+        wqe.encode(&mut out).unwrap();
+        let fast = decode_pointer_rdma(&out).unwrap();
+        assert_eq!(
+            (fast.op, fast.remote, fast.seg),
+            (RdmaOp::Read, wqe.remote, seg)
+        );
+        assert_eq!(fast.ctrl, decode_wqe(&out).unwrap().ctrl);
+        assert_eq!(decode_pointer_rdma(&out[..47]), None, "truncated");
+        let two = [seg, seg];
+        let wqe = RdmaWqe {
+            payload: Payload::Segments(&two),
+            ..wqe
+        };
+        wqe.encode(&mut out).unwrap();
+        assert_eq!(decode_pointer_rdma(&out), None, "two segments");
+        let wqe = RdmaWqe {
+            op: RdmaOp::Write,
+            payload: Payload::Inline(&[1; 12]),
+            ..wqe
+        };
+        wqe.encode(&mut out).unwrap();
+        assert_eq!(decode_pointer_rdma(&out), None, "inline");
     }
 
     #[test]

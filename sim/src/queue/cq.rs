@@ -75,9 +75,12 @@ impl CompletionRing {
 
     /// The consumer index the driver last published in the doorbell record.
     fn consumer_index(&self) -> u32 {
-        let mut word = [0u8; 4];
+        let mem = self.dbrec.mem.lock_read();
         // The record's span was checked at creation and buffers never shrink.
-        let _ = self.dbrec.mem.read(self.dbrec.offset, &mut word);
+        let word = mem
+            .get(self.dbrec.offset..self.dbrec.offset + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .unwrap_or_default();
         u32::from_be_bytes(word) & CI_MASK
     }
 

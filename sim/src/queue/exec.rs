@@ -11,7 +11,7 @@
 //! ([`RkeyCache`](crate::icm::RkeyCache), [`LkeyCache`]), so a WQE whose keys were seen before takes no registry lock and
 //! clones no buffer handle.
 
-use ste_builder::wqe::{DataChunk, DataChunks, RdmaOp, Syndrome, WqeError};
+use ste_builder::wqe::{DataChunk, DataChunks, DataSeg, RdmaOp, Syndrome, WqeError};
 
 use crate::host_mem::{CachedSpan, HostMemory, LkeyCache, MemoryRegistry};
 use crate::icm::{Icm, IcmError, IcmPlace};
@@ -122,6 +122,28 @@ pub(crate) fn rdma(
     }
     // Decoding bounds a message to 2^31 bytes.
     Ok(total as u32)
+}
+
+/// [`rdma`] for a WQE with one pointer segment `seg` and nothing else: the same checks
+/// in the same order, without the segment walk or the span list.
+pub(crate) fn rdma_pointer(
+    op: RdmaOp,
+    target: Result<IcmPlace, IcmError>,
+    seg: DataSeg,
+    icm: &Icm,
+    local: Local<'_>,
+) -> Result<u32, Syndrome> {
+    // A pointer segment moves at least one byte, so the target is always checked.
+    let place = target.map_err(|_| Syndrome::RemoteAccess)?;
+    local.lkeys.refresh(local.mrs);
+    let span = local
+        .mrs
+        .lookup_cached(local.lkeys, seg.lkey, seg.addr, seg.len())
+        .map_err(|_| Syndrome::LocalProtection)?;
+    let mem = local.lkeys.memory(&span).ok_or(Syndrome::LocalProtection)?;
+    move_span(op, icm, place, mem, &span)?;
+    // At most 2^31 bytes.
+    Ok(seg.len() as u32)
 }
 
 /// Moves one resolved pointer segment: host memory into ICM for a WRITE, ICM into host

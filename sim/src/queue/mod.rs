@@ -65,8 +65,8 @@ mod exec;
 pub use event::{IcmSpan, WqeEvent, WqeHook, WqeOutcome};
 
 use ste_builder::wqe::{
-    decode_wqe, Cqe, CtrlFlags, CtrlSeg, ErrCqe, ErrSide, Opcode, ReqCqe, Syndrome, WqeBody,
-    BB_SIZE, CQE_SIZE, MAX_QPN,
+    decode_pointer_rdma, decode_wqe, Cqe, CtrlFlags, CtrlSeg, ErrCqe, ErrSide, Opcode, PointerRdma,
+    ReqCqe, Syndrome, WqeBody, BB_SIZE, CQE_SIZE, MAX_QPN,
 };
 
 use crate::host_mem::{CachedSpan, HostMemError, HostMemory, LkeyCache, MemoryRegistry};
@@ -451,20 +451,23 @@ impl SteeringQueue {
     /// order, so that a WQE wrapping the ring's end is contiguous.
     fn snapshot(&self, posted: usize, out: &mut Vec<u8>) {
         let ring_bbs = 1usize << self.sq.log_entries;
-        out.resize(posted * BB_SIZE, 0);
         let first = self.sq_ci as usize & (ring_bbs - 1);
         let before_wrap = posted.min(ring_bbs - first);
         let mem = self.sq.mem.lock_read();
         // `new` checked that the ring lies in its buffer, and buffers never shrink.
         let ring = &mem[self.sq.offset..self.sq.offset + ring_bbs * BB_SIZE];
-        out[..before_wrap * BB_SIZE]
-            .copy_from_slice(&ring[first * BB_SIZE..(first + before_wrap) * BB_SIZE]);
-        out[before_wrap * BB_SIZE..].copy_from_slice(&ring[..(posted - before_wrap) * BB_SIZE]);
+        // Appending (rather than resizing and overwriting) spares zeroing the buffer.
+        out.clear();
+        out.extend_from_slice(&ring[first * BB_SIZE..(first + before_wrap) * BB_SIZE]);
+        out.extend_from_slice(&ring[..(posted - before_wrap) * BB_SIZE]);
     }
 
     /// Validates and executes the WQE at the start of `bytes` (which run to the producer
     /// counter). Nothing is emitted here.
     fn process(&mut self, bytes: &[u8], counter: u16, icm: &Icm, mrs: &MemoryRegistry) -> Step {
+        if let Some(wqe) = decode_pointer_rdma(bytes) {
+            return self.process_pointer(wqe, counter, icm, mrs);
+        }
         // `bytes` holds at least one BB, so the control segment always decodes; the
         // error arm only keeps this free of panics.
         let ctrl = match CtrlSeg::decode(bytes) {
@@ -525,6 +528,51 @@ impl SteeringQueue {
                 }
             })
             .map_err(|s| (s, 0));
+        step
+    }
+
+    /// [`process`](Self::process) for the shape steering drivers post (one pointer
+    /// segment, one BB), with the same checks in the same order and without walking the
+    /// data segments: `decode_wqe` would accept the WQE, so only the position, QPN,
+    /// key and bounds checks remain.
+    fn process_pointer(
+        &mut self,
+        wqe: PointerRdma,
+        counter: u16,
+        icm: &Icm,
+        mrs: &MemoryRegistry,
+    ) -> Step {
+        // A pointer segment covers at least one byte.
+        let len = wqe.seg.len();
+        let (rkey, raddr) = (wqe.remote.rkey, wqe.remote.raddr);
+        let target = icm.resolve_cached(&mut self.rkeys, rkey, raddr, len);
+        let mut step = Step {
+            // DS 3: one BB, which the doorbell posted.
+            bbs: 1,
+            opcode: wqe.ctrl.opcode,
+            icm: Some(IcmSpan {
+                addr: target.as_ref().map_or(raddr, |p| p.addr),
+                len,
+            }),
+            result: Ok(0),
+            signaled: wqe.ctrl.flags.contains(CtrlFlags::CQ_UPDATE),
+            flushed: false,
+        };
+        if let Some(fault) = self.fault.filter(|f| f.seq == self.seq) {
+            self.fault = None;
+            step.result = Err((fault.syndrome, fault.vendor_syndrome));
+            return step;
+        }
+        step.result = if wqe.ctrl.wqe_index != counter || wqe.ctrl.qpn != self.qpn {
+            Err((Syndrome::LocalQpOp, 0))
+        } else {
+            let local = exec::Local {
+                mrs,
+                lkeys: &mut self.lkeys,
+                spans: &mut self.spans,
+            };
+            exec::rdma_pointer(wqe.op, target, wqe.seg, icm, local).map_err(|s| (s, 0))
+        };
         step
     }
 

@@ -55,6 +55,7 @@ pub struct HostReadGuard<'a>(RwLockReadGuard<'a, Box<[u8]>>);
 
 impl Deref for HostReadGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         &self.0
     }
@@ -65,12 +66,14 @@ pub struct HostWriteGuard<'a>(RwLockWriteGuard<'a, Box<[u8]>>);
 
 impl Deref for HostWriteGuard<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         &self.0
     }
 }
 
 impl DerefMut for HostWriteGuard<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.0
     }
@@ -92,6 +95,7 @@ impl HostMemory {
     }
 
     /// The buffer's size in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -107,6 +111,7 @@ impl HostMemory {
     }
 
     /// Checks that `[offset, offset + len)` lies in the buffer.
+    #[inline]
     pub fn check(&self, offset: usize, len: usize) -> Result<(), HostMemError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len => Ok(()),
@@ -119,6 +124,7 @@ impl HostMemory {
     }
 
     /// Copies `out.len()` bytes at `offset` into `out`.
+    #[inline]
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), HostMemError> {
         self.check(offset, out.len())?;
         out.copy_from_slice(&self.lock_read()[offset..offset + out.len()]);
@@ -133,6 +139,7 @@ impl HostMemory {
     }
 
     /// Copies `data` to `offset`.
+    #[inline]
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), HostMemError> {
         self.check(offset, data.len())?;
         self.lock_write()[offset..offset + data.len()].copy_from_slice(data);
@@ -140,12 +147,14 @@ impl HostMemory {
     }
 
     /// Shared access to the whole buffer until the guard drops.
+    #[inline]
     pub fn lock_read(&self) -> HostReadGuard<'_> {
         // A panic while a guard was held leaves bytes, not broken invariants: go on.
         HostReadGuard(self.bytes.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Exclusive access to the whole buffer until the guard drops.
+    #[inline]
     pub fn lock_write(&self) -> HostWriteGuard<'_> {
         HostWriteGuard(self.bytes.write().unwrap_or_else(|e| e.into_inner()))
     }
@@ -325,6 +334,7 @@ impl MemoryRegistry {
     /// lkey already in the cache costs a short scan instead of a locked map lookup and
     /// a buffer handle clone. Call [`LkeyCache::refresh`] before each group of lookups
     /// whose spans are used together (a WQE's).
+    #[inline]
     pub fn lookup_cached(
         &self,
         cache: &mut LkeyCache,
@@ -334,16 +344,7 @@ impl MemoryRegistry {
     ) -> Result<CachedSpan, MrError> {
         let slot = match cache.entries.iter().position(|e| e.lkey == lkey) {
             Some(slot) => slot,
-            None => {
-                let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
-                let region = reg.by_lkey.get(&lkey).ok_or(MrError::UnknownLkey(lkey))?;
-                cache.entries.push(CachedMr {
-                    lkey,
-                    mem: region.mem.clone(),
-                    iova: region.iova,
-                });
-                cache.entries.len() - 1
-            }
+            None => self.fill(cache, lkey)?,
         };
         let entry = &cache.entries[slot];
         let offset = region_offset(lkey, entry.iova, entry.mem.len(), addr, len)?;
@@ -352,6 +353,20 @@ impl MemoryRegistry {
             offset,
             len: len as usize,
         })
+    }
+
+    /// Looks `lkey` up under the registry lock and memoises it in `cache`; returns its
+    /// slot. Out of line: a queue misses only on its first use of a buffer.
+    #[cold]
+    fn fill(&self, cache: &mut LkeyCache, lkey: u32) -> Result<usize, MrError> {
+        let reg = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let region = reg.by_lkey.get(&lkey).ok_or(MrError::UnknownLkey(lkey))?;
+        cache.entries.push(CachedMr {
+            lkey,
+            mem: region.mem.clone(),
+            iova: region.iova,
+        });
+        Ok(cache.entries.len() - 1)
     }
 
     /// Live registrations.
@@ -371,12 +386,17 @@ impl MemoryRegistry {
 
 /// The offset in a registration's buffer of `len` bytes at IOVA `addr`, if the whole span
 /// lies in it.
+#[inline]
 fn region_offset(lkey: u32, iova: u64, size: usize, addr: u64, len: u64) -> Result<usize, MrError> {
-    let oob = MrError::OutOfBounds { lkey, addr, len };
-    let offset = addr.checked_sub(iova).ok_or(oob.clone())?;
-    match offset.checked_add(len) {
-        Some(end) if end <= size as u64 => Ok(offset as usize),
-        _ => Err(oob),
+    match addr.checked_sub(iova) {
+        Some(offset)
+            if offset
+                .checked_add(len)
+                .is_some_and(|end| end <= size as u64) =>
+        {
+            Ok(offset as usize)
+        }
+        _ => Err(MrError::OutOfBounds { lkey, addr, len }),
     }
 }
 
@@ -422,6 +442,7 @@ impl LkeyCache {
 
     /// Forgets everything if `registry` deregistered anything since the last refresh
     /// (or the memo is full). Spans from before a refresh must not be used after it.
+    #[inline]
     pub fn refresh(&mut self, registry: &MemoryRegistry) {
         let generation = registry.generation.load(Ordering::Acquire);
         if generation != self.generation || self.entries.len() >= LKEY_CACHE_SLOTS {
@@ -432,6 +453,7 @@ impl LkeyCache {
 
     /// The buffer a span from [`MemoryRegistry::lookup_cached`] lies in; `None` for a
     /// span from before the last [`refresh`](LkeyCache::refresh) that no longer fits.
+    #[inline]
     pub fn memory(&self, span: &CachedSpan) -> Option<&HostMemory> {
         self.entries.get(span.slot).map(|e| &e.mem)
     }

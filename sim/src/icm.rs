@@ -219,21 +219,31 @@ impl Range {
 
     /// The chunk and offset of `addr` if `[addr, addr + len)` lies in one chunk (the
     /// common case: allocations are far smaller than chunks).
+    #[inline]
     fn in_one_chunk(&self, addr: u64, len: usize) -> Option<(usize, usize)> {
         let rel = addr - self.layout.base;
         let off = (rel & (self.chunk_size - 1)) as usize;
         (off + len <= self.chunk_size as usize).then_some(((rel >> self.chunk_shift) as usize, off))
     }
 
+    #[inline]
     fn write(&self, addr: u64, data: &[u8]) {
-        if let Some((chunk, off)) = self.in_one_chunk(addr, data.len()) {
-            let mut guard = self.chunks[chunk]
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            let map = guard.get_or_insert_with(|| anon_map(self.chunk_size));
-            map[off..off + data.len()].copy_from_slice(data);
-            return;
-        }
+        let Some((chunk, off)) = self.in_one_chunk(addr, data.len()) else {
+            return self.write_pieces(addr, data);
+        };
+        let mut guard = self.chunks[chunk]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let map = match guard.as_mut() {
+            Some(map) => map,
+            None => guard.insert(anon_map(self.chunk_size)),
+        };
+        map[off..off + data.len()].copy_from_slice(data);
+    }
+
+    /// [`Range::write`] of a span that crosses chunks.
+    #[cold]
+    fn write_pieces(&self, addr: u64, data: &[u8]) {
         for (chunk, off, span) in self.pieces(addr, data.len()) {
             let mut guard = self.chunks[chunk]
                 .write()
@@ -243,17 +253,23 @@ impl Range {
         }
     }
 
+    #[inline]
     fn read(&self, addr: u64, out: &mut [u8]) {
         let len = out.len();
-        if let Some((chunk, off)) = self.in_one_chunk(addr, len) {
-            let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
-            match guard.as_ref() {
-                Some(map) => out.copy_from_slice(&map[off..off + len]),
-                None => out.fill(0),
-            }
-            return;
+        let Some((chunk, off)) = self.in_one_chunk(addr, len) else {
+            return self.read_pieces(addr, out);
+        };
+        let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(map) => out.copy_from_slice(&map[off..off + len]),
+            None => out.fill(0),
         }
-        for (chunk, off, span) in self.pieces(addr, len) {
+    }
+
+    /// [`Range::read`] of a span that crosses chunks.
+    #[cold]
+    fn read_pieces(&self, addr: u64, out: &mut [u8]) {
+        for (chunk, off, span) in self.pieces(addr, out.len()) {
             let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
             match guard.as_ref() {
                 Some(map) => out[span.clone()].copy_from_slice(&map[off..off + span.len()]),
@@ -273,6 +289,7 @@ fn anon_map(len: u64) -> MmapMut {
 }
 
 /// `[offset, offset + len)` of a zero-based registration of `alloc`, as an ICM address.
+#[inline]
 fn zero_based(alloc: &IcmAlloc, offset: u64, len: u64) -> Result<u64, IcmError> {
     match offset.checked_add(len) {
         Some(end) if end <= alloc.size => Ok(alloc.addr + offset),
@@ -354,6 +371,9 @@ pub struct RkeyCache {
     entries: [Option<(u32, IcmAlloc, usize)>; RKEY_CACHE_SLOTS],
     /// The slot the next miss replaces (round robin).
     next: usize,
+    /// The slot of the last hit or fill, tried first: a queue's consecutive WQEs mostly
+    /// name the same allocation.
+    last: usize,
 }
 
 impl RkeyCache {
@@ -369,16 +389,24 @@ impl RkeyCache {
         };
     }
 
-    fn get(&self, rkey: u32) -> Option<(IcmAlloc, usize)> {
-        self.entries
+    #[inline]
+    fn get(&mut self, rkey: u32) -> Option<(IcmAlloc, usize)> {
+        if let Some(&Some((key, alloc, range))) = self.entries.get(self.last) {
+            if key == rkey {
+                return Some((alloc, range));
+            }
+        }
+        let slot = self
+            .entries
             .iter()
-            .flatten()
-            .find(|(key, _, _)| *key == rkey)
-            .map(|&(_, alloc, range)| (alloc, range))
+            .position(|e| matches!(e, Some((key, _, _)) if *key == rkey))?;
+        self.last = slot;
+        self.entries[slot].map(|(_, alloc, range)| (alloc, range))
     }
 
     fn put(&mut self, rkey: u32, (alloc, range): (IcmAlloc, usize)) {
         self.entries[self.next] = Some((rkey, alloc, range));
+        self.last = self.next;
         self.next = (self.next + 1) % RKEY_CACHE_SLOTS;
     }
 }
@@ -562,6 +590,7 @@ impl Icm {
     /// [`Icm::resolve`] through `cache`: the same checks and errors, but an rkey seen
     /// before (and not freed since) costs a short scan instead of a locked map lookup.
     /// The result can be handed to [`Icm::write_at`] and [`Icm::read_at`].
+    #[inline]
     pub fn resolve_cached(
         &self,
         cache: &mut RkeyCache,
@@ -575,11 +604,7 @@ impl Icm {
         }
         let (alloc, range) = match cache.get(rkey) {
             Some(hit) => hit,
-            None => {
-                let found = self.alloc_of_rkey(rkey, offset)?;
-                cache.put(rkey, found);
-                found
-            }
+            None => self.fill(cache, rkey, offset)?,
         };
         Ok(IcmPlace {
             addr: zero_based(&alloc, offset, len)?,
@@ -589,8 +614,23 @@ impl Icm {
         })
     }
 
+    /// Looks `rkey` up under the map lock and memoises it in `cache`. Out of line: a
+    /// queue misses only on the first WQE into an allocation.
+    #[cold]
+    fn fill(
+        &self,
+        cache: &mut RkeyCache,
+        rkey: u32,
+        offset: u64,
+    ) -> Result<(IcmAlloc, usize), IcmError> {
+        let found = self.alloc_of_rkey(rkey, offset)?;
+        cache.put(rkey, found);
+        Ok(found)
+    }
+
     /// Writes `data` (of `place.len` bytes) to a resolved place. If an allocation was
     /// freed since the resolution, the span is checked again as [`Icm::write`] checks it.
+    #[inline]
     pub fn write_at(&self, place: IcmPlace, data: &[u8]) -> Result<(), IcmError> {
         if data.len() as u64 != place.len {
             return Err(IcmError::OutOfBounds {
@@ -607,6 +647,7 @@ impl Icm {
 
     /// Reads `out.len()` bytes (`place.len`) from a resolved place; checked again as
     /// [`Icm::read`] checks if an allocation was freed since the resolution.
+    #[inline]
     pub fn read_at(&self, place: IcmPlace, out: &mut [u8]) -> Result<(), IcmError> {
         if out.len() as u64 != place.len {
             return Err(IcmError::OutOfBounds {

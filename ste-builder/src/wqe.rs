@@ -116,20 +116,24 @@ pub enum WqeError {
 }
 
 // Big-endian readers over slices whose length the caller has already checked.
+#[inline]
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+#[inline]
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+#[inline]
 fn be64(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_be_bytes(w)
 }
 
+#[inline]
 fn need(b: &[u8], n: usize) -> Result<(), WqeError> {
     if b.len() < n {
         return Err(WqeError::Truncated {
@@ -168,6 +172,7 @@ pub enum Opcode {
 
 impl Opcode {
     /// The opcode for a byte.
+    #[inline]
     pub const fn from_byte(b: u8) -> Opcode {
         match b {
             0x00 => Opcode::Nop,
@@ -271,6 +276,7 @@ impl CtrlSeg {
 
     /// Reads a control segment from the first 16 bytes of `b`. The two reserved bits above
     /// the DS count are ignored, as hardware does.
+    #[inline]
     pub fn decode(b: &[u8]) -> Result<CtrlSeg, WqeError> {
         need(b, CTRL_SEG_SIZE)?;
         Ok(CtrlSeg {
@@ -337,6 +343,7 @@ pub struct RaddrSeg {
 
 impl RaddrSeg {
     /// Reads the segment from the first 16 bytes of `b` (the reserved word is ignored).
+    #[inline]
     pub fn decode(b: &[u8]) -> Result<RaddrSeg, WqeError> {
         need(b, RADDR_SEG_SIZE)?;
         Ok(RaddrSeg {
@@ -382,6 +389,7 @@ impl DataSeg {
 
     /// Bytes the segment covers. A byte count of 0 stands for 2^31 bytes, which is why
     /// drivers never post zero-length segments.
+    #[inline]
     pub const fn len(&self) -> u64 {
         if self.byte_count == 0 {
             MAX_MESSAGE_LEN
@@ -397,6 +405,7 @@ impl DataSeg {
 
     /// Reads a pointer segment from the first 16 bytes of `b`. The caller has already
     /// seen that the inline flag is clear; here it is masked off.
+    #[inline]
     pub fn decode(b: &[u8]) -> Result<DataSeg, WqeError> {
         need(b, DATA_SEG_SIZE)?;
         Ok(DataSeg {
@@ -735,6 +744,7 @@ const POINTER_RDMA_SIZE: usize = CTRL_SEG_SIZE + RADDR_SEG_SIZE + DATA_SEG_SIZE;
 /// [`decode_wqe`] decodes the same bytes into the same control segment and an RDMA body
 /// with the same remote segment and that one pointer chunk; the point is to get there
 /// with one pass over 48 fixed-position bytes and no segment walk.
+#[inline]
 pub fn decode_pointer_rdma(b: &[u8]) -> Option<PointerRdma> {
     let b: &[u8; POINTER_RDMA_SIZE] = b.get(..POINTER_RDMA_SIZE)?.try_into().ok()?;
     let op = match Opcode::from_byte(b[3]) {

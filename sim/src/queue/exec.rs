@@ -126,6 +126,7 @@ pub(crate) fn rdma(
 
 /// [`rdma`] for a WQE with one pointer segment `seg` and nothing else: the same checks
 /// in the same order, without the segment walk or the span list.
+#[inline]
 pub(crate) fn rdma_pointer(
     op: RdmaOp,
     target: Result<IcmPlace, IcmError>,
@@ -148,6 +149,7 @@ pub(crate) fn rdma_pointer(
 
 /// Moves one resolved pointer segment: host memory into ICM for a WRITE, ICM into host
 /// memory for a READ.
+#[inline]
 fn move_span(
     op: RdmaOp,
     icm: &Icm,

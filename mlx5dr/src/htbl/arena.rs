@@ -10,12 +10,17 @@ pub(super) const NIL: u32 = u32::MAX;
 /// Records per page.
 const PAGE: usize = 512;
 
+/// One page of records: a fixed-size array, so an index masked to the page needs no
+/// bounds check.
+type Page<T> = Box<[Option<T>; PAGE]>;
+
 /// Records of type `T` with stable `u32` ids; freed ids are reused.
 ///
 /// Invariant: `live` counts the `Some` slots; every id in `free` names a `None` slot
-/// below `next`; slots at `next` and above were never used.
+/// below `next`; slots at `next` and above were never used (they are `None`, so a
+/// lookup needs no check against `next`).
 pub(super) struct Arena<T> {
-    pages: Vec<Box<[Option<T>]>>,
+    pages: Vec<Page<T>>,
     free: Vec<u32>,
     /// Ids below this were handed out at least once.
     next: u32,
@@ -39,7 +44,7 @@ impl<T> Arena<T> {
             None => {
                 let id = self.next;
                 if id as usize == self.pages.len() * PAGE {
-                    self.pages.push((0..PAGE).map(|_| None).collect());
+                    self.pages.push(new_page());
                 }
                 self.next += 1;
                 id
@@ -64,20 +69,16 @@ impl<T> Arena<T> {
     }
 
     pub(super) fn get(&self, id: u32) -> Option<&T> {
-        if id >= self.next {
-            return None;
-        }
         let (p, o) = split(id);
-        self.pages[p][o].as_ref()
+        self.pages.get(p)?[o].as_ref()
     }
 
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut T> {
-        if id >= self.next {
-            return None;
-        }
-        self.slot_mut(id).as_mut()
+        let (p, o) = split(id);
+        self.pages.get_mut(p)?[o].as_mut()
     }
 
+    /// The slot of an id below `next` (its page exists).
     fn slot_mut(&mut self, id: u32) -> &mut Option<T> {
         let (p, o) = split(id);
         &mut self.pages[p][o]
@@ -105,13 +106,13 @@ impl<T> Arena<T> {
         self.free.clear();
         self.pages
             .drain(..)
-            .flat_map(|p| p.into_vec().into_iter().flatten())
+            .flat_map(|p| (p as Box<[Option<T>]>).into_vec().into_iter().flatten())
     }
 
     /// Host bytes held: the pages and the free list.
     pub(super) fn host_bytes(&self) -> usize {
         self.pages.len() * PAGE * std::mem::size_of::<Option<T>>()
-            + self.pages.capacity() * std::mem::size_of::<Box<[Option<T>]>>()
+            + self.pages.capacity() * std::mem::size_of::<Page<T>>()
             + self.free.capacity() * std::mem::size_of::<u32>()
     }
 }
@@ -140,6 +141,15 @@ impl<T> std::ops::IndexMut<u32> for Arena<T> {
 
 fn split(id: u32) -> (usize, usize) {
     (id as usize / PAGE, id as usize % PAGE)
+}
+
+/// A page of empty slots, built on the heap (a page can be large for the stack).
+fn new_page<T>() -> Page<T> {
+    let slots: Box<[Option<T>]> = (0..PAGE).map(|_| None).collect();
+    match slots.try_into() {
+        Ok(page) => page,
+        Err(_) => unreachable!("{PAGE} slots make a page"),
+    }
 }
 
 #[cfg(test)]

@@ -21,9 +21,10 @@
 //! growth (the copy was never reachable): the table keeps its size, and
 //! [`HtblStats::grow_failures`](super::HtblStats) counts it.
 
-use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE};
+use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE, STE_TAG_SIZE};
 
 use super::arena::NIL;
+use super::encode::Level;
 use super::records::{Place, IN_ENTRY};
 use super::tables::MatcherTables;
 use super::txn::{Failed, Outcome, Txn};
@@ -65,6 +66,10 @@ struct Copy {
     heads: Box<[u32]>,
     cursor: u32,
     collisions: u32,
+    /// Scratch of the steps, kept so that a step allocates nothing: the STEs a step put
+    /// in collision entries, and the images of a write.
+    in_entries: Vec<u32>,
+    images: Vec<u8>,
 }
 
 impl Copy {
@@ -97,7 +102,10 @@ impl Migration {
     }
 
     pub(super) fn host_bytes(&self) -> usize {
-        std::mem::size_of::<Migration>() + self.copy().map_or(0, |c| c.heads.len() * 4)
+        std::mem::size_of::<Migration>()
+            + self.copy().map_or(0, |c| {
+                c.heads.len() * 4 + c.in_entries.capacity() * 4 + c.images.capacity()
+            })
     }
 }
 
@@ -168,6 +176,8 @@ impl MatcherTables {
                 chunk,
                 cursor: 0,
                 collisions: 0,
+                in_entries: Vec::new(),
+                images: Vec::new(),
             }),
         });
         self.copy_step(ring);
@@ -177,49 +187,62 @@ impl MatcherTables {
     fn copy_step(&mut self, ring: &mut SendRing) {
         let Some((table, c)) = self
             .migration
-            .as_ref()
-            .and_then(|m| Some((m.table, m.copy()?)))
+            .as_mut()
+            .and_then(|m| Some((m.table, m.copy_mut()?)))
         else {
             return;
         };
         let (cursor, new_size) = (c.cursor, c.heads.len() as u32);
-        let old_size = self.tables[table].entries();
+        let mut in_entries = std::mem::take(&mut c.in_entries);
+        let mut images = std::mem::take(&mut c.images);
+        in_entries.clear();
+        let t = &self.tables[table];
+        let (old_size, gen) = (t.entries(), usize::from(t.gen));
         let to = cursor.saturating_add(self.growth_step()).min(old_size);
-        let level = self.level(usize::from(self.tables[table].level)).clone();
+        let level = self.level(usize::from(t.level)).clone();
 
-        // Place the STEs of old slots cursor..to.
-        let mut placed = Vec::new();
+        // Place the STEs of old slots cursor..to. Old slot `o` holds exactly the STEs of
+        // new slots `o + k * old_size`, and those stay empty until `o` is copied (see
+        // `Copy`), so each new chain is built here from its first STE on: `tails[k]`.
         for slot in cursor..to {
+            let mut tails = [NIL; 1 << LOG_GROWTH];
             let mut s = self.tables[table].slots[slot as usize];
             while s != NIL {
-                placed.push(s);
-                s = self.at(s).next;
-            }
-        }
-        for &s in &placed {
-            let ns = level.slot(new_size, &self.stes[s].tag);
-            let tail = self.copy_tail(ns);
-            let home = if tail == NIL {
-                ns
-            } else {
-                match self.slab_mut().alloc() {
-                    Ok(e) => IN_ENTRY | self.entries_mut().insert(e),
-                    Err(_) => {
-                        self.abort_migration(true, true);
-                        return;
+                let rec = &self.stes[s];
+                let next = rec.place[gen].next;
+                let ns = Level::index(level.hash(&rec.tag), new_size);
+                let k = ((ns - slot) / old_size) as usize;
+                let tail = tails[k];
+                let home = if tail == NIL {
+                    ns
+                } else {
+                    match self.slab_mut().alloc() {
+                        Ok(e) => IN_ENTRY | self.entries_mut().insert(e),
+                        Err(_) => {
+                            self.abort_migration(true, true);
+                            return;
+                        }
                     }
+                };
+                self.stes[s].place[1 - gen] = Place { next: NIL, home };
+                if tail == NIL {
+                    self.copy_mut().heads[ns as usize] = s;
+                } else {
+                    self.stes[tail].place[1 - gen].next = s;
+                    self.copy_mut().collisions += 1;
+                    in_entries.push(s);
                 }
-            };
-            *self.spare_mut(s) = Place { next: NIL, home };
-            if tail == NIL {
-                self.copy_mut().heads[ns as usize] = s;
-            } else {
-                self.spare_mut(tail).next = s;
-                self.copy_mut().collisions += 1;
+                tails[k] = s;
+                s = next;
             }
         }
         let last = to == old_size;
-        match self.write_step(ring, cursor, to, &placed, last) {
+        let res = self.write_step(ring, cursor, to, &in_entries, &mut images, last);
+        if let Some(c) = self.migration.as_mut().and_then(Migration::copy_mut) {
+            c.in_entries = in_entries;
+            c.images = images;
+        }
+        match res {
             Ok(())
             | Err(Failed {
                 outcome: Outcome::Applied,
@@ -303,52 +326,80 @@ impl MatcherTables {
         }
     }
 
-    /// Writes new slots copying old slots `from..to` and the collision entries of
-    /// `placed`; `last`: then switches the pointer.
+    /// Writes new slots copying old slots `from..to` and the collision entries of the
+    /// STEs `in_entries` (the step put them there), `images` being scratch for the
+    /// bytes; `last`: then switches the pointer.
+    ///
+    /// Images are built where they are posted from: an unused slot is the level's
+    /// constant image, a copied STE its image with the copy's miss address. Collision
+    /// entries that lie next to each other in ICM (the slab hands out a block's entries
+    /// in order) go in one write.
     fn write_step(
         &self,
         ring: &mut SendRing,
         from: u32,
         to: u32,
-        placed: &[u32],
+        in_entries: &[u32],
+        images: &mut Vec<u8>,
         last: bool,
     ) -> Result<(), Failed> {
         let c = self.copy_ref();
         let table = self.migration.as_ref().map_or(NIL, |m| m.table);
         let enc = self.enc();
         let t_rec = &self.tables[table];
-        let level = self.level(usize::from(t_rec.level));
-        let unused = enc.posted(enc.unused_slot(level, self.miss_of(NIL)), STE_SIZE);
+        let unused = self.unused_posted(usize::from(t_rec.level));
+        let spare = 1 - usize::from(t_rec.gen);
         let per_write = (ring.config().max_write / STE_SIZE).max(1) as u32;
         let (old_size, new_size) = (t_rec.entries(), c.heads.len() as u32);
         let owner = t_rec.owner;
-        let mut buf = Vec::with_capacity(((to - from).min(per_write) as usize) * STE_SIZE);
+        // An STE's image in the copy, posted, into `out`.
+        let copied = |s: u32, out: &mut [u8]| {
+            let miss = self.copy_miss(self.stes[s].place[spare].next);
+            self.image_into(out, s, miss, None);
+            enc.post_in_place(out);
+        };
         Txn::new(ring).run(|t| {
             for base in (0..new_size).step_by(old_size as usize) {
                 let mut first = base + from;
                 while first < base + to {
                     let end = (first + per_write).min(base + to);
-                    buf.clear();
+                    images.clear();
                     for &head in &c.heads[first as usize..end as usize] {
-                        if head == NIL {
-                            buf.extend_from_slice(&unused);
-                        } else {
-                            let miss = self.copy_miss(self.spare(head).next);
-                            let image = self.image(head, miss, None);
-                            buf.extend_from_slice(&enc.posted(image, STE_SIZE));
+                        let at = images.len();
+                        images.extend_from_slice(unused);
+                        if head != NIL {
+                            copied(head, &mut images[at..]);
                         }
                     }
-                    t.write(&c.chunk.region(), c.slot_addr(first), &buf)?;
+                    t.write(&c.chunk.region(), c.slot_addr(first), images)?;
                     first = end;
                 }
             }
-            for &s in placed {
-                if self.spare(s).home & IN_ENTRY != 0 {
-                    let (region, addr) = self.copy_place(s);
-                    let miss = self.copy_miss(self.spare(s).next);
-                    let image = enc.posted(self.image(s, miss, None), STE_SIZE);
-                    t.write(&region, addr, &image)?;
+            // Runs of adjacent entries, each one write.
+            images.clear();
+            let mut run: Option<(IcmRegion, u64)> = None;
+            let mut run_start = 0;
+            for &s in in_entries {
+                let (region, addr) = self.copy_place(s);
+                let at = images.len();
+                let slots = ((at - run_start) / STE_SIZE) as u64;
+                let extends = run.is_some_and(|(r, a)| {
+                    r == region
+                        && a + slots * STE_SIZE as u64 == addr
+                        && slots < u64::from(per_write)
+                });
+                if !extends {
+                    if let Some((r, a)) = run {
+                        t.write(&r, a, &images[run_start..at])?;
+                    }
+                    run = Some((region, addr));
+                    run_start = at;
                 }
+                images.resize(at + STE_SIZE, 0);
+                copied(s, &mut images[at..]);
+            }
+            if let Some((r, a)) = run {
+                t.write(&r, a, &images[run_start..])?;
             }
             if !last {
                 return Ok(());
@@ -406,14 +457,18 @@ impl MatcherTables {
             return;
         };
         let table = m.table;
-        let size = self.tables[table].entries();
+        let t = &self.tables[table];
+        let (size, gen) = (t.entries(), usize::from(t.gen));
         let to = cursor.saturating_add(slots.max(1)).min(size);
         for slot in cursor..to {
             let mut s = self.tables[table].slots[slot as usize];
+            // Every STE of the chain is of this table: its places are `place[gen]` (live)
+            // and `place[1 - gen]` (the old table's).
             while s != NIL {
-                let old = std::mem::replace(self.spare_mut(s), Place::NONE);
+                let rec = &mut self.stes[s];
+                let old = std::mem::replace(&mut rec.place[1 - gen], Place::NONE);
+                s = rec.place[gen].next;
                 self.release_entry(old.home, free);
-                s = self.at(s).next;
             }
         }
         if to == size {
@@ -466,7 +521,7 @@ impl MatcherTables {
         &self,
         table: u32,
         slot: u32,
-        tag: &[u8; 16],
+        tag: &[u8; STE_TAG_SIZE],
     ) -> Option<MirrorInsert> {
         let m = self.migration.as_ref().filter(|m| m.table == table)?;
         let c = m.copy().filter(|c| slot < c.cursor)?;
@@ -478,24 +533,23 @@ impl MatcherTables {
         })
     }
 
-    /// Writes the mirrored insert: `image` (the new STE as built, missing to the end
-    /// anchor) into its new slot, or into `entry` behind the copy's chain tail.
+    /// Writes the mirrored insert: `posted` (the new STE, missing to the end anchor, as
+    /// posted) into its new slot, or into `entry` behind the copy's chain tail.
     pub(super) fn write_mirror_insert(
         &self,
         t: &mut Txn<'_>,
         mi: MirrorInsert,
-        image: &Ste,
+        posted: &Ste,
         entry: Option<&Entry>,
     ) -> Result<(), SendError> {
         let enc = self.enc();
-        let posted = enc.posted(*image, STE_SIZE);
         match entry {
             None => {
                 let c = self.copy_ref();
-                t.write(&c.chunk.region(), c.slot_addr(mi.slot), &posted)
+                t.write(&c.chunk.region(), c.slot_addr(mi.slot), posted)
             }
             Some(e) => {
-                t.write(&self.slab_region(e), e.icm_addr(), &posted)?;
+                t.write(&self.slab_region(e), e.icm_addr(), posted)?;
                 let tail = enc.posted(self.image(mi.tail, e.icm_addr(), None), STE_CTRL_SIZE);
                 let (region, addr) = self.copy_place(mi.tail);
                 t.write(&region, addr, &tail[..STE_CTRL_SIZE])
@@ -562,19 +616,16 @@ impl MatcherTables {
             return t.write(&region, addr, &posted[..STE_CTRL_SIZE]);
         }
         let c = self.copy_ref();
-        let image = if mr.next == NIL {
+        let (region, addr) = (c.chunk.region(), c.slot_addr(mr.slot));
+        if mr.next == NIL {
             let table = self.migration.as_ref().map_or(NIL, |m| m.table);
-            let level = self.level(usize::from(self.tables[table].level));
-            enc.unused_slot(level, self.miss_of(NIL))
+            let unused = self.unused_posted(usize::from(self.tables[table].level));
+            t.write(&region, addr, unused)
         } else {
             let miss = self.copy_miss(self.spare(mr.next).next);
-            self.image(mr.next, miss, None)
-        };
-        t.write(
-            &c.chunk.region(),
-            c.slot_addr(mr.slot),
-            &enc.posted(image, STE_SIZE),
-        )
+            let image = self.image(mr.next, miss, None);
+            t.write(&region, addr, &enc.posted(image, STE_SIZE))
+        }
     }
 
     /// Records the mirrored removal of STE `x`; `free`: hand its entries back.

@@ -95,6 +95,9 @@ pub struct MatcherTables {
     id: NonZeroU32,
     enc: Encoder,
     levels: Box<[Level]>,
+    /// Per level, the posted unused-slot STE (always miss to the end anchor): the same
+    /// bytes for every unused slot of the level's tables, so built once.
+    unused: Box<[Ste]>,
     grow: bool,
     growth_step: u32,
     max_log: u8,
@@ -176,11 +179,34 @@ pub(super) struct Fresh {
     pub(super) extras: Vec<Entry>,
 }
 
-/// Where an insert goes, decided before anything is written.
-struct InsertPlan {
-    tags: [[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
-    /// The existing STEs of levels `0..split` the rule shares.
-    path: [u32; MAX_LOOKUPS],
+/// A rule's tags, checked against the chain ([`MatcherTables::check_tags`]): one
+/// 16-byte tag per level. Borrowed, so an insert never copies them.
+#[derive(Clone, Copy)]
+struct Tags<'t>(&'t RuleTags);
+
+impl<'t> Tags<'t> {
+    /// The tag of `level` (checked to exist and to be 16 bytes).
+    fn get(self, level: usize) -> &'t [u8; STE_TAG_SIZE] {
+        match self.0.get(level).and_then(|t| t.try_into().ok()) {
+            Some(t) => t,
+            None => panic!("tag {level} was checked to be {STE_TAG_SIZE} bytes"),
+        }
+    }
+}
+
+/// What [`MatcherTables::find`] found in a table.
+enum Probe {
+    /// The STE with the tag.
+    Found(u32),
+    /// None has it: its slot in the table, and the last STE of that slot's chain (NIL:
+    /// the slot is unused).
+    Missing { slot: u32, tail: u32 },
+}
+
+/// Where an insert goes, decided before anything is written. The STEs of levels
+/// `0..split` it shares are the owners up from `table`.
+struct InsertPlan<'t> {
+    tags: Tags<'t>,
     /// The first level with a new STE.
     split: usize,
     /// The split level's table, its slot there and the slot's chain tail (NIL: unused).
@@ -227,13 +253,15 @@ impl MatcherTables {
         };
         let enc = Encoder::new(cfg.format, cfg.rx, cfg.gvmi);
         let anchor = enc.anchor(end);
-        let unused = enc.unused_slot(&levels[0], end_anchor.icm_addr());
+        let unused: Box<[Ste]> = levels
+            .iter()
+            .map(|l| enc.posted(enc.unused_slot(l, end_anchor.icm_addr()), STE_SIZE))
+            .collect();
         let per_write = slots_per_write(ring);
         let written = Txn::new(ring).run(|t| {
             let a = enc.posted(anchor, STE_SIZE);
             t.write(&end_anchor.region(), end_anchor.icm_addr(), &a)?;
-            let u = enc.posted(unused, STE_SIZE);
-            write_table(t, &start_chunk, &u, None, per_write)
+            write_table(t, &start_chunk, &unused[0], None, per_write)
         });
         if let Err(f) = written {
             // Nothing points at either chunk; give them back unless a write may land.
@@ -254,6 +282,7 @@ impl MatcherTables {
             id: NonZeroU32::new(NEXT_ID.fetch_add(1, Ordering::Relaxed)).unwrap_or(NonZeroU32::MIN),
             enc,
             levels,
+            unused,
             grow: cfg.grow,
             growth_step: cfg.growth_step.max(1),
             max_log,
@@ -407,42 +436,38 @@ impl MatcherTables {
         let n = self.levels.len();
         let tags = self.check_tags(tags)?;
 
-        // The shared prefix: levels whose STE exists already.
-        let mut path = [NIL; MAX_LOOKUPS];
+        // The shared prefix: levels whose STE exists already. The first level without
+        // one is where the rule splits off; its hash places it there.
         let mut table = self.start;
-        let mut split = n;
-        for (i, tag) in tags[..n].iter().enumerate() {
-            match self.find(table, tag) {
-                Some(d) if i + 1 == n => {
+        let mut split = 0;
+        let (slot, tail) = loop {
+            match self.find(table, tags.get(split)) {
+                Probe::Found(d) if split + 1 == n => {
                     if !self.share_identical {
                         return Err(HtblError::Duplicate);
                     }
                     return self.share(d, last);
                 }
-                Some(s) => {
-                    path[i] = s;
+                Probe::Found(s) => {
                     table = self.stes[s].link;
+                    split += 1;
                 }
-                None => {
-                    split = i;
-                    break;
-                }
+                Probe::Missing { slot, tail } => break (slot, tail),
             }
-        }
-        let slot = self.levels[split].slot(self.tables[table].entries(), &tags[split]);
+        };
         let mut plan = InsertPlan {
             tags,
-            path,
             split,
             table,
             slot,
-            tail: self.chain_tail(table, slot),
-            mirror: self.mirror_insert(table, slot, &tags[split]),
+            tail,
+            mirror: self.mirror_insert(table, slot, tags.get(split)),
             ctrl: [0; STE_CTRL_SIZE],
         };
 
         // The last STE with its actions (nothing allocated yet: a refusal costs nothing).
-        let (mut stes, added) = self.fill_last(&tags[n - 1], last)?;
+        let mut stes: LastImages = [0; STE_SIZE * (1 + MAX_ACTION_STES)];
+        let added = self.fill_last(tags.get(n - 1), last, &mut stes)?;
 
         let mirror_entry = plan.mirror.is_some_and(|m| m.tail != NIL);
         let mut fresh = self.alloc_fresh(n - 1 - split, plan.tail != NIL, added)?;
@@ -501,8 +526,8 @@ impl MatcherTables {
         }
     }
 
-    /// The rule's tags as 16-byte arrays, checked against the chain.
-    fn check_tags(&self, tags: &RuleTags) -> Result<[[u8; STE_TAG_SIZE]; MAX_LOOKUPS], HtblError> {
+    /// The rule's tags, checked against the chain: one per level, 16 bytes each.
+    fn check_tags<'t>(&self, tags: &'t RuleTags) -> Result<Tags<'t>, HtblError> {
         let n = self.levels.len();
         if tags.len() != n {
             return Err(HtblError::TagCount {
@@ -510,8 +535,7 @@ impl MatcherTables {
                 want: n,
             });
         }
-        let mut out = [[0u8; STE_TAG_SIZE]; MAX_LOOKUPS];
-        for (level, (tag, o)) in tags.iter().zip(out.iter_mut()).enumerate() {
+        for (level, tag) in tags.iter().enumerate() {
             if tag.len() != STE_TAG_SIZE {
                 return Err(HtblError::TagLength {
                     level,
@@ -519,36 +543,39 @@ impl MatcherTables {
                     want: STE_TAG_SIZE,
                 });
             }
-            o.copy_from_slice(tag);
         }
-        Ok(out)
+        Ok(Tags(tags))
     }
 
-    /// A last STE of the last level with `tag`, filled by `last`: the match STE
-    /// followed by room for [`MAX_ACTION_STES`] action STEs, and how many of those it
-    /// uses. Checked: the filler kept within that room and left the tag and mask alone.
+    /// Fills `stes` (zeroed) with a last STE of the last level with `tag`, filled by
+    /// `last`: the match STE followed by room for [`MAX_ACTION_STES`] action STEs;
+    /// returns how many of those it uses. Checked: the filler kept within that room and
+    /// left the tag and mask alone. Filled in place: the 512 bytes are not moved about.
     pub(super) fn fill_last<L: LastSte>(
         &self,
         tag: &[u8; STE_TAG_SIZE],
         last: L,
-    ) -> Result<(LastImages, usize), HtblError> {
-        let mut stes: LastImages = [0; STE_SIZE * (1 + MAX_ACTION_STES)];
-        let built = self.enc.rule_ste(&self.levels[self.levels.len() - 1], tag);
-        stes[..STE_SIZE].copy_from_slice(&built);
+        stes: &mut LastImages,
+    ) -> Result<usize, HtblError> {
+        let match_ste = &mut stes[..STE_SIZE];
+        self.enc
+            .rule_ste_into(match_ste, &self.levels[self.levels.len() - 1], tag);
+        let mut built = [0; STE_SIZE - STE_CTRL_SIZE];
+        built.copy_from_slice(&match_ste[STE_CTRL_SIZE..]);
         let added = last
-            .fill(self.enc.ctrl.format(), &mut stes)
+            .fill(self.enc.ctrl.format(), stes)
             .map_err(|e| HtblError::Actions(Box::new(e)))?;
         if added > MAX_ACTION_STES {
             return Err(HtblError::BadActionStes(
                 "reported more action STEs than it has room for",
             ));
         }
-        if stes[STE_CTRL_SIZE..STE_SIZE] != built[STE_CTRL_SIZE..] {
+        if stes[STE_CTRL_SIZE..STE_SIZE] != built {
             return Err(HtblError::BadActionStes(
                 "changed the match STE's tag or mask",
             ));
         }
-        Ok((stes, added))
+        Ok(added)
     }
 
     /// Chains the action STEs of `stes` to the one-entry places at `addrs`: the match
@@ -590,13 +617,13 @@ impl MatcherTables {
         Ok(())
     }
 
-    /// Records the action STEs of last STE `s` (`images`: as built, one per entry in
-    /// `extras`), and their bytes when duplicates may share rules.
+    /// Records the action STEs of last STE `s`, which has none recorded (`images`: as
+    /// built, one per entry in `extras`), and their bytes when duplicates may share
+    /// rules. A rule without action STEs touches neither map.
     pub(super) fn set_action_stes(&mut self, s: u32, extras: Vec<Entry>, images: &[u8]) {
         debug_assert_eq!(images.len(), extras.len() * STE_SIZE);
+        debug_assert!(!self.extras.contains_key(&s) && !self.extra_images.contains_key(&s));
         if extras.is_empty() {
-            self.extras.remove(&s);
-            self.extra_images.remove(&s);
             return;
         }
         self.extras.insert(s, extras.into_boxed_slice());
@@ -613,29 +640,22 @@ impl MatcherTables {
         }
     }
 
-    /// The STE of `table` with `tag`, if any.
-    fn find(&self, table: u32, tag: &[u8; STE_TAG_SIZE]) -> Option<u32> {
+    /// The STE of `table` with `tag`, or where one would go.
+    fn find(&self, table: u32, tag: &[u8; STE_TAG_SIZE]) -> Probe {
         let t = &self.tables[table];
-        let mut s = t.slots[self.levels[usize::from(t.level)].slot(t.entries(), tag) as usize];
+        // A one-entry table (a level above the rules', often) needs no hash.
+        let slot = self.levels[usize::from(t.level)].slot(t.entries(), tag);
+        let gen = usize::from(t.gen);
+        let (mut s, mut tail) = (t.slots[slot as usize], NIL);
         while s != NIL {
-            if self.stes[s].tag == *tag {
-                return Some(s);
+            let rec = &self.stes[s];
+            if rec.tag == *tag {
+                return Probe::Found(s);
             }
-            s = self.at(s).next;
+            // The chain's STEs are all of this table.
+            (tail, s) = (s, rec.place[gen].next);
         }
-        None
-    }
-
-    /// The last STE of the chain at `slot`, or NIL for an unused slot.
-    fn chain_tail(&self, table: u32, slot: u32) -> u32 {
-        let mut s = self.tables[table].slots[slot as usize];
-        if s == NIL {
-            return NIL;
-        }
-        while self.at(s).next != NIL {
-            s = self.at(s).next;
-        }
-        s
+        Probe::Missing { slot, tail }
     }
 
     /// Allocates an insert's new memory; on failure hands back what it took.
@@ -646,6 +666,10 @@ impl MatcherTables {
         extras: usize,
     ) -> Result<Fresh, HtblError> {
         let mut fresh = Fresh::default();
+        if new_tables == 0 && !collision && extras == 0 {
+            // Most inserts: a rule STE into an unused slot of an existing table.
+            return Ok(fresh);
+        }
         let first = self.levels.len() - new_tables;
         let res = (|| {
             for j in first..self.levels.len() {
@@ -706,41 +730,42 @@ impl MatcherTables {
     fn write_insert(
         &self,
         ring: &mut SendRing,
-        plan: &InsertPlan,
+        plan: &InsertPlan<'_>,
         stes: &[u8],
         fresh: &Fresh,
     ) -> Result<(), Failed> {
         let n = self.levels.len();
-        let (split, tags) = (plan.split, &plan.tags);
+        let (split, tags) = (plan.split, plan.tags);
         let end = self.end_addr;
         let enc = self.enc;
         let per_write = slots_per_write(ring);
         Txn::new(ring).run(|t| {
             self.write_action_stes(t, stes, &fresh.extras)?;
             // The new STEs, deepest first; level j > split sits alone in fresh table j-split-1.
+            let mut posted: Ste = [0; STE_SIZE];
             for j in (split..n).rev() {
-                let image = if j + 1 == n {
-                    enc.last_ste(&plan.ctrl, &self.levels[j], &tags[j], end)
+                if j + 1 == n {
+                    enc.last_ste_into(&mut posted, &plan.ctrl, &self.levels[j], tags.get(j), end);
                 } else {
                     let child = &fresh.tables[j - split];
-                    enc.inner_ste(
+                    enc.inner_ste_into(
+                        &mut posted,
                         &self.levels[j],
                         &self.levels[j + 1],
-                        &tags[j],
+                        tags.get(j),
                         (child.icm_addr(), entries_of(child)),
                         end,
-                    )
-                };
-                let posted = enc.posted(image, STE_SIZE);
+                    );
+                }
+                enc.post_in_place(&mut posted);
                 if j > split {
                     let c = &fresh.tables[j - split - 1];
-                    let slot = self.levels[j].slot(entries_of(c), &tags[j]);
-                    let unused = enc.posted(enc.unused_slot(&self.levels[j], end), STE_SIZE);
-                    write_table(t, c, &unused, Some((slot, &posted)), per_write)?;
+                    let slot = self.levels[j].slot(entries_of(c), tags.get(j));
+                    write_table(t, c, &self.unused[j], Some((slot, &posted)), per_write)?;
                     continue;
                 }
                 if let Some(mi) = plan.mirror {
-                    self.write_mirror_insert(t, mi, &image, fresh.mirror.as_ref())?;
+                    self.write_mirror_insert(t, mi, &posted, fresh.mirror.as_ref())?;
                 }
                 if let Some(e) = &fresh.collision {
                     t.write(&self.slab_region(e), e.icm_addr(), &posted)?;
@@ -760,12 +785,15 @@ impl MatcherTables {
 
     /// Records an insert whose link landed (or is assumed to have); `images` are its
     /// action STEs as built.
-    fn commit_insert(&mut self, plan: &InsertPlan, fresh: Fresh, images: &[u8]) -> RuleHandle {
+    fn commit_insert(&mut self, plan: &InsertPlan<'_>, fresh: Fresh, images: &[u8]) -> RuleHandle {
         let n = self.levels.len();
         let (split, table, slot, tail) = (plan.split, plan.table, plan.slot, plan.tail);
-        for &s in &plan.path[..split] {
-            let r = &mut self.stes[s].refs;
-            *r = r.saturating_add(1);
+        // One more rule through each shared STE above: the owners up from `table`.
+        let mut up = self.tables[table].owner;
+        while up != NIL {
+            let rec = &mut self.stes[up];
+            rec.refs = rec.refs.saturating_add(1);
+            up = self.tables[rec.table].owner;
         }
         let Fresh {
             tables,
@@ -781,7 +809,7 @@ impl MatcherTables {
         let gen = self.tables[table].gen;
         let mut s = self
             .stes
-            .insert(SteRec::new(plan.tags[split], table, gen, home));
+            .insert(SteRec::new(*plan.tags.get(split), table, gen, home));
         let t = &mut self.tables[table];
         t.stes += 1;
         if tail == NIL {
@@ -800,10 +828,11 @@ impl MatcherTables {
             }
             let mut rec = TableRec::new(chunk, s, j as u8);
             rec.stes = 1;
-            let slot = self.levels[j].slot(rec.entries(), &plan.tags[j]);
+            let tag = plan.tags.get(j);
+            let slot = self.levels[j].slot(rec.entries(), tag);
             let child = self.tables.insert(rec);
             self.stes[s].link = child;
-            let below = self.stes.insert(SteRec::new(plan.tags[j], child, 0, slot));
+            let below = self.stes.insert(SteRec::new(*tag, child, 0, slot));
             self.tables[child].slots[slot as usize] = below;
             s = below;
         }
@@ -860,8 +889,7 @@ impl MatcherTables {
         let x = path[top];
         let table = self.stes[x].table;
         let slot = self.slot_of(x);
-        let head = self.tables[table].slots[slot as usize];
-        let pred = self.predecessor(head, x);
+        let pred = self.predecessor(table, slot, x);
         let mirror = self.mirror_remove(x);
 
         let enc = self.enc;
@@ -876,17 +904,14 @@ impl MatcherTables {
                 let posted = enc.posted(image, STE_CTRL_SIZE);
                 t.link(&region, addr, &posted[..STE_CTRL_SIZE])
             } else {
-                let image = if next == NIL {
-                    enc.unused_slot(&self.levels[top], self.end_addr)
-                } else {
-                    self.image(next, self.miss_of(self.at(next).next), None)
-                };
                 let tbl = &self.tables[table];
-                t.link(
-                    &tbl.chunk.region(),
-                    tbl.slot_addr(slot),
-                    &enc.posted(image, STE_SIZE),
-                )
+                let (region, addr) = (tbl.chunk.region(), tbl.slot_addr(slot));
+                if next == NIL {
+                    t.link(&region, addr, &self.unused[top])
+                } else {
+                    let image = self.image(next, self.miss_of(self.at(next).next), None);
+                    t.link(&region, addr, &enc.posted(image, STE_SIZE))
+                }
             }
         });
         let (free, error, ring_ok) = match res {
@@ -916,7 +941,7 @@ impl MatcherTables {
         if let Some(mr) = mirror {
             self.commit_mirror_remove(x, mr, free);
         }
-        self.commit_remove(&path, top, pred, free);
+        self.commit_remove(&path, top, slot, pred, free);
         match error {
             None => {
                 if ring_ok {
@@ -936,20 +961,30 @@ impl MatcherTables {
         }
     }
 
-    /// The STE before `x` in the chain starting at `head` (NIL: `x` is the head).
-    fn predecessor(&self, head: u32, x: u32) -> u32 {
+    /// The STE before `x` in the chain at `slot` of `table` (NIL: `x` heads it).
+    fn predecessor(&self, table: u32, slot: u32, x: u32) -> u32 {
+        let t = &self.tables[table];
+        let gen = usize::from(t.gen);
         let mut p = NIL;
-        let mut s = head;
+        let mut s = t.slots[slot as usize];
         while s != x && s != NIL {
             p = s;
-            s = self.at(s).next;
+            s = self.stes[s].place[gen].next;
         }
         p
     }
 
-    /// Records a landed removal; `free`: hand the unreachable memory back (else it is
-    /// kept out of use, as the unlink may not have landed).
-    fn commit_remove(&mut self, path: &[u32; MAX_LOOKUPS], top: usize, pred: u32, free: bool) {
+    /// Records a landed removal of the rule whose STEs are `path`, unlinked at level `top`
+    /// (its STE's slot `slot`, its predecessor `pred`); `free`: hand the unreachable
+    /// memory back (else it is kept out of use, as the unlink may not have landed).
+    fn commit_remove(
+        &mut self,
+        path: &[u32; MAX_LOOKUPS],
+        top: usize,
+        slot: u32,
+        pred: u32,
+        free: bool,
+    ) {
         let n = self.levels.len();
         for &s in &path[..top] {
             let r = &mut self.stes[s].refs;
@@ -957,37 +992,37 @@ impl MatcherTables {
         }
         let x = path[top];
         let table = self.stes[x].table;
-        let next = self.at(x).next;
-        let slot = self.slot_of(x);
-        self.tables[table].stes -= 1;
+        let t = &mut self.tables[table];
+        // x's chain members are all of this table: their live places are `place[gen]`.
+        let gen = usize::from(t.gen);
+        let places = self.stes[x].place;
+        let (live, spare) = (places[gen], places[1 - gen]);
+        let next = live.next;
+        t.stes -= 1;
         if pred != NIL {
             // x sat in a collision entry.
-            self.at_mut(pred).next = next;
-            self.tables[table].collisions -= 1;
+            t.collisions -= 1;
+            self.stes[pred].place[gen].next = next;
         } else if next == NIL {
-            self.tables[table].slots[slot as usize] = NIL;
+            t.slots[slot as usize] = NIL;
         } else {
             // The next STE now lives in the slot; its entry is free.
-            let moved = std::mem::replace(&mut self.at_mut(next).home, slot);
-            self.tables[table].slots[slot as usize] = next;
-            self.tables[table].collisions -= 1;
+            t.slots[slot as usize] = next;
+            t.collisions -= 1;
+            let moved = std::mem::replace(&mut self.stes[next].place[gen].home, slot);
             self.release_entry(moved, free);
         }
         // A spare place of x names an old table's entry after a growth's switch (a
         // growing copy's entry was released with the copy's own removal).
-        let spare = self.spare(x).home;
-        self.release_entry(spare, free && self.sweep_frees());
-        // x and everything below it belong to this rule alone.
-        for (level, &s) in path.iter().enumerate().take(n).skip(top) {
+        self.release_entry(spare.home, free && self.sweep_frees());
+        // x sat in a collision entry (its slot's STEs are dealt with above).
+        self.release_entry(live.home, free);
+        // x and everything below it belong to this rule alone. Below the top, each STE
+        // sat alone in a one-version table's slot.
+        for (&s, level) in path[top..n].iter().zip(top..) {
             let Some(rec) = self.stes.remove(s) else {
                 continue;
             };
-            // Below the top, each STE sat alone in a one-version table's slot; the top
-            // STE's live place is handled above, unless it was an entry.
-            if level == top {
-                let live = rec.place[usize::from(self.tables[table].gen)];
-                self.release_entry(live.home, free);
-            }
             if level + 1 < n {
                 // A table that empties while growing stops growing.
                 if self.migration.as_ref().is_some_and(|m| m.table == rec.link) {
@@ -998,10 +1033,13 @@ impl MatcherTables {
                 }
             } else {
                 self.ctrls.release(rec.link);
-                self.extra_images.remove(&s);
-                if let Some(extras) = self.extras.remove(&s) {
-                    for e in extras.into_vec() {
-                        self.release_slab_entry(e, free);
+                // Most matchers' rules have no action STEs: skip hashing into empty maps.
+                if !self.extras.is_empty() {
+                    self.extra_images.remove(&s);
+                    if let Some(extras) = self.extras.remove(&s) {
+                        for e in extras.into_vec() {
+                            self.release_slab_entry(e, free);
+                        }
                     }
                 }
             }
@@ -1101,11 +1139,19 @@ impl MatcherTables {
     /// The image of STE `s` as built, missing to `miss`; `child` overrides where an
     /// inner STE hits (a table being switched to).
     pub(super) fn image(&self, s: u32, miss: u64, child: Option<(u64, u32)>) -> Ste {
+        let mut image = [0; STE_SIZE];
+        self.image_into(&mut image, s, miss, child);
+        image
+    }
+
+    /// [`MatcherTables::image`] built into `out` (one STE).
+    pub(super) fn image_into(&self, out: &mut [u8], s: u32, miss: u64, child: Option<(u64, u32)>) {
         let rec = &self.stes[s];
         let level = usize::from(self.tables[rec.table].level);
         if level + 1 < self.levels.len() {
             let child = child.unwrap_or_else(|| self.tables[rec.link].target());
-            self.enc.inner_ste(
+            self.enc.inner_ste_into(
+                out,
                 &self.levels[level],
                 &self.levels[level + 1],
                 &rec.tag,
@@ -1113,13 +1159,20 @@ impl MatcherTables {
                 miss,
             )
         } else {
-            self.enc.last_ste(
+            self.enc.last_ste_into(
+                out,
                 self.ctrls.get(rec.link),
                 &self.levels[level],
                 &rec.tag,
                 miss,
             )
         }
+    }
+
+    /// The posted image of an unused slot of a table of level `i` (always miss to the
+    /// end anchor).
+    pub(super) fn unused_posted(&self, i: usize) -> &Ste {
+        &self.unused[i]
     }
 
     pub(super) fn enc(&self) -> Encoder {
@@ -1189,7 +1242,7 @@ impl MatcherTables {
         let extras: usize = self.extras.values().map(|e| e.len()).sum();
         let images: usize = self.extra_images.values().map(|e| e.len()).sum();
         let host_bytes = std::mem::size_of::<MatcherTables>()
-            + self.levels.len() * std::mem::size_of::<Level>()
+            + self.levels.len() * (std::mem::size_of::<Level>() + STE_SIZE)
             + self.tables.host_bytes()
             + slot_bytes
             + self.stes.host_bytes()

@@ -18,9 +18,9 @@ use ste_builder::ste::STE_SIZE;
 
 use super::arena::NIL;
 use super::error::HtblError;
-use super::tables::{Fresh, MatcherTables};
+use super::tables::{Fresh, LastImages, MatcherTables};
 use super::txn::{Failed, Outcome, Txn};
-use super::{LastSte, RuleHandle};
+use super::{LastSte, RuleHandle, MAX_ACTION_STES};
 use crate::icm::Entry;
 use crate::send::SendRing;
 
@@ -60,7 +60,8 @@ impl MatcherTables {
             return Err(HtblError::Shared { handles });
         }
         let tag = self.stes[s].tag;
-        let (mut stes, added) = self.fill_last(&tag, last)?;
+        let mut stes: LastImages = [0; STE_SIZE * (1 + MAX_ACTION_STES)];
+        let added = self.fill_last(&tag, last, &mut stes)?;
         let fresh = self.alloc_fresh(0, false, added)?;
         let ctrl = self.chain_actions(&mut stes, fresh.extras.iter().map(Entry::icm_addr));
         let images = &stes[STE_SIZE..(1 + added) * STE_SIZE];
@@ -131,6 +132,7 @@ impl MatcherTables {
         let old = std::mem::replace(&mut self.stes[s].link, new);
         self.ctrls.release(old);
         let old_extras = self.extras.remove(&s);
+        self.extra_images.remove(&s);
         self.set_action_stes(s, fresh.extras, images);
         for e in old_extras.into_iter().flat_map(|x| x.into_vec()) {
             self.release_slab_entry(e, free);
@@ -145,7 +147,8 @@ impl MatcherTables {
     /// STEs, else [`HtblError::Duplicate`]. Nothing is written either way.
     pub(super) fn share<L: LastSte>(&mut self, d: u32, last: L) -> Result<RuleHandle, HtblError> {
         let tag = self.stes[d].tag;
-        let (mut stes, added) = self.fill_last(&tag, last)?;
+        let mut stes: LastImages = [0; STE_SIZE * (1 + MAX_ACTION_STES)];
+        let added = self.fill_last(&tag, last, &mut stes)?;
         let installed = self.extras.get(&d).map_or(&[][..], |x| &x[..]);
         if added != installed.len() {
             return Err(HtblError::Duplicate);

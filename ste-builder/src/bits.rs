@@ -60,9 +60,12 @@ pub fn get(buf: &[u8], field: BitField) -> u64 {
     let last = field.end_byte();
     let trailing = last * 8 - (field.offset + field.width);
     if last - first <= 8 {
-        // Within one 64-bit word (every field up to 57 bits, and aligned ones up to 64):
-        // the bytes, right-aligned, read as one big-endian word.
-        return (load_be(&buf[first..last]) >> trailing) & field.max();
+        if let Some((start, word)) = window(buf, last) {
+            // `first >= start`, so the field and its trailing bits lie in the word; the
+            // mask drops the neighbours above it.
+            let shift = trailing + (start + 8 - last) * 8;
+            return (word >> shift) & field.max();
+        }
     }
     let mut acc: u128 = 0;
     for &b in &buf[first..last] {
@@ -71,19 +74,14 @@ pub fn get(buf: &[u8], field: BitField) -> u64 {
     ((acc >> trailing) as u64) & field.max()
 }
 
-/// Up to 8 bytes as a big-endian integer.
+/// The 8 bytes of `buf` that end at byte `last` (its first 8 when `last < 8`), as a
+/// big-endian word with the index of its first byte; `None` when they do not lie in
+/// `buf` (the callers' byte path then slices, and panics on, a field beyond it).
 #[inline(always)]
-fn load_be(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w[8 - bytes.len()..].copy_from_slice(bytes);
-    u64::from_be_bytes(w)
-}
-
-/// The low `out.len()` (up to 8) bytes of `v`, big-endian.
-#[inline(always)]
-fn store_be(out: &mut [u8], v: u64) {
-    let n = out.len();
-    out.copy_from_slice(&v.to_be_bytes()[8 - n..]);
+fn window(buf: &[u8], last: usize) -> Option<(usize, u64)> {
+    let start = last.saturating_sub(8);
+    let bytes: [u8; 8] = buf.get(start..start + 8)?.try_into().ok()?;
+    Some((start, u64::from_be_bytes(bytes)))
 }
 
 /// Writes the low `field.width` bits of `value` into `buf` (higher bits are dropped, as the
@@ -98,12 +96,14 @@ pub fn set(buf: &mut [u8], field: BitField, value: u64) {
     let last = field.end_byte();
     let trailing = last * 8 - (field.offset + field.width);
     if last - first <= 8 {
-        // See `get`: the field and its trailing bits fit one word.
-        let word = &mut buf[first..last];
-        let mask = field.max() << trailing;
-        let old = load_be(word);
-        store_be(word, (old & !mask) | ((value << trailing) & mask));
-        return;
+        if let Some((start, word)) = window(buf, last) {
+            // See `get`; the neighbours in the word are written back unchanged.
+            let shift = trailing + (start + 8 - last) * 8;
+            let mask = field.max() << shift;
+            let new = (word & !mask) | ((value << shift) & mask);
+            buf[start..start + 8].copy_from_slice(&new.to_be_bytes());
+            return;
+        }
     }
     let mask = u128::from(field.max()) << trailing;
     let val = (u128::from(value & field.max())) << trailing;
@@ -170,6 +170,16 @@ mod tests {
                 let f = BitField::new(offset, width);
                 let mut buf = [0u8; 12];
                 buf.iter_mut().for_each(|b| *b = next() as u8);
+                // Short buffers take the byte path; check it on the same bits.
+                if offset + width <= 48 {
+                    let mut short = [0u8; 6];
+                    short.copy_from_slice(&buf[..6]);
+                    let mut long = buf;
+                    assert_eq!(get(&short, f), get(&long, f));
+                    set(&mut short, f, 0x5a5a_5a5a_5a5a);
+                    set(&mut long, f, 0x5a5a_5a5a_5a5a);
+                    assert_eq!(short[..], long[..6]);
+                }
                 let before = buf;
                 let bit = |b: &[u8], i: usize| u64::from(b[i / 8] >> (7 - i % 8) & 1);
                 let want = (0..width).fold(0u64, |acc, i| acc << 1 | bit(&buf, offset + i));

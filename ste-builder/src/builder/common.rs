@@ -49,20 +49,26 @@ pub(crate) fn put_l3_type(
     headers: &mut [u8],
     builder: BuilderKind,
 ) -> Result<(), BuildError> {
-    let code = match bits::get(headers, spec::IP_VERSION) {
-        0 => return Ok(()),
-        4 => L3_TYPE_IPV4,
-        6 => L3_TYPE_IPV6,
-        _ => {
-            return Err(BuildError::Unsupported {
-                builder,
-                reason: "ip_version must be 4 or 6",
-            })
-        }
+    let Some(code) = l3_type_code(bits::get(headers, spec::IP_VERSION), builder)? else {
+        return Ok(());
     };
     bits::set(dst, l3_type, code);
     bits::set(headers, spec::IP_VERSION, 0);
     Ok(())
+}
+
+/// The `l3_type` code of a rule's `ip_version`: none for 0, an error for anything but
+/// 4 or 6.
+pub(crate) fn l3_type_code(version: u64, builder: BuilderKind) -> Result<Option<u64>, BuildError> {
+    match version {
+        0 => Ok(None),
+        4 => Ok(Some(L3_TYPE_IPV4)),
+        6 => Ok(Some(L3_TYPE_IPV6)),
+        _ => Err(BuildError::Unsupported {
+            builder,
+            reason: "ip_version must be 4 or 6",
+        }),
+    }
 }
 
 /// Mask side of a VLAN qualifier: either tag bit in the mask makes the whole qualifier

@@ -16,6 +16,7 @@
 mod common;
 pub mod definers;
 mod kind;
+mod steps;
 pub mod v0;
 pub mod v1;
 
@@ -26,6 +27,7 @@ use crate::caps::Caps;
 use crate::hash::HtblType;
 use crate::match_param::MatchParam;
 use crate::ste::SteFormat;
+use steps::Step;
 
 /// Writes a builder's tag for a value. Consumes the value fields it encodes.
 pub(crate) type TagFn = fn(&SteBuild, &mut MatchParam, &Caps, &mut [u8]) -> Result<(), BuildError>;
@@ -103,6 +105,11 @@ pub struct SteBuild {
     /// The kind of hash table the lookup uses.
     pub htbl_type: HtblType,
     pub(crate) tag_fn: TagFn,
+    /// The value encoding as steps, when `tag_fn` is exactly running them on a
+    /// [`crate::hash::LEGACY_TAG_SIZE`]-byte tag.
+    pub(crate) steps: Option<&'static [Step]>,
+    /// The steps a value within the mask given to [`SteBuild::restrict_to`] can use.
+    restricted: Option<Box<[Step]>>,
 }
 
 impl std::fmt::Debug for SteBuild {
@@ -147,6 +154,8 @@ impl SteBuild {
             definer_match: [0; 32],
             htbl_type: HtblType::Legacy,
             tag_fn: no_tag,
+            steps: None,
+            restricted: None,
         };
         let init = match format {
             SteFormat::V0 => v0::init_fn(kind),
@@ -183,7 +192,15 @@ impl SteBuild {
         tag: &mut [u8],
     ) -> Result<(), BuildError> {
         self.tag(value, caps, tag)?;
+        self.check_reachable(tag)
+    }
+
+    /// [`BuildError::Unmatchable`] when `tag` has a bit the hardware does not compare.
+    fn check_reachable(&self, tag: &[u8]) -> Result<(), BuildError> {
         let compared = self.compared_mask();
+        if within(tag, compared) {
+            return Ok(());
+        }
         match tag.iter().zip(compared).position(|(t, m)| t & !m != 0) {
             Some(byte) => Err(BuildError::Unmatchable {
                 builder: self.kind,
@@ -191,6 +208,66 @@ impl SteBuild {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Prepares [`Self::tag_checked_within`] for the values within `mask`: the
+    /// matcher's whole normalised mask (not what is left of it for this lookup). A
+    /// lookup whose encoding is a list of steps keeps only the steps that read a field
+    /// `mask` sets: the others read zeros from every such value (consuming only clears
+    /// bits, so earlier lookups cannot change that) and do nothing.
+    pub fn restrict_to(&mut self, mask: &MatchParam) {
+        let tag_len = crate::hash::LEGACY_TAG_SIZE;
+        self.restricted = self.steps.map(|all| {
+            all.iter()
+                .filter(|s| s.reads_any_of(mask))
+                .map(|s| s.compiled(tag_len))
+                .collect()
+        });
+    }
+
+    /// [`Self::tag_checked_within`] without consuming `value`, for a lookup of a chain
+    /// that [`restrict_chain`] found can be tagged so. Any other lookup encodes a copy
+    /// of `value` in full (what a chain's first lookup would do).
+    pub fn tag_checked_unconsumed(
+        &self,
+        value: &MatchParam,
+        caps: &Caps,
+        tag: &mut [u8],
+    ) -> Result<(), BuildError> {
+        const LEN: usize = crate::hash::LEGACY_TAG_SIZE;
+        match &self.restricted {
+            Some(restricted) if tag.len() == LEN => {
+                steps::run_unconsumed(restricted, self.kind, value, tag)?;
+                self.check_reachable(tag)
+            }
+            _ => self.tag_checked(&mut value.clone(), caps, tag),
+        }
+    }
+
+    /// [`Self::tag_checked`] for a value within the mask given to
+    /// [`Self::restrict_to`] (the same tag, consumption and errors), running only the
+    /// steps such a value can use. Without a restriction it is `tag_checked`.
+    pub fn tag_checked_within(
+        &self,
+        value: &mut MatchParam,
+        caps: &Caps,
+        tag: &mut [u8],
+    ) -> Result<(), BuildError> {
+        let Some(restricted) = &self.restricted else {
+            return self.tag_checked(value, caps, tag);
+        };
+        const LEN: usize = crate::hash::LEGACY_TAG_SIZE;
+        if tag.len() == LEN {
+            steps::run(restricted, self.kind, value, tag)?;
+        } else {
+            // As the full encoding does: work on a whole tag, give the caller what fits.
+            let mut t = [0u8; LEN];
+            let n = tag.len().min(LEN);
+            t[..n].copy_from_slice(&tag[..n]);
+            steps::run(restricted, self.kind, value, &mut t)?;
+            tag[..n].copy_from_slice(&t[..n]);
+        }
+        self.check_reachable(tag)
     }
 
     /// The mask the hardware applies before comparing with the tag: the STE bit mask for
@@ -210,6 +287,49 @@ impl SteBuild {
             HtblType::Match => crate::hash::MATCH_TAG_SIZE,
         }
     }
+}
+
+/// Restricts every lookup of a chain to `mask`, the matcher's whole normalised mask
+/// ([`SteBuild::restrict_to`]), and tells whether the chain may tag a value within it
+/// with [`SteBuild::tag_checked_unconsumed`], lookup after lookup, instead of consuming
+/// a copy of it: true when every lookup has steps and no step reads a field an
+/// earlier step (of the chain) may have consumed, so every step reads the field as the
+/// value has it.
+pub fn restrict_chain(chain: &mut [SteBuild], mask: &MatchParam) -> bool {
+    let mut touched = MatchParam::default();
+    let mut unconsumed = true;
+    for b in chain.iter_mut() {
+        b.restrict_to(mask);
+        let Some(all) = b.steps else {
+            unconsumed = false;
+            continue;
+        };
+        for step in all.iter().filter(|s| s.reads_any_of(mask)) {
+            let reads = step.reads();
+            for &(section, field) in reads.iter().flatten() {
+                if touched.get(section, field) != 0 {
+                    unconsumed = false;
+                }
+            }
+            for &(section, field) in reads.iter().flatten() {
+                touched.set(section, field, field.max());
+            }
+        }
+    }
+    unconsumed
+}
+
+/// True when every bit of `tag` lies under `mask` (over their common length), tested
+/// 16 bytes at a time; false may also mean "look byte by byte" (an odd length).
+#[inline]
+fn within(tag: &[u8], mask: &[u8]) -> bool {
+    let n = tag.len().min(mask.len());
+    let word = |b: &[u8]| u128::from_ne_bytes(b.try_into().unwrap_or([0; 16]));
+    n % 16 == 0
+        && tag[..n]
+            .chunks_exact(16)
+            .zip(mask[..n].chunks_exact(16))
+            .all(|(t, m)| word(t) & !word(m) == 0)
 }
 
 /// The always-hit lookup (`empty_always_hit`): don't-care type, empty mask, no tag. A

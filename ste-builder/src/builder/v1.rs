@@ -12,6 +12,7 @@ mod l3l4;
 mod meta;
 mod tunnel;
 
+use super::steps::Step;
 use super::{finish_legacy, BuildError, BuilderKind, InitFn, SteBuild};
 use crate::caps::Caps;
 use crate::match_param::MatchParam;
@@ -82,6 +83,12 @@ trait Lookup {
     /// it back while encoding).
     fn lu_type(sb: &SteBuild, caps: &Caps) -> u16;
 
+    /// The value encoding as steps, for a lookup whose [`Lookup::tag`] is exactly
+    /// running them (on the inner headers when `inner`); `None` for the others.
+    fn steps(_inner: bool) -> Option<&'static [Step]> {
+        None
+    }
+
     /// Moves a rule value's fields into `tag`, consuming what it encodes.
     fn tag(
         sb: &SteBuild,
@@ -110,6 +117,7 @@ fn init<L: Lookup>(
     L::mask(sb, mask, caps, &mut bit_mask);
     sb.bit_mask = bit_mask;
     finish_legacy(sb, lu_type, tag::<L>);
+    sb.steps = L::steps(sb.inner);
     Ok(())
 }
 

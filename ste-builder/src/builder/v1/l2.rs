@@ -8,9 +8,10 @@
 use super::{headers_and_misc, lu, sided, Lookup, Tag};
 use crate::bits::{self, BitField};
 use crate::builder::common::{mask_vlan_qualifier, put_l3_type, put_vlan_qualifier};
+use crate::builder::steps::{self, headers, Step};
 use crate::builder::{put, put_ones, put_val, BuildError, SteBuild};
 use crate::caps::Caps;
-use crate::match_param::MatchParam;
+use crate::match_param::{MatchParam, Section};
 use crate::prm::{
     dr_match_set_misc as misc, dr_match_spec as spec, ste_eth_l2_dst_v1 as dst,
     ste_eth_l2_src_dst_v1 as src_dst, ste_eth_l2_src_v1 as src, ste_eth_l2_tnl_v1 as tnl,
@@ -84,7 +85,7 @@ struct SecondVlan {
 }
 
 impl SecondVlan {
-    fn of(inner: bool) -> SecondVlan {
+    const fn of(inner: bool) -> SecondVlan {
         if inner {
             SecondVlan {
                 cvlan_tag: misc::INNER_SECOND_CVLAN_TAG,
@@ -136,19 +137,44 @@ impl Lookup for EthL2SrcDst {
         SRC_DST_VLAN.mask_qualifier(bit_mask, headers);
     }
 
+    fn steps(inner: bool) -> Option<&'static [Step]> {
+        Some(&SRC_DST_STEPS[usize::from(inner)])
+    }
+
     fn tag(
         sb: &SteBuild,
         value: &mut MatchParam,
         _: &Caps,
         tag: &mut Tag,
     ) -> Result<(), BuildError> {
-        let headers = value.spec_mut(sb.inner);
-        Self::put_macs(tag, headers);
-        put_l3_type(tag, src_dst::L3_TYPE, headers, sb.kind)?;
-        SRC_DST_VLAN.put_header(tag, headers);
-        SRC_DST_VLAN.put_qualifier(tag, headers);
-        Ok(())
+        steps::run(&SRC_DST_STEPS[usize::from(sb.inner)], sb.kind, value, tag)
     }
+}
+
+/// The `eth_l2_src_dst` value encoding of the outer and the inner headers.
+static SRC_DST_STEPS: [[Step; 9]; 2] = [src_dst_steps(false), src_dst_steps(true)];
+
+const fn src_dst_steps(inner: bool) -> [Step; 9] {
+    let h = headers(inner);
+    [
+        Step::put(src_dst::DMAC_47_16, h, spec::DMAC_47_16),
+        Step::put(src_dst::DMAC_15_0, h, spec::DMAC_15_0),
+        Step::put(src_dst::SMAC_47_16, h, spec::SMAC_47_16),
+        Step::put(src_dst::SMAC_15_0, h, spec::SMAC_15_0),
+        Step::L3Type {
+            dst: src_dst::L3_TYPE,
+            section: h,
+        },
+        Step::put(SRC_DST_VLAN.vlan_id, h, spec::FIRST_VID),
+        Step::put(SRC_DST_VLAN.cfi, h, spec::FIRST_CFI),
+        Step::put(SRC_DST_VLAN.priority, h, spec::FIRST_PRIO),
+        Step::VlanQualifier {
+            dst: SRC_DST_VLAN.qualifier,
+            section: h,
+            cvlan: spec::CVLAN_TAG,
+            svlan: spec::SVLAN_TAG,
+        },
+    ]
 }
 
 /// What the source-MAC and destination-MAC lookups share: both VLAN headers, IP
@@ -172,25 +198,58 @@ fn mask_l2_common(sb: &SteBuild, mask: &mut MatchParam, bit_mask: &mut Tag) {
     second.put_header(bit_mask, misc);
 }
 
-fn tag_l2_common(sb: &SteBuild, value: &mut MatchParam, tag: &mut Tag) -> Result<(), BuildError> {
-    let (headers, misc) = headers_and_misc(value, sb.inner);
-    SRC_VLAN.put_header(tag, headers);
-    put(tag, src::IP_FRAGMENTED, headers, spec::FRAG);
-    put(tag, src::L3_ETHERTYPE, headers, spec::ETHERTYPE);
-    put_l3_type(tag, src::L3_TYPE, headers, sb.kind)?;
-    SRC_VLAN.put_qualifier(tag, headers);
-
-    let second = SecondVlan::of(sb.inner);
-    put_vlan_qualifier(
-        tag,
-        src::SECOND_VLAN_QUALIFIER,
-        misc,
-        second.cvlan_tag,
-        second.svlan_tag,
-    );
-    second.put_header(tag, misc);
-    Ok(())
+/// The value encoding of the source-MAC or destination-MAC lookup: the MAC's two
+/// fields (`mac`: tag field and header field of the upper 32 bits, then of the lower
+/// 16), then what the two share (see [`mask_l2_common`]), in the order rdma-core
+/// writes them.
+const fn l2_steps(mac: [(BitField, BitField); 2], inner: bool) -> [Step; 13] {
+    let h = headers(inner);
+    let second = SecondVlan::of(inner);
+    [
+        Step::put(mac[0].0, h, mac[0].1),
+        Step::put(mac[1].0, h, mac[1].1),
+        Step::put(SRC_VLAN.vlan_id, h, spec::FIRST_VID),
+        Step::put(SRC_VLAN.cfi, h, spec::FIRST_CFI),
+        Step::put(SRC_VLAN.priority, h, spec::FIRST_PRIO),
+        Step::put(src::IP_FRAGMENTED, h, spec::FRAG),
+        Step::put(src::L3_ETHERTYPE, h, spec::ETHERTYPE),
+        Step::L3Type {
+            dst: src::L3_TYPE,
+            section: h,
+        },
+        Step::VlanQualifier {
+            dst: SRC_VLAN.qualifier,
+            section: h,
+            cvlan: spec::CVLAN_TAG,
+            svlan: spec::SVLAN_TAG,
+        },
+        Step::VlanQualifier {
+            dst: src::SECOND_VLAN_QUALIFIER,
+            section: Section::Misc,
+            cvlan: second.cvlan_tag,
+            svlan: second.svlan_tag,
+        },
+        Step::put(src::SECOND_VLAN_ID, Section::Misc, second.vid),
+        Step::put(src::SECOND_CFI, Section::Misc, second.cfi),
+        Step::put(src::SECOND_PRIORITY, Section::Misc, second.prio),
+    ]
 }
+
+const SRC_MAC: [(BitField, BitField); 2] = [
+    (src::SMAC_47_16, spec::SMAC_47_16),
+    (src::SMAC_15_0, spec::SMAC_15_0),
+];
+
+const DST_MAC: [(BitField, BitField); 2] = [
+    (dst::DMAC_47_16, spec::DMAC_47_16),
+    (dst::DMAC_15_0, spec::DMAC_15_0),
+];
+
+/// The `eth_l2_src` value encoding of the outer and the inner headers.
+static SRC_STEPS: [[Step; 13]; 2] = [l2_steps(SRC_MAC, false), l2_steps(SRC_MAC, true)];
+
+/// The `eth_l2_dst` value encoding of the outer and the inner headers.
+static DST_STEPS: [[Step; 13]; 2] = [l2_steps(DST_MAC, false), l2_steps(DST_MAC, true)];
 
 /// Source MAC with VLANs, ethertype and L2/L3 types (`eth_l2_src`).
 pub(super) struct EthL2Src;
@@ -213,14 +272,17 @@ impl Lookup for EthL2Src {
         mask_l2_common(sb, mask, bit_mask);
     }
 
+    fn steps(inner: bool) -> Option<&'static [Step]> {
+        Some(&SRC_STEPS[usize::from(inner)])
+    }
+
     fn tag(
         sb: &SteBuild,
         value: &mut MatchParam,
         _: &Caps,
         tag: &mut Tag,
     ) -> Result<(), BuildError> {
-        Self::put_mac(tag, value, sb.inner);
-        tag_l2_common(sb, value, tag)
+        steps::run(&SRC_STEPS[usize::from(sb.inner)], sb.kind, value, tag)
     }
 }
 
@@ -245,14 +307,17 @@ impl Lookup for EthL2Dst {
         mask_l2_common(sb, mask, bit_mask);
     }
 
+    fn steps(inner: bool) -> Option<&'static [Step]> {
+        Some(&DST_STEPS[usize::from(inner)])
+    }
+
     fn tag(
         sb: &SteBuild,
         value: &mut MatchParam,
         _: &Caps,
         tag: &mut Tag,
     ) -> Result<(), BuildError> {
-        Self::put_mac(tag, value, sb.inner);
-        tag_l2_common(sb, value, tag)
+        steps::run(&DST_STEPS[usize::from(sb.inner)], sb.kind, value, tag)
     }
 }
 

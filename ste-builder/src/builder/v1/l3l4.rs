@@ -3,7 +3,9 @@
 
 use super::{headers_and_misc, lu, sided, Lookup, Tag};
 use crate::bits;
+use crate::bits::BitField;
 use crate::builder::common::put_tcp_flags;
+use crate::builder::steps::{self, headers, Step};
 use crate::builder::{put, BuildError, SteBuild};
 use crate::caps::Caps;
 use crate::match_param::MatchParam;
@@ -59,23 +61,37 @@ impl Lookup for EthL3Ipv4FiveTuple {
         sided(sb, lu::ETHL3_IPV4_5_TUPLE_O, lu::ETHL3_IPV4_5_TUPLE_I)
     }
 
+    fn steps(inner: bool) -> Option<&'static [Step]> {
+        Some(&FIVE_TUPLE_STEPS[usize::from(inner)])
+    }
+
     fn tag(sb: &SteBuild, p: &mut MatchParam, _: &Caps, out: &mut Tag) -> Result<(), BuildError> {
-        let headers = p.spec_mut(sb.inner);
-        put(out, five::DESTINATION_ADDRESS, headers, spec::DST_IP_31_0);
-        put(out, five::SOURCE_ADDRESS, headers, spec::SRC_IP_31_0);
+        steps::run(&FIVE_TUPLE_STEPS[usize::from(sb.inner)], sb.kind, p, out)
+    }
+}
+
+/// The 5-tuple encoding of the outer and the inner headers.
+static FIVE_TUPLE_STEPS: [[Step; 11]; 2] = [five_tuple_steps(false), five_tuple_steps(true)];
+
+const fn five_tuple_steps(inner: bool) -> [Step; 11] {
+    let h = headers(inner);
+    [
+        Step::put(five::DESTINATION_ADDRESS, h, spec::DST_IP_31_0),
+        Step::put(five::SOURCE_ADDRESS, h, spec::SRC_IP_31_0),
         // TCP and UDP ports share the port fields; when both are given the UDP one is
         // written last and wins.
-        put(out, five::DESTINATION_PORT, headers, spec::TCP_DPORT);
-        put(out, five::DESTINATION_PORT, headers, spec::UDP_DPORT);
-        put(out, five::SOURCE_PORT, headers, spec::TCP_SPORT);
-        put(out, five::SOURCE_PORT, headers, spec::UDP_SPORT);
-        put(out, five::PROTOCOL, headers, spec::IP_PROTOCOL);
-        put(out, five::FRAGMENTED, headers, spec::FRAG);
-        put(out, five::DSCP, headers, spec::IP_DSCP);
-        put(out, five::ECN, headers, spec::IP_ECN);
-        put_tcp_flags(out, five::TCP_NS, headers);
-        Ok(())
-    }
+        Step::put(five::DESTINATION_PORT, h, spec::TCP_DPORT),
+        Step::put(five::DESTINATION_PORT, h, spec::UDP_DPORT),
+        Step::put(five::SOURCE_PORT, h, spec::TCP_SPORT),
+        Step::put(five::SOURCE_PORT, h, spec::UDP_SPORT),
+        Step::put(five::PROTOCOL, h, spec::IP_PROTOCOL),
+        Step::put(five::FRAGMENTED, h, spec::FRAG),
+        Step::put(five::DSCP, h, spec::IP_DSCP),
+        Step::put(five::ECN, h, spec::IP_ECN),
+        // The nine flag fields from NS to FIN read as one field in `tcp_flags` order
+        // (see `put_tcp_flags`).
+        Step::put(BitField::new(five::TCP_NS.offset, 9), h, spec::TCP_FLAGS),
+    ]
 }
 
 /// IPv4 TTL and header length (`eth_l3_ipv4_misc`).

@@ -158,19 +158,32 @@ impl Matcher {
             });
         }
         // Every side's tags first: a value that does not fit fails before any write.
-        let mut tags: [Option<(DomainSide, RuleTags)>; 2] = [None, None];
-        for (slot, side) in tags.iter_mut().zip(self.table().domain().sides()) {
+        // The tags are computed in place: they are large, and moving them costs more
+        // than zeroing them once (the second side's only on a domain that has one).
+        let mut first = RuleTags::default();
+        let mut second: Option<RuleTags> = None;
+        let mut on: [Option<DomainSide>; 2] = [None, None];
+        let sides = self.table().domain().sides();
+        for (i, (slot, side)) in on.iter_mut().zip(sides).enumerate() {
             let Some(ms) = self.linked().side(*side) else {
                 continue;
             };
             if ms.chain.skips_rule(value) {
                 continue;
             }
-            *slot = Some((*side, self.tags(ms, *side, value)?));
+            let t = match i {
+                0 => &mut first,
+                _ => second.get_or_insert_with(RuleTags::default),
+            };
+            self.tags(ms, *side, value, t)?;
+            *slot = Some(*side);
         }
 
         let mut handles = PerSide::default();
-        for (side, t) in tags.iter().flatten() {
+        for (side, t) in on.iter().zip([Some(&first), second.as_ref()]) {
+            let (Some(side), Some(t)) = (side, t) else {
+                continue;
+            };
             match self.insert_side(*side, t, actions) {
                 Ok(h) => {
                     handles.insert(*side, h);
@@ -193,20 +206,21 @@ impl Matcher {
         })
     }
 
-    /// The tags of `value` on `side`, looking up a source vport the domain does not know
-    /// yet.
+    /// The tags of `value` on `side` into `out`, looking up a source vport the domain
+    /// does not know yet.
     fn tags(
         &self,
         ms: &MatcherSide,
         side: DomainSide,
         value: &MatchParam,
-    ) -> Result<RuleTags, InsertError> {
-        match ms.chain.rule_tags(value, &self.caps) {
+        out: &mut RuleTags,
+    ) -> Result<(), InsertError> {
+        match ms.chain.rule_tags_into(value, &self.caps, out) {
             Err(matching::RuleError::Build(BuildError::UnknownVport { vport })) => {
                 let dmn = self.table().domain();
                 dmn.vport(vport).map_err(InsertError::Vport)?;
                 ms.chain
-                    .rule_tags(value, &dmn.ste_caps())
+                    .rule_tags_into(value, &dmn.ste_caps(), out)
                     .map_err(|source| InsertError::Refused { side, source })
             }
             other => other.map_err(|source| InsertError::Refused { side, source }),

@@ -226,6 +226,13 @@ pub struct RuleTags {
     tags: [[u8; MATCH_TAG_SIZE]; MAX_LOOKUPS],
 }
 
+impl Default for RuleTags {
+    /// No tags: what [`BuilderChain::rule_tags_into`] fills.
+    fn default() -> RuleTags {
+        RuleTags::empty()
+    }
+}
+
 impl RuleTags {
     fn empty() -> RuleTags {
         RuleTags {
@@ -284,6 +291,9 @@ pub struct BuilderChain {
     mask: MatchParam,
     plan: ValuePlan,
     builders: Vec<SteBuild>,
+    /// The lookups tag a value within the mask without consuming it
+    /// ([`ste_builder::builder::restrict_chain`]).
+    unconsumed: bool,
 }
 
 impl BuilderChain {
@@ -337,6 +347,12 @@ impl BuilderChain {
                 count: builders.len(),
             });
         }
+        // Rule values are checked to lie within the normalised mask before they are
+        // tagged, so each lookup may skip the encoding steps such values never use,
+        // and, when no lookup reads what an earlier one consumes, read the value in
+        // place instead of consuming a copy.
+        let mut builders = builders;
+        let unconsumed = ste_builder::builder::restrict_chain(&mut builders, &normalised);
         Ok(BuilderChain {
             side,
             format: caps.format,
@@ -344,6 +360,7 @@ impl BuilderChain {
             plan: ValuePlan::new(criteria, &normalised),
             mask: normalised,
             builders,
+            unconsumed,
         })
     }
 
@@ -438,11 +455,48 @@ impl BuilderChain {
     /// compares is refused ([`BuildError::Unmatchable`]). `caps` is read for the vport
     /// table, so a rule naming a vport needs it there first.
     pub fn rule_tags(&self, value: &MatchParam, caps: &Caps) -> Result<RuleTags, RuleError> {
+        let mut tags = RuleTags::empty();
+        self.rule_tags_into(value, caps, &mut tags)?;
+        Ok(tags)
+    }
+
+    /// [`Self::rule_tags`] into `out` (which may hold an earlier rule's tags), so that
+    /// the caller's buffer is filled in place rather than a 700-byte value returned.
+    /// On error `out` holds no tags.
+    pub fn rule_tags_into(
+        &self,
+        value: &MatchParam,
+        caps: &Caps,
+        out: &mut RuleTags,
+    ) -> Result<(), RuleError> {
+        out.len = 0;
         self.plan.check(&self.mask, value)?;
+        if self.unconsumed {
+            return self.tags_unconsumed(value, caps, out);
+        }
         // Within the normalised mask, the value is its own normalised copy (see
         // `super::plan`): the lookups consume a plain copy of it.
         let mut work = value.clone();
-        self.tags(&mut work, caps)
+        self.tags_into(&mut work, caps, true, out)
+    }
+
+    /// [`Self::tags_into`] of a checked value for a chain whose lookups need not
+    /// consume it; on error `out` holds no tags.
+    fn tags_unconsumed(
+        &self,
+        value: &MatchParam,
+        caps: &Caps,
+        out: &mut RuleTags,
+    ) -> Result<(), RuleError> {
+        for (i, b) in self.builders.iter().enumerate() {
+            let n = b.tag_len();
+            out.tags[i] = [0; MATCH_TAG_SIZE];
+            b.tag_checked_unconsumed(value, caps, &mut out.tags[i][..n])?;
+            // `n` is 16 or 32.
+            out.tag_len[i] = n as u8;
+        }
+        out.len = self.builders.len();
+        Ok(())
     }
 
     /// [`Self::rule_tags`] as DR spells it out: the full value-within-mask check, the
@@ -462,16 +516,39 @@ impl BuilderChain {
     }
 
     /// One tag per lookup of a checked, normalised value, consuming `work`.
+    #[cfg(test)]
     fn tags(&self, work: &mut MatchParam, caps: &Caps) -> Result<RuleTags, RuleError> {
         let mut tags = RuleTags::empty();
+        self.tags_into(work, caps, false, &mut tags)?;
+        Ok(tags)
+    }
+
+    /// [`Self::tags`] into `out`; on error `out` holds no tags. `within_mask`: the value
+    /// is known to lie within the normalised mask, so the lookups' restricted encodings
+    /// ([`SteBuild::tag_checked_within`]) apply.
+    fn tags_into(
+        &self,
+        work: &mut MatchParam,
+        caps: &Caps,
+        within_mask: bool,
+        out: &mut RuleTags,
+    ) -> Result<(), RuleError> {
+        out.len = 0;
         for (i, b) in self.builders.iter().enumerate() {
             let n = b.tag_len();
-            b.tag_checked(work, caps, &mut tags.tags[i][..n])?;
+            // The lookups write into a zeroed tag (a whole one: a fixed-size store).
+            out.tags[i] = [0; MATCH_TAG_SIZE];
+            let tag = &mut out.tags[i][..n];
+            if within_mask {
+                b.tag_checked_within(work, caps, tag)?;
+            } else {
+                b.tag_checked(work, caps, tag)?;
+            }
             // `n` is 16 or 32.
-            tags.tag_len[i] = n as u8;
+            out.tag_len[i] = n as u8;
         }
-        tags.len = self.builders.len();
-        Ok(tags)
+        out.len = self.builders.len();
+        Ok(())
     }
 }
 

@@ -120,7 +120,7 @@ fn check_section(section: Section, value: &MatchParam) -> Result<(), PortOfOther
     let bytes = value.section(section);
     let protocol = bits::get(bytes, spec::IP_PROTOCOL);
     // A plain loop over the constant table, so that each field read is a fixed one.
-    for (field, f, owner) in PORTS {
+    for &(field, f, owner) in PORTS.iter() {
         if owner != protocol && bits::get(bytes, f) != 0 {
             return Err(PortOfOtherProtocol {
                 section,

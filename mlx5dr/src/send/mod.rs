@@ -374,10 +374,11 @@ impl SendRing {
         self.write_inner(region, icm_addr, data, false)
     }
 
-    /// [`SendRing::write`] for a write the caller will [`SendRing::flush`] right after:
-    /// it rings the doorbell at once, its READ asking for the CQE, so the flush finds
-    /// nothing to patch or ring. Semantics are those of `write` followed by the
-    /// doorbell part of a flush.
+    /// [`SendRing::write`] for a write the caller will [`SendRing::flush`] right after
+    /// (the last write of an update): its READ asks for a CQE when posted, since it will
+    /// end the flush's doorbell anyway, so the flush need not patch it. Otherwise the
+    /// same as `write`; if more writes follow after all, that READ's CQE is merely an
+    /// extra one.
     pub fn write_last(
         &mut self,
         region: &IcmRegion,
@@ -448,15 +449,13 @@ impl SendRing {
         debug_assert!(counter % WQES_PER_WRITE == 0);
         let write_signaled = self.signal_next(false);
         // When this pair fills the doorbell batch (or the caller flushes next), its READ
-        // ends the doorbell and asks for a CQE at once, so the kick below need not
-        // patch it.
-        let ends_batch = last
-            || self
-                .sq_head
-                .wrapping_add(WQES_PER_WRITE)
-                .wrapping_sub(self.rung)
-                >= self.cfg.doorbell_batch;
-        let read_signaled = self.signal_next(ends_batch);
+        // ends a doorbell and asks for a CQE at once, so no kick needs to patch it.
+        let ends_batch = self
+            .sq_head
+            .wrapping_add(WQES_PER_WRITE)
+            .wrapping_sub(self.rung)
+            >= self.cfg.doorbell_batch;
+        let read_signaled = self.signal_next(ends_batch || last);
         let mut bbs = [0u8; 2 * BB_SIZE];
         self.template.pair(
             &mut bbs,

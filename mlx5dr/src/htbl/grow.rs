@@ -7,10 +7,11 @@
 //!   each update of the tables: old slot `s` holds exactly the STEs that go to new slots
 //!   `s`, `s + m`, `s + 2m`, ... (`m` old entries; sizes are powers of two and the index
 //!   is the hash modulo the size), so a step writes those new slots whole, and the
-//!   collision entries behind them. Each STE's place in the copy is its spare place
-//!   (`SteRec::place`). An insert or removal in an old slot already copied changes the
-//!   copy too, with writes that come before its linking write in the old table (the copy
-//!   is not reachable yet, so their order does not matter).
+//!   collision entries behind them (entries adjacent in ICM in one write). Each STE's
+//!   place in the copy is its spare place (`SteRec::place`). An insert or removal in an
+//!   old slot already copied changes the copy too, with writes that come before its
+//!   linking write in the old table (the copy is not reachable yet, so their order does
+//!   not matter).
 //! - **Switch.** Once every old slot is copied, one write points the table's pointer at
 //!   the copy; on the host, the table's live place index flips (constant time) and the
 //!   old chunk goes back to the pool.
@@ -364,6 +365,8 @@ impl MatcherTables {
                 while first < base + to {
                     let end = (first + per_write).min(base + to);
                     images.clear();
+                    // Appended image by image: zeroing the whole buffer first (`resize`)
+                    // costs more than the images themselves.
                     for &head in &c.heads[first as usize..end as usize] {
                         let at = images.len();
                         images.extend_from_slice(unused);

@@ -887,13 +887,20 @@ impl MatcherTables {
             .find(|&i| self.stes[path[i]].refs.get() == 1)
             .unwrap_or(n - 1);
         let x = path[top];
-        let table = self.stes[x].table;
-        let slot = self.slot_of(x);
+        let rec = &self.stes[x];
+        let (table, t) = (rec.table, &self.tables[rec.table]);
+        let live = rec.place[usize::from(t.gen)];
+        // In a slot, x is at home there; in a collision entry, its tag hashes to it.
+        let slot = if live.home & IN_ENTRY == 0 {
+            live.home
+        } else {
+            self.levels[usize::from(t.level)].slot(t.entries(), &rec.tag)
+        };
+        let next = live.next;
         let pred = self.predecessor(table, slot, x);
         let mirror = self.mirror_remove(x);
 
         let enc = self.enc;
-        let next = self.at(x).next;
         let res = Txn::new(ring).run(|t| {
             if let Some(mr) = mirror {
                 self.write_mirror_remove(t, mr)?;
@@ -1074,17 +1081,6 @@ impl MatcherTables {
     }
 
     // --- places and images ------------------------------------------------------------
-
-    /// The slot an STE hashes to in its table.
-    pub(super) fn slot_of(&self, s: u32) -> u32 {
-        let home = self.at(s).home;
-        if home & IN_ENTRY == 0 {
-            return home;
-        }
-        let rec = &self.stes[s];
-        let t = &self.tables[rec.table];
-        self.levels[usize::from(t.level)].slot(t.entries(), &rec.tag)
-    }
 
     /// The live place of STE `s` (in its table's current version).
     pub(super) fn at(&self, s: u32) -> Place {

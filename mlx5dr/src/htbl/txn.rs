@@ -72,7 +72,8 @@ impl<'r> Txn<'r> {
         addr: u64,
         bytes: &[u8],
     ) -> Result<(), SendError> {
-        let id = self.ring.write(region, addr, bytes)?;
+        // The link is the update's last write and `run` flushes right after it.
+        let id = self.ring.write_last(region, addr, bytes)?;
         self.posted = true;
         self.link = Some(id);
         Ok(())

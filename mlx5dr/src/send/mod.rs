@@ -28,8 +28,10 @@
 //!   at [`SendRing::flush`], when [`SendConfig::doorbell_batch`] WQEs are waiting, or
 //!   when the ring is full.
 //! - **Completions**: every [`SendConfig::signal_every`]-th WQE asks for a CQE, and so
-//!   does the last WQE of every doorbell (its control segment is patched before the
-//!   doorbell makes it visible), so everything posted completes visibly. A CQE
+//!   does the last WQE of every doorbell, so everything posted completes visibly: a
+//!   READ known to end a doorbell (one that fills the batch, or one posted with
+//!   [`SendRing::write_last`]) asks when posted; otherwise the flags byte of the last
+//!   WQE's control segment is set before the doorbell makes it visible. A CQE
 //!   completes its WQE and every earlier one, which frees their send-ring slots and
 //!   staging bytes.
 //! - **Ring full**: a write that finds no room in the send ring or the staging buffer

@@ -578,18 +578,7 @@ impl SteeringQueue {
 
     /// Emits a step: the hook, the CQE, the state change, the counts.
     fn finish(&mut self, step: &Step, counter: u16, report: &mut DoorbellReport) {
-        let outcome = match step.result {
-            _ if step.flushed => WqeOutcome::Flushed,
-            Ok(byte_cnt) => WqeOutcome::Completed { byte_cnt },
-            Err((syndrome, _)) => WqeOutcome::Failed(syndrome),
-        };
-        let event = WqeEvent {
-            seq: self.seq,
-            wqe_counter: counter,
-            opcode: step.opcode,
-            icm: step.icm,
-            outcome,
-        };
+        let seq = self.seq;
         self.seq += 1;
         match step.result {
             Err((syndrome, vendor_syndrome)) => {
@@ -624,8 +613,26 @@ impl SteeringQueue {
                 }
             }
         }
+        // The event is built only for a hook: most queues have none.
         if let Some(hook) = self.hook.as_mut() {
-            hook(&event);
+            hook(&WqeEvent {
+                seq,
+                wqe_counter: counter,
+                opcode: step.opcode,
+                icm: step.icm,
+                outcome: step.outcome(),
+            });
+        }
+    }
+}
+
+impl Step {
+    /// How the hook sees the step.
+    fn outcome(&self) -> WqeOutcome {
+        match self.result {
+            _ if self.flushed => WqeOutcome::Flushed,
+            Ok(byte_cnt) => WqeOutcome::Completed { byte_cnt },
+            Err((syndrome, _)) => WqeOutcome::Failed(syndrome),
         }
     }
 }

@@ -26,7 +26,7 @@ use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE, STE_TAG_SIZE};
 
 use super::arena::NIL;
 use super::encode::Level;
-use super::records::{Place, IN_ENTRY};
+use super::records::{Heads, Place, IN_ENTRY};
 use super::tables::MatcherTables;
 use super::txn::{Failed, Outcome, Txn};
 use crate::device::IcmRegion;
@@ -64,7 +64,7 @@ enum Phase {
 #[derive(Debug)]
 struct Copy {
     chunk: Chunk,
-    heads: Box<[u32]>,
+    heads: Heads,
     cursor: u32,
     collisions: u32,
     /// Scratch of the steps, kept so that a step allocates nothing: the STEs a step put
@@ -105,7 +105,7 @@ impl Migration {
     pub(super) fn host_bytes(&self) -> usize {
         std::mem::size_of::<Migration>()
             + self.copy().map_or(0, |c| {
-                c.heads.len() * 4 + c.in_entries.capacity() * 4 + c.images.capacity()
+                c.heads.host_bytes() + c.in_entries.capacity() * 4 + c.images.capacity()
             })
     }
 }
@@ -173,7 +173,7 @@ impl MatcherTables {
         self.migration = Some(Migration {
             table,
             phase: Phase::Copy(Copy {
-                heads: vec![NIL; chunk.entries() as usize].into_boxed_slice(),
+                heads: Heads::new(chunk.entries() as usize),
                 chunk,
                 cursor: 0,
                 collisions: 0,
@@ -207,7 +207,7 @@ impl MatcherTables {
         // `Copy`), so each new chain is built here from its first STE on: `tails[k]`.
         for slot in cursor..to {
             let mut tails = [NIL; 1 << LOG_GROWTH];
-            let mut s = self.tables[table].slots[slot as usize];
+            let mut s = self.tables[table].slots.get(slot);
             while s != NIL {
                 let rec = &self.stes[s];
                 let next = rec.place[gen].next;
@@ -227,7 +227,7 @@ impl MatcherTables {
                 };
                 self.stes[s].place[1 - gen] = Place { next: NIL, home };
                 if tail == NIL {
-                    self.copy_mut().heads[ns as usize] = s;
+                    self.copy_mut().heads.set(ns, s);
                 } else {
                     self.stes[tail].place[1 - gen].next = s;
                     self.copy_mut().collisions += 1;
@@ -286,7 +286,7 @@ impl MatcherTables {
 
     /// The last STE of the copy's chain at `slot` (NIL: unused).
     fn copy_tail(&self, slot: u32) -> u32 {
-        let mut s = self.copy_ref().heads[slot as usize];
+        let mut s = self.copy_ref().heads.get(slot);
         if s == NIL {
             return NIL;
         }
@@ -299,7 +299,7 @@ impl MatcherTables {
     /// The STE before `x` in the copy's chain at `slot` (NIL: `x` heads it).
     fn copy_pred(&self, slot: u32, x: u32) -> u32 {
         let mut p = NIL;
-        let mut s = self.copy_ref().heads[slot as usize];
+        let mut s = self.copy_ref().heads.get(slot);
         while s != x && s != NIL {
             p = s;
             s = self.spare(s).next;
@@ -367,7 +367,7 @@ impl MatcherTables {
                     images.clear();
                     // Appended image by image: zeroing the whole buffer first (`resize`)
                     // costs more than the images themselves.
-                    for &head in &c.heads[first as usize..end as usize] {
+                    for head in (first..end).map(|i| c.heads.get(i)) {
                         let at = images.len();
                         images.extend_from_slice(unused);
                         if head != NIL {
@@ -464,7 +464,7 @@ impl MatcherTables {
         let (size, gen) = (t.entries(), usize::from(t.gen));
         let to = cursor.saturating_add(slots.max(1)).min(size);
         for slot in cursor..to {
-            let mut s = self.tables[table].slots[slot as usize];
+            let mut s = self.tables[table].slots.get(slot);
             // Every STE of the chain is of this table: its places are `place[gen]` (live)
             // and `place[1 - gen]` (the old table's).
             while s != NIL {
@@ -497,7 +497,7 @@ impl MatcherTables {
             return;
         }
         let heads = self.copy_ref().heads.clone();
-        for head in heads.iter().copied() {
+        for head in heads.iter() {
             let mut s = head;
             while s != NIL {
                 let p = std::mem::replace(self.spare_mut(s), Place::NONE);
@@ -569,7 +569,7 @@ impl MatcherTables {
         };
         *self.spare_mut(s) = Place { next: NIL, home };
         if mi.tail == NIL {
-            self.copy_mut().heads[mi.slot as usize] = s;
+            self.copy_mut().heads.set(mi.slot, s);
         } else {
             self.spare_mut(mi.tail).next = s;
             self.copy_mut().collisions += 1;
@@ -640,11 +640,11 @@ impl MatcherTables {
             self.copy_mut().collisions -= 1;
             self.release_entry(gone.home, free);
         } else if mr.next == NIL {
-            self.copy_mut().heads[mr.slot as usize] = NIL;
+            self.copy_mut().heads.set(mr.slot, NIL);
         } else {
             // The next STE now sits in the slot; its entry is free.
             let moved = std::mem::replace(&mut self.spare_mut(mr.next).home, mr.slot);
-            self.copy_mut().heads[mr.slot as usize] = mr.next;
+            self.copy_mut().heads.set(mr.slot, mr.next);
             self.copy_mut().collisions -= 1;
             self.release_entry(moved, free);
         }
@@ -673,7 +673,7 @@ impl MatcherTables {
             let Phase::Sweep { cursor, .. } = m.phase else {
                 return Ok(());
             };
-            for (slot, &head) in table.slots.iter().enumerate() {
+            for (slot, head) in table.slots.iter().enumerate() {
                 let mut s = head;
                 while s != NIL {
                     let spare = self.spare(s);
@@ -695,7 +695,7 @@ impl MatcherTables {
         let (old_size, new_size) = (table.entries(), c.heads.len() as u32);
         let mut copied = 0;
         for slot in 0..old_size {
-            let mut s = table.slots[slot as usize];
+            let mut s = table.slots.get(slot);
             while s != NIL {
                 let in_copy = self.spare(s).home != NIL;
                 if in_copy != (slot < c.cursor) {
@@ -708,14 +708,14 @@ impl MatcherTables {
         let mut in_copy = 0;
         for ns in 0..new_size {
             if ns % old_size >= c.cursor {
-                if c.heads[ns as usize] != NIL {
+                if c.heads.get(ns) != NIL {
                     return Err(format!(
                         "new slot {ns} is used before its old slot is copied"
                     ));
                 }
                 continue;
             }
-            let mut s = c.heads[ns as usize];
+            let mut s = c.heads.get(ns);
             if s == NIL {
                 let unused = self.enc().unused_slot(level, self.miss_of(NIL));
                 line(c.slot_addr(ns), unused, "new unused slot")?;

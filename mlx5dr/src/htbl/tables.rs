@@ -646,7 +646,7 @@ impl MatcherTables {
         // A one-entry table (a level above the rules', often) needs no hash.
         let slot = self.levels[usize::from(t.level)].slot(t.entries(), tag);
         let gen = usize::from(t.gen);
-        let (mut s, mut tail) = (t.slots[slot as usize], NIL);
+        let (mut s, mut tail) = (t.slots.get(slot), NIL);
         while s != NIL {
             let rec = &self.stes[s];
             if rec.tag == *tag {
@@ -813,7 +813,7 @@ impl MatcherTables {
         let t = &mut self.tables[table];
         t.stes += 1;
         if tail == NIL {
-            t.slots[slot as usize] = s;
+            t.slots.set(slot, s);
         } else {
             t.collisions += 1;
             self.at_mut(tail).next = s;
@@ -833,7 +833,7 @@ impl MatcherTables {
             let child = self.tables.insert(rec);
             self.stes[s].link = child;
             let below = self.stes.insert(SteRec::new(*tag, child, 0, slot));
-            self.tables[child].slots[slot as usize] = below;
+            self.tables[child].slots.set(slot, below);
             s = below;
         }
         if split + 1 < n {
@@ -973,7 +973,7 @@ impl MatcherTables {
         let t = &self.tables[table];
         let gen = usize::from(t.gen);
         let mut p = NIL;
-        let mut s = t.slots[slot as usize];
+        let mut s = t.slots.get(slot);
         while s != x && s != NIL {
             p = s;
             s = self.stes[s].place[gen].next;
@@ -1011,10 +1011,10 @@ impl MatcherTables {
             t.collisions -= 1;
             self.stes[pred].place[gen].next = next;
         } else if next == NIL {
-            t.slots[slot as usize] = NIL;
+            t.slots.set(slot, NIL);
         } else {
             // The next STE now lives in the slot; its entry is free.
-            t.slots[slot as usize] = next;
+            t.slots.set(slot, next);
             t.collisions -= 1;
             let moved = std::mem::replace(&mut self.stes[next].place[gen].home, slot);
             self.release_entry(moved, free);
@@ -1223,9 +1223,9 @@ impl MatcherTables {
         let mut longest = 0u32;
         for (_, t) in self.tables.iter() {
             table_entries += u64::from(t.entries());
-            slot_bytes += t.slots.len() * std::mem::size_of::<u32>();
+            slot_bytes += t.slots.host_bytes();
             collisions += u64::from(t.collisions);
-            for &head in t.slots.iter() {
+            for head in t.slots.iter() {
                 let mut len = 0;
                 let mut s = head;
                 while s != NIL {
@@ -1371,7 +1371,7 @@ impl MatcherTables {
         for (id, t) in self.tables.iter() {
             let level = &self.levels[usize::from(t.level)];
             let (mut stes, mut collisions) = (0, 0);
-            for (slot, &head) in t.slots.iter().enumerate() {
+            for (slot, head) in t.slots.iter().enumerate() {
                 if head == NIL {
                     let unused = self.enc.unused_slot(level, self.end_addr);
                     line(t.slot_addr(slot as u32), unused, "unused slot")?;
@@ -1406,7 +1406,7 @@ impl MatcherTables {
                         let below: u32 = child
                             .slots
                             .iter()
-                            .flat_map(|&h| {
+                            .flat_map(|h| {
                                 std::iter::successors((h != NIL).then_some(h), |&x| {
                                     let nx = self.at(x).next;
                                     (nx != NIL).then_some(nx)

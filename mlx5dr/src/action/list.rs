@@ -7,6 +7,7 @@ use ste_builder::action::{set_actions_rx, set_actions_tx, ActionType, ActionType
 use ste_builder::ste::{Ste, LU_TYPE_DONT_CARE, STE_SIZE};
 use ste_builder::SteFormat;
 
+use super::replay::Replays;
 use super::state::{self, State};
 use super::{same_device, Action, ActionError, ActionKind};
 use crate::domain::{Domain, PerSide, SideInfo, Table};
@@ -29,12 +30,15 @@ pub struct Encoded {
     pub final_icm_addr: u64,
 }
 
-/// One side's encoder input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One side's encoder input, and the encodings replayed from it.
+#[derive(Debug)]
 struct SideActions {
     side: DomainSide,
     set: ActionTypeSet,
     attr: ActionsAttr,
+    /// The encoder's effect per last-STE control block, captured from the first rule
+    /// with that block: the per-rule step replays it instead of encoding again.
+    replays: Replays,
 }
 
 /// A rule's actions, checked for one table (see the module documentation of
@@ -165,7 +169,14 @@ impl ActionList {
     }
 }
 
+/// Encodes `s` into `buf`, by replay when the match STE's control block was seen
+/// before: the same bytes, count and errors as [`encode_full`].
 fn encode_into(format: SteFormat, s: &SideActions, buf: &mut [u8]) -> Result<usize, ActionError> {
+    s.replays.encode(buf, |b| encode_full(format, s, b))
+}
+
+/// Encodes `s` into `buf` with the format's encoder.
+fn encode_full(format: SteFormat, s: &SideActions, buf: &mut [u8]) -> Result<usize, ActionError> {
     let encode = if s.side.rx() {
         set_actions_rx
     } else {
@@ -186,7 +197,8 @@ fn dry_run(format: SteFormat, gvmi: u16, s: &SideActions) -> Result<(), ActionEr
     format
         .ctrl()
         .init(&mut buf[..STE_SIZE], LU_TYPE_DONT_CARE, s.side.rx(), gvmi);
-    encode_into(format, s, &mut buf).map(|_| ())
+    // In full: this control block is not a matcher's, so not worth a replay slot.
+    encode_full(format, s, &mut buf).map(|_| ())
 }
 
 /// How often an action type may appear in one list.
@@ -288,7 +300,12 @@ fn prepare(
         }
         prev = Some(t);
     }
-    Ok(SideActions { side, set, attr })
+    Ok(SideActions {
+        side,
+        set,
+        attr,
+        replays: Replays::default(),
+    })
 }
 
 #[cfg(test)]
@@ -312,7 +329,15 @@ mod tests {
         };
         attr.vlans.count_pop = 1;
         let mut sides = PerSide::default();
-        sides.insert(side, SideActions { side, set, attr });
+        sides.insert(
+            side,
+            SideActions {
+                side,
+                set,
+                attr,
+                replays: Replays::default(),
+            },
+        );
         let list = ActionList {
             actions: Vec::new(),
             format: SteFormat::V0,

@@ -29,7 +29,9 @@
 //! then holds, per side, the action-type set and the `ste_builder` attributes, so that
 //! [`ActionList::encode`] (the per-rule step the hash-table engine calls) only copies
 //! them into the rule's last STE and the action-only STEs it may need, through
-//! `ste_builder::action::set_actions_rx/tx`.
+//! `ste_builder::action::set_actions_rx/tx`. Since every rule of a list gets the same
+//! actions, the first rule with a given last-STE control block captures what the encoder
+//! does, and later rules replay it (module `replay`: same bytes, counts and errors).
 //!
 //! ## The actions still to come, and where they fit
 //!
@@ -63,6 +65,7 @@
 pub mod counter;
 mod list;
 mod prm;
+mod replay;
 pub mod state;
 pub mod tir;
 

@@ -3,7 +3,9 @@
 //! A [`Device`] answers exactly what a ConnectX answers across the device boundary of
 //! `ARCHITECTURE.md`: PRM command mailboxes ([`Device::cmd`]), SW-ICM allocation
 //! ([`Device::alloc_icm`]), memory registration and steering queues with a doorbell
-//! ([`Device::register_memory`], [`Device::create_queue`], [`Device::doorbell`]).
+//! ([`Device::register_memory`], [`Device::create_queue`], [`Device::doorbell`]; a
+//! driver that rings one queue often keeps a [`QueueHandle`], whose doorbell skips the
+//! lookup by QP number).
 //! Packets enter through [`Device::process`], which walks firmware tables and ICM the
 //! way the NIC does, executes the actions on the packet bytes, and reports where every
 //! copy of the packet went, hop by hop.
@@ -16,7 +18,7 @@
 //! behind its own, and ICM has its own fine-grained locks; a doorbell never takes the
 //! firmware lock, so rule writes on different queues proceed in parallel.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use ste_builder::modify_header::{HwModifyOp, ModifyCaps};
@@ -134,8 +136,9 @@ pub struct Device {
     firmware: Mutex<FirmwareState>,
     icm: Icm,
     mrs: MemoryRegistry,
-    /// By QP number; hashed with the cheap key hasher, since every doorbell looks here.
-    queues: RwLock<KeyMap<Arc<Mutex<SteeringQueue>>>>,
+    /// By QP number; hashed with the cheap key hasher, since every doorbell by QP
+    /// number looks here.
+    queues: RwLock<KeyMap<Arc<QueueCell>>>,
     next_qpn: AtomicU32,
     icm_faults: Mutex<IcmFaults>,
 }
@@ -145,6 +148,56 @@ impl std::fmt::Debug for Device {
         f.debug_struct("Device")
             .field("icm", &self.icm)
             .finish_non_exhaustive()
+    }
+}
+
+/// One live queue as the device and its [`QueueHandle`]s share it.
+struct QueueCell {
+    queue: Mutex<SteeringQueue>,
+    /// Cleared when the queue is destroyed: a handle kept past that point finds the
+    /// queue gone, as a lookup by QP number would.
+    live: AtomicBool,
+}
+
+/// A queue's doorbell without the lookup by QP number: made by
+/// [`Device::queue_handle`], it rings the queue it was made for on the device it was
+/// made by, and fails with [`DeviceError::NoSuchQueue`] once that queue is destroyed,
+/// exactly as [`Device::doorbell`] does.
+pub struct QueueHandle {
+    dev: Arc<Device>,
+    qpn: u32,
+    cell: Arc<QueueCell>,
+}
+
+impl std::fmt::Debug for QueueHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueHandle")
+            .field("qpn", &self.qpn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueHandle {
+    /// The queue's QP number.
+    pub fn qpn(&self) -> u32 {
+        self.qpn
+    }
+
+    /// The device the queue belongs to.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
+    /// [`Device::doorbell`] of this queue.
+    pub fn doorbell(&self, producer: u16) -> Result<DoorbellReport, DeviceError> {
+        // `destroy_queue` clears the flag before it returns, so a doorbell that starts
+        // after the destruction fails; one racing it runs on the old queue, as a lookup
+        // that won the race would.
+        if !self.cell.live.load(Ordering::Acquire) {
+            return Err(DeviceError::NoSuchQueue(self.qpn));
+        }
+        let mut q = lock(&self.cell.queue);
+        Ok(q.doorbell(producer, &self.dev.icm, &self.dev.mrs)?)
     }
 }
 
@@ -269,7 +322,13 @@ impl Device {
         self.queues
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(qpn, Arc::new(Mutex::new(queue)));
+            .insert(
+                qpn,
+                Arc::new(QueueCell {
+                    queue: Mutex::new(queue),
+                    live: AtomicBool::new(true),
+                }),
+            );
         Ok(qpn)
     }
 
@@ -279,11 +338,11 @@ impl Device {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&qpn)
-            .map(|_| ())
+            .map(|cell| cell.live.store(false, Ordering::Release))
             .ok_or(DeviceError::NoSuchQueue(qpn))
     }
 
-    fn queue(&self, qpn: u32) -> Result<Arc<Mutex<SteeringQueue>>, DeviceError> {
+    fn queue(&self, qpn: u32) -> Result<Arc<QueueCell>, DeviceError> {
         self.queues
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -295,9 +354,18 @@ impl Device {
     /// Rings queue `qpn`'s send doorbell: the driver has posted WQEs up to basic-block
     /// counter `producer`. The device executes them in order before returning.
     pub fn doorbell(&self, qpn: u32, producer: u16) -> Result<DoorbellReport, DeviceError> {
-        let queue = self.queue(qpn)?;
-        let mut q = lock(&queue);
+        let cell = self.queue(qpn)?;
+        let mut q = lock(&cell.queue);
         Ok(q.doorbell(producer, &self.icm, &self.mrs)?)
+    }
+
+    /// A handle ringing queue `qpn`'s doorbell without looking the queue up each time.
+    pub fn queue_handle(self: &Arc<Device>, qpn: u32) -> Result<QueueHandle, DeviceError> {
+        Ok(QueueHandle {
+            dev: Arc::clone(self),
+            qpn,
+            cell: self.queue(qpn)?,
+        })
     }
 
     /// Runs `f` on queue `qpn`: its state, per-WQE hook and faults. The hook runs inside
@@ -307,8 +375,8 @@ impl Device {
         qpn: u32,
         f: impl FnOnce(&mut SteeringQueue) -> R,
     ) -> Result<R, DeviceError> {
-        let queue = self.queue(qpn)?;
-        let mut q = lock(&queue);
+        let cell = self.queue(qpn)?;
+        let mut q = lock(&cell.queue);
         Ok(f(&mut q))
     }
 
@@ -838,5 +906,39 @@ mod tests {
                 .any(|d| matches!(&d.fate, Fate::Fault(f) if f.contains("hand-overs"))),
             "{fates:?}"
         );
+    }
+
+    #[test]
+    fn a_queue_handle_rings_until_its_queue_is_destroyed() {
+        let device = Arc::new(Device::of_model(DeviceModel::ConnectX6Dx));
+        let ring = |log: u8| RingConfig {
+            mem: HostMemory::new(64 << log),
+            offset: 0,
+            log_entries: log,
+        };
+        let cq = ring(2);
+        let mut slots = vec![0u8; 64 << 2];
+        ste_builder::wqe::init_cq_ring(&mut slots).unwrap();
+        cq.mem.write(0, &slots).unwrap();
+        let dbrec = DbRecord {
+            mem: HostMemory::new(4),
+            offset: 0,
+        };
+        let qpn = device.create_queue(ring(2), cq, dbrec).unwrap();
+        let handle = device.queue_handle(qpn).unwrap();
+        assert_eq!(handle.qpn(), qpn);
+        assert!(Arc::ptr_eq(handle.device(), &device));
+        // Nothing posted: an empty doorbell, as by QP number.
+        assert_eq!(handle.doorbell(0).unwrap(), DoorbellReport::default());
+        assert_eq!(device.doorbell(qpn, 0).unwrap(), DoorbellReport::default());
+        // The handle rings the same queue: its errors are the queue's.
+        assert!(matches!(
+            handle.doorbell(9),
+            Err(DeviceError::Queue(QueueError::ProducerBeyondRing { .. }))
+        ));
+        device.destroy_queue(qpn).unwrap();
+        assert!(matches!(handle.doorbell(0), Err(DeviceError::NoSuchQueue(q)) if q == qpn));
+        assert!(matches!(device.doorbell(qpn, 0), Err(DeviceError::NoSuchQueue(q)) if q == qpn));
+        assert!(matches!(device.queue_handle(qpn), Err(DeviceError::NoSuchQueue(q)) if q == qpn));
     }
 }

@@ -161,6 +161,54 @@ pub trait DmaMemory: Send + Sync + Debug {
 
     /// Copies `data` to `offset`.
     fn write(&self, offset: usize, data: &[u8]) -> Result<(), DeviceError>;
+
+    /// Reads a record the device marks as written through one flag byte it writes
+    /// last (a CQE and its owner byte): the flag byte, at `offset + flag`, decides with
+    /// `fresh` whether the record is new, and only then is the rest trusted. Returns
+    /// `fresh(flag byte)`; when true, `out` holds the record, no older than that flag
+    /// byte; when false, only `out[flag]` is meaningful (the other bytes may have been
+    /// overwritten with stale contents). A `flag` outside `out` is
+    /// [`DeviceError::DmaOutOfRange`].
+    ///
+    /// The default reads the flag byte and then the record, two `read`s ordered by the
+    /// contract above: what a driver over real memory must do, since a card may write
+    /// the record in pieces and a single copy could pair a new flag byte with old bytes
+    /// read before it. A backend whose device writes every record whole under a lock
+    /// that `read` also takes may copy the record once and test the flag in the copy.
+    fn read_flagged(
+        &self,
+        offset: usize,
+        out: &mut [u8],
+        flag: usize,
+        fresh: &dyn Fn(u8) -> bool,
+    ) -> Result<bool, DeviceError> {
+        read_flag_first(self, offset, out, flag, fresh)
+    }
+}
+
+/// [`DmaMemory::read_flagged`] done as two ordered reads: the flag byte, then (if it
+/// shows the record is new) the whole record.
+pub fn read_flag_first<M: DmaMemory + ?Sized>(
+    mem: &M,
+    offset: usize,
+    out: &mut [u8],
+    flag: usize,
+    fresh: &dyn Fn(u8) -> bool,
+) -> Result<bool, DeviceError> {
+    let size = out.len();
+    let Some(byte) = out.get_mut(flag) else {
+        return Err(DeviceError::DmaOutOfRange {
+            offset: offset.saturating_add(flag),
+            len: 1,
+            size,
+        });
+    };
+    mem.read(offset.saturating_add(flag), std::slice::from_mut(byte))?;
+    if !fresh(*byte) {
+        return Ok(false);
+    }
+    mem.read(offset, out)?;
+    Ok(true)
 }
 
 /// A [`DmaMemory`] registered for the device's DMA: WQE data segments name its bytes

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ::sim::device::QueueHandle;
 use ::sim::host_mem::{HostMemError, HostMemory, Mr};
 use ::sim::icm::{IcmError, IcmKind as SimIcmKind};
 use ::sim::profile::{DeviceModel, Profile};
@@ -212,9 +213,15 @@ impl Device for SimBackend {
                 },
             )
             .map_err(|e| DeviceError::Queue(e.to_string()))?;
+        let handle = match self.dev.queue_handle(qpn) {
+            Ok(handle) => handle,
+            Err(e) => {
+                let _ = self.dev.destroy_queue(qpn);
+                return Err(DeviceError::Queue(e.to_string()));
+            }
+        };
         Ok(Box::new(SimQueue {
-            dev: Arc::clone(&self.dev),
-            qpn,
+            handle,
             spec,
             sq: SimMem(sq),
             cq: SimMem(cq),
@@ -238,6 +245,24 @@ impl DmaMemory for SimMem {
 
     fn write(&self, offset: usize, data: &[u8]) -> Result<(), DeviceError> {
         self.0.write(offset, data).map_err(mem_error)
+    }
+
+    /// One copy, tested in the copy: the simulator writes each CQE whole under the
+    /// buffer's write lock (`sim::queue`'s completion ring), and `read` copies under
+    /// the read lock, so a copy holds either all of a CQE or none of it, and a new owner
+    /// byte in the copy means the rest of the copy is that CQE.
+    fn read_flagged(
+        &self,
+        offset: usize,
+        out: &mut [u8],
+        flag: usize,
+        fresh: &dyn Fn(u8) -> bool,
+    ) -> Result<bool, DeviceError> {
+        if flag >= out.len() {
+            return super::read_flag_first(self, offset, out, flag, fresh);
+        }
+        self.read(offset, out)?;
+        Ok(fresh(out[flag]))
     }
 }
 
@@ -283,8 +308,8 @@ impl Drop for SimDmaBuffer {
 /// A simulated steering queue; dropping it destroys it.
 #[derive(Debug)]
 struct SimQueue {
-    dev: Arc<::sim::Device>,
-    qpn: u32,
+    /// Rings the doorbell without a lookup by QP number.
+    handle: QueueHandle,
     spec: QueueSpec,
     sq: SimMem,
     cq: SimMem,
@@ -293,7 +318,7 @@ struct SimQueue {
 
 impl SteeringQueue for SimQueue {
     fn qpn(&self) -> u32 {
-        self.qpn
+        self.handle.qpn()
     }
 
     fn spec(&self) -> QueueSpec {
@@ -313,11 +338,11 @@ impl SteeringQueue for SimQueue {
     }
 
     fn ring_doorbell(&mut self, producer: u16, _last_wqe: u16) -> Result<(), DeviceError> {
-        match self.dev.doorbell(self.qpn, producer) {
+        match self.handle.doorbell(producer) {
             Ok(_) => Ok(()),
-            Err(::sim::DeviceError::Queue(QueueError::CqOverrun)) => {
-                Err(DeviceError::CqOverrun { qpn: self.qpn })
-            }
+            Err(::sim::DeviceError::Queue(QueueError::CqOverrun)) => Err(DeviceError::CqOverrun {
+                qpn: self.handle.qpn(),
+            }),
             Err(e) => Err(DeviceError::Queue(e.to_string())),
         }
     }
@@ -326,7 +351,7 @@ impl SteeringQueue for SimQueue {
 impl Drop for SimQueue {
     fn drop(&mut self) {
         // Only this handle destroys the queue.
-        let _ = self.dev.destroy_queue(self.qpn);
+        let _ = self.handle.device().destroy_queue(self.handle.qpn());
     }
 }
 

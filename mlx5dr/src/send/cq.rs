@@ -4,9 +4,11 @@
 //! opcode is not INVALID and its owner bit equals `(ci >> log_size) & 1`, the pass over
 //! the ring the consumer is on. The consumer publishes how far it has read in the CQ
 //! doorbell record (big-endian, low 24 bits), which is what tells the device that slots
-//! are free again.
+//! are free again. The device needs the record for nothing else, so the consumer may
+//! publish late, as long as the device never finds the ring full
+//! ([`CqReader::must_publish`]).
 
-use ste_builder::wqe::{cqe_is_sw_owned, init_cq_ring, Cqe, CQE_SIZE};
+use ste_builder::wqe::{cqe_owner_for, init_cq_ring, Cqe, CqeOpcode, CQE_SIZE};
 
 use super::error::SendError;
 use crate::device::DmaMemory;
@@ -23,7 +25,9 @@ pub(crate) struct CqReader {
     log_size: u8,
     /// CQEs consumed so far.
     ci: u32,
-    /// One slot: its owner byte is read first, then all of it (see [`CqReader::next`]).
+    /// `ci` as last written to the doorbell record.
+    published: u32,
+    /// One slot, read with its owner byte deciding (see [`CqReader::next`]).
     slot: [u8; CQE_SIZE],
 }
 
@@ -42,6 +46,7 @@ impl CqReader {
         Ok(CqReader {
             log_size,
             ci: 0,
+            published: 0,
             slot: [0; CQE_SIZE],
         })
     }
@@ -53,23 +58,19 @@ impl CqReader {
 
     /// The next new CQE, if the device has written one; consumes it.
     ///
-    /// The slot's owner byte is read to see whether it is new, and then the whole slot
-    /// for the contents: by the [`DmaMemory`] ordering contract the second read is at
-    /// least as new as the owner bit the first one saw.
+    /// The slot is read with [`DmaMemory::read_flagged`], its owner byte deciding: the
+    /// contents are trusted only when that byte shows a new CQE, and are then at least
+    /// as new as it (a backend over real memory reads the byte first, then the slot).
     pub(crate) fn next(&mut self, cq: &dyn DmaMemory) -> Result<Option<Cqe>, SendError> {
         let at = (self.ci & ((1u32 << self.log_size) - 1)) as usize * CQE_SIZE;
-        cq.read(at + OP_OWN, &mut self.slot[OP_OWN..])?;
-        if !self.owned()? {
+        let owner = cqe_owner_for(self.ci, self.log_size);
+        let fresh = move |op_own: u8| owned_by_software(op_own, owner);
+        if !cq.read_flagged(at, &mut self.slot, OP_OWN, &fresh)? {
             return Ok(None);
         }
-        cq.read(at, &mut self.slot)?;
         let slot = Cqe::decode(&self.slot).map_err(|e| self.bad(e.to_string()))?;
         self.ci = self.ci.wrapping_add(1);
         Ok(Some(slot.cqe))
-    }
-
-    fn owned(&self) -> Result<bool, SendError> {
-        cqe_is_sw_owned(&self.slot, self.ci, self.log_size).map_err(|e| self.bad(e.to_string()))
     }
 
     /// A [`SendError::BadCompletion`] about the CQE at the consumer index.
@@ -80,17 +81,38 @@ impl CqReader {
         }
     }
 
+    /// Whether the record must be published before a doorbell after which `pending`
+    /// WQEs are outstanding.
+    ///
+    /// A device writes at most one CQE per WQE, and every CQE not yet consumed is for
+    /// an outstanding WQE (CQEs arrive in WQE order and one completes its WQE and all
+    /// before it), so from the doorbell on the device holds at most `pending` CQEs the
+    /// consumer has not read, plus the slots consumed but not published, which it
+    /// still counts as full. While that sum fits the ring, the device cannot find the
+    /// ring full, however late the record is.
+    pub(crate) fn must_publish(&self, pending: u32) -> bool {
+        let unpublished = self.ci.wrapping_sub(self.published);
+        u64::from(unpublished) + u64::from(pending) > 1u64 << self.log_size
+    }
+
     /// Tells the device how far the ring has been consumed.
-    pub(crate) fn publish(&self, dbrec: &dyn DmaMemory) -> Result<(), SendError> {
+    pub(crate) fn publish(&mut self, dbrec: &dyn DmaMemory) -> Result<(), SendError> {
         dbrec.write(0, &(self.ci & CI_MASK).to_be_bytes())?;
+        self.published = self.ci;
         Ok(())
     }
+}
+
+/// The ownership test of [`ste_builder::wqe::cqe_is_sw_owned`] on the owner byte alone: a CQE (not
+/// INVALID) whose owner bit is `owner`, the bit of the consumer's pass over the ring.
+fn owned_by_software(op_own: u8, owner: bool) -> bool {
+    CqeOpcode::from_nibble(op_own >> 4) != CqeOpcode::Invalid && (op_own & 1 != 0) == owner
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ste_builder::wqe::{cqe_owner_for, Opcode, ReqCqe};
+    use ste_builder::wqe::{cqe_is_sw_owned, Opcode, ReqCqe};
 
     /// Only the owner byte is read before the ownership test: it must be the byte the
     /// owner bit and opcode live in.
@@ -114,6 +136,22 @@ mod tests {
                 cqe_is_sw_owned(&full, ci, 0).unwrap()
             );
             assert!(cqe_is_sw_owned(&only_last, ci, 0).unwrap());
+        }
+    }
+
+    /// The owner-byte test `next` uses is `cqe_is_sw_owned`'s, for every byte and pass.
+    #[test]
+    fn owner_byte_test_matches_the_slot_test() {
+        for op_own in 0..=u8::MAX {
+            let mut slot = [0u8; CQE_SIZE];
+            slot[OP_OWN] = op_own;
+            for (ci, log_size) in [(0, 0), (1, 0), (5, 2), (4, 2), (300, 8)] {
+                assert_eq!(
+                    owned_by_software(op_own, cqe_owner_for(ci, log_size)),
+                    cqe_is_sw_owned(&slot, ci, log_size).unwrap(),
+                    "{op_own:#04x} at {ci} of 2^{log_size}"
+                );
+            }
         }
     }
 }

@@ -48,7 +48,9 @@
 //!
 //! The completion ring has at least as many entries as the send ring has WQE slots, and
 //! a device writes at most one CQE per WQE, for a WQE whose slot is not reused before
-//! its CQE is consumed, so the completion ring cannot overrun. Nothing on the
+//! its CQE is consumed, so the completion ring cannot overrun. The consumer index is
+//! published in the CQ doorbell record only when a doorbell could otherwise let the
+//! device see the ring as full (`CqReader::must_publish`), not after every reap. Nothing on the
 //! write path allocates: staging, slots and WQE scratch are sized at creation.
 
 mod cq;
@@ -576,6 +578,11 @@ impl SendRing {
             self.since_signal = 0;
             self.stats.signaled += 1;
         }
+        // Reaping leaves the CQ doorbell record stale; it is brought up to date only
+        // when the device could otherwise take the completion ring for full.
+        if self.cq.must_publish(u32::from(self.outstanding())) {
+            self.cq.publish(self.queue.cq_dbrec())?;
+        }
         self.queue.ring_doorbell(self.sq_head, last)?;
         self.rung = self.sq_head;
         self.stats.doorbells += 1;
@@ -608,9 +615,7 @@ impl SendRing {
                 return Err(e);
             }
         }
-        if n > 0 {
-            self.cq.publish(self.queue.cq_dbrec())?;
-        }
+        // The doorbell record is published by `kick`, when it must be.
         Ok(n)
     }
 

@@ -43,7 +43,8 @@
 //!
 //! - **insert**: the new STEs of the levels below the shared prefix in fresh tables
 //!   (every slot of each written: the new STE, and unused-slot STEs in the rest of a
-//!   presized one), the action STEs, the collision entry; then the link: the first new
+//!   presized one; only the new STE in the presized table prewritten at creation, see
+//!   "Expected size"), the action STEs, the collision entry; then the link: the first new
 //!   STE into its unused slot (64 bytes), or the chain tail's control block (32 bytes)
 //!   with its miss address set to the new entry;
 //! - **remove**: one write at the topmost STE only this rule uses: the next chain member
@@ -122,13 +123,29 @@
 //! entry, so the hint does not multiply by the number of prefixes; rules spread over
 //! several prefixes (an FDB matcher's per-port tables) still grow theirs.
 //!
-//! A presized table is written whole before the write that links it: the new STE at
-//! its slot and the unused-slot STE in every other slot, contiguous slots batched into
-//! writes of up to the ring's `max_write` (64 KiB, 1024 slots, by default). When the
-//! pool has no chunk of `2^k` entries, the table starts with one entry instead and grows
-//! as usual ([`HtblStats::presize_fallbacks`] counts these): a presized table that does
-//! not fit never fails the call that makes it. Only when even one entry is not to be had
-//! does it fail, with [`HtblError::Icm`], changing nothing. A presized table grows from
+//! A presized table is written whole before anything points at it: the unused-slot STE
+//! in every slot (but the new STE's, when an insert makes the table), contiguous slots batched into writes of up to
+//! the ring's `max_write` (64 KiB, 1024 slots, by default). Everything in it is known
+//! when the matcher is made, so [`MatcherTables::new`] does it, also for a last level
+//! below the start table: that table is allocated and written there, unreachable (the
+//! end anchor its unused slots miss to never moves; [`MatcherTables::set_end_target`]
+//! changes only what the anchor does), and the first insert that makes a last-level
+//! table adopts it, writing only its own STE into its slot before the link. Writing
+//! 2^20 slots (64 MiB) takes tens of milliseconds: matcher creation may, an insert may
+//! not. [`HtblStats::table_entries`] counts the prewritten table from creation on, and
+//! dropping a matcher that never got a rule gives it back. An insert that adopted it and
+//! failed before its link landed gives it back to be adopted again, noting the slot its
+//! STE may have reached (the next adoption writes the unused-slot STE there again
+//! before its link); when writes of that insert may still land, the table is kept out
+//! of use ([`HtblStats::leaked_chunks`]) and the next first insert makes one as below.
+//!
+//! When the pool has no chunk of `2^k` entries (at creation and again at the first
+//! insert, for a last level below the start table), the table starts with one entry
+//! instead and grows as usual ([`HtblStats::presize_fallbacks`] counts these): a
+//! presized table that does not fit never fails the call that makes it. Only when even
+//! one entry is not to be had does it fail, with [`HtblError::Icm`], changing nothing.
+//! A failed write at creation fails creation, giving back every chunk it took (or
+//! keeping them out of use when a write may still land). A presized table grows from
 //! its size like any other; with [`TablesConfig::grow`] off it keeps it.
 //!
 //! ## Growth
@@ -262,7 +279,8 @@ pub struct HtblStats {
     pub stes: u64,
     /// Hash tables (the start table included).
     pub tables: u64,
-    /// ICM entries of all hash tables.
+    /// ICM entries of all hash tables, the presized one written at creation and not in
+    /// use yet included (see "Expected size" in the module documentation).
     pub table_entries: u64,
     /// STEs in collision entries.
     pub collision_entries: u64,

@@ -50,6 +50,9 @@ pub struct TablesConfig {
     /// size when crowded, if [`TablesConfig::grow`] is set: with `grow: false` the
     /// presized tables keep their size. When the pool has no chunk that large, the table
     /// starts with one entry instead ([`HtblStats::presize_fallbacks`](super::HtblStats)).
+    /// With more than one lookup the presized table is allocated and written at
+    /// creation, so the first insert writes only its own STEs (see the module
+    /// documentation, "Expected size").
     pub initial_log: u8,
     /// An insert whose tags equal an installed rule's and whose last STE (control block:
     /// actions and hit address, as its [`LastSte`] fills it) and action STEs are the
@@ -106,6 +109,11 @@ pub struct MatcherTables {
     /// The lower levels' first tables were made (by the first insert that landed): the
     /// tables made after them start with one entry.
     presized: bool,
+    /// The last level's presized first table, allocated and written at creation and
+    /// unreachable until the first insert that makes a last-level table adopts it.
+    /// `None` with one lookup, without a hint, once adopted, or when the pool had no
+    /// chunk that large at creation (the first such insert then allocates as usual).
+    prewritten: Option<Prewritten>,
     /// [`TablesConfig::share_identical`].
     pub(super) share_identical: bool,
     pool: Arc<IcmPool>,
@@ -162,6 +170,19 @@ impl std::fmt::Debug for MatcherTables {
     }
 }
 
+/// A presized last-level table written at creation, no rule in it yet.
+///
+/// Every slot holds the level's unused-slot STE (a miss to the end anchor, whose
+/// address never changes: [`MatcherTables::set_end_target`] rewrites what the anchor
+/// does, not where it is), except perhaps the `dirty` ones.
+struct Prewritten {
+    chunk: Chunk,
+    /// Slots into which an insert that adopted the table and then failed (its link not
+    /// landing) may have written its STE: the next adoption writes the unused-slot STE
+    /// there again before its link. Empty unless an insert failed.
+    dirty: Vec<u32>,
+}
+
 /// A rule's last STE as its [`LastSte`] fills it: the match STE, then room for the
 /// action-only STEs.
 pub(super) type LastImages = [u8; STE_SIZE * (1 + MAX_ACTION_STES)];
@@ -177,6 +198,9 @@ pub(super) struct Fresh {
     mirror: Option<Entry>,
     /// The action-only STEs.
     pub(super) extras: Vec<Entry>,
+    /// The last table of `tables` is the prewritten one (its dirty slots with it):
+    /// only the new STE's slot, and those, need writing.
+    adopted: Option<Vec<u32>>,
 }
 
 /// A rule's tags, checked against the chain ([`MatcherTables::check_tags`]): one
@@ -251,6 +275,18 @@ impl MatcherTables {
                 return Err(e.into());
             }
         };
+        // The last level's first table, when it is not the start table: written whole
+        // here, so the first insert does not pay for it. Short of ICM, the first insert
+        // that needs it allocates it (or falls back to one entry) as any table.
+        let last = levels.len() - 1;
+        let prewritten = if last > 0 {
+            match levels[last].presize_log(cfg.initial_log, max_log) {
+                0 => None,
+                log => pool.alloc(log).ok(),
+            }
+        } else {
+            None
+        };
         let enc = Encoder::new(cfg.format, cfg.rx, cfg.gvmi);
         let anchor = enc.anchor(end);
         let unused: Box<[Ste]> = levels
@@ -261,13 +297,20 @@ impl MatcherTables {
         let written = Txn::new(ring).run(|t| {
             let a = enc.posted(anchor, STE_SIZE);
             t.write(&end_anchor.region(), end_anchor.icm_addr(), &a)?;
-            write_table(t, &start_chunk, &unused[0], None, per_write)
+            write_table(t, &start_chunk, &unused[0], None, per_write)?;
+            match &prewritten {
+                Some(c) => write_table(t, c, &unused[last], None, per_write),
+                None => Ok(()),
+            }
         });
         if let Err(f) = written {
-            // Nothing points at either chunk; give them back unless a write may land.
+            // Nothing points at any chunk; give them back unless a write may land.
             if f.outcome == (Outcome::Rejected { settled: true }) {
                 let _ = pool.free(end_anchor);
                 let _ = pool.free(start_chunk);
+                if let Some(c) = prewritten {
+                    let _ = pool.free(c);
+                }
             }
             return Err(HtblError::Send(f.error));
         }
@@ -288,6 +331,10 @@ impl MatcherTables {
             max_log,
             initial_log: cfg.initial_log,
             presized: false,
+            prewritten: prewritten.map(|chunk| Prewritten {
+                chunk,
+                dirty: Vec::new(),
+            }),
             share_identical: cfg.share_identical,
             slab: EntrySlab::new(pool.clone()),
             pool,
@@ -502,6 +549,13 @@ impl MatcherTables {
                 outcome: Outcome::Rejected { settled },
                 error,
             }) => {
+                if let (Some(dirty), Some(c)) = (&mut fresh.adopted, fresh.tables.last()) {
+                    // The new STE's write into the adopted table may have landed.
+                    let slot = self.levels[n - 1].slot(entries_of(c), tags.get(n - 1));
+                    if !dirty.contains(&slot) {
+                        dirty.push(slot);
+                    }
+                }
                 self.give_back(fresh, settled);
                 // The growing copy may have taken some of the writes.
                 if plan.mirror.is_some() {
@@ -674,6 +728,14 @@ impl MatcherTables {
         let res = (|| {
             for j in first..self.levels.len() {
                 let log = self.fresh_log(j);
+                // A presized last-level table is the one written at creation, if any.
+                if log > 0 && fresh.adopted.is_none() {
+                    if let Some(p) = self.prewritten.take() {
+                        fresh.tables.push(p.chunk);
+                        fresh.adopted = Some(p.dirty);
+                        continue;
+                    }
+                }
                 fresh.tables.push(alloc_table(&self.pool, log)?);
             }
             if collision {
@@ -705,7 +767,21 @@ impl MatcherTables {
 
     /// Hands back an insert's memory that never became reachable; when writes to it may
     /// still land (`settled` false), it is kept out of use instead.
-    pub(super) fn give_back(&mut self, fresh: Fresh, settled: bool) {
+    ///
+    /// An adopted prewritten table goes back to being the prewritten one (with the
+    /// slots the insert may have written marked dirty by the caller), so a failed first
+    /// insert costs the next one no more than a few writes; unless writes may still
+    /// land, then it is kept out of use like the rest.
+    pub(super) fn give_back(&mut self, mut fresh: Fresh, settled: bool) {
+        if let Some(dirty) = fresh.adopted.take() {
+            if let Some(chunk) = fresh.tables.pop() {
+                if settled {
+                    self.prewritten = Some(Prewritten { chunk, dirty });
+                } else {
+                    self.counters.leaked_chunks += 1;
+                }
+            }
+        }
         let entries = fresh
             .collision
             .into_iter()
@@ -761,7 +837,17 @@ impl MatcherTables {
                 if j > split {
                     let c = &fresh.tables[j - split - 1];
                     let slot = self.levels[j].slot(entries_of(c), tags.get(j));
-                    write_table(t, c, &self.unused[j], Some((slot, &posted)), per_write)?;
+                    match &fresh.adopted {
+                        // The prewritten table: every other slot holds the unused-slot
+                        // STE already, but for the dirty ones.
+                        Some(dirty) if j + 1 == n => {
+                            for &d in dirty.iter().filter(|&&d| d != slot) {
+                                t.write(&c.region(), slot_addr(c, d), &self.unused[j])?;
+                            }
+                            t.write(&c.region(), slot_addr(c, slot), &posted)?;
+                        }
+                        _ => write_table(t, c, &self.unused[j], Some((slot, &posted)), per_write)?,
+                    }
                     continue;
                 }
                 if let Some(mi) = plan.mirror {
@@ -800,6 +886,7 @@ impl MatcherTables {
             collision,
             mirror,
             extras,
+            adopted: _,
         } = fresh;
         // The split level's STE in the existing table.
         let home = match collision {
@@ -1235,6 +1322,9 @@ impl MatcherTables {
                 longest = longest.max(len);
             }
         }
+        if let Some(p) = &self.prewritten {
+            table_entries += u64::from(entries_of(&p.chunk));
+        }
         let extras: usize = self.extras.values().map(|e| e.len()).sum();
         let images: usize = self.extra_images.values().map(|e| e.len()).sum();
         let host_bytes = std::mem::size_of::<MatcherTables>()
@@ -1249,6 +1339,10 @@ impl MatcherTables {
             + self.extra_images.capacity() * (std::mem::size_of::<(u32, Box<[Ste]>)>() + 1)
             + images * STE_SIZE
             + self.migration.as_ref().map_or(0, |m| m.host_bytes())
+            + self
+                .prewritten
+                .as_ref()
+                .map_or(0, |p| p.dirty.capacity() * std::mem::size_of::<u32>())
             + self.slab.stats().host_bytes;
         HtblStats {
             rules: self.rules,
@@ -1284,6 +1378,11 @@ fn entries_of(chunk: &Chunk) -> u32 {
     1 << chunk.log_entries()
 }
 
+/// The ICM address of `slot` of a table in `chunk`.
+fn slot_addr(chunk: &Chunk, slot: u32) -> u64 {
+    chunk.icm_addr() + (u64::from(slot) << crate::icm::LOG_STE_SIZE)
+}
+
 /// How many 64-byte slots one write of the ring takes.
 fn slots_per_write(ring: &SendRing) -> u32 {
     u32::try_from(ring.config().max_write / STE_SIZE)
@@ -1314,8 +1413,7 @@ fn write_table(
                 _ => buf.extend_from_slice(unused),
             }
         }
-        let addr = chunk.icm_addr() + (u64::from(first) << crate::icm::LOG_STE_SIZE);
-        t.write(&chunk.region(), addr, &buf)?;
+        t.write(&chunk.region(), slot_addr(chunk, first), &buf)?;
         first = end;
     }
     Ok(())
@@ -1337,6 +1435,10 @@ impl Drop for MatcherTables {
             for e in extras.into_vec() {
                 let _ = self.slab.free(e);
             }
+        }
+        // Nothing ever pointed at it.
+        if let Some(p) = self.prewritten.take() {
+            let _ = self.pool.free(p.chunk);
         }
         if let Some(c) = self.end_chunk.take() {
             let _ = self.pool.free(c);
@@ -1367,6 +1469,12 @@ impl MatcherTables {
             self.enc.anchor(self.end_target),
             "end anchor",
         )?;
+        if let Some(p) = &self.prewritten {
+            let unused = self.enc.unused_slot(&self.levels[n - 1], self.end_addr);
+            for slot in (0..entries_of(&p.chunk)).filter(|s| !p.dirty.contains(s)) {
+                line(slot_addr(&p.chunk, slot), unused, "prewritten unused slot")?;
+            }
+        }
         let (mut last_level, mut shared) = (0, 0);
         for (id, t) in self.tables.iter() {
             let level = &self.levels[usize::from(t.level)];

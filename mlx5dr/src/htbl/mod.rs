@@ -160,12 +160,12 @@
 //! the switch and in the new one after. A failed growth leaves the table as it was
 //! ([`HtblStats::grow_failures`]).
 //!
-//! Measured once by hand (release build, simulated ConnectX-6 Dx, 5-tuple rules that
-//! drop, inserted one by one on one thread, every insert flushed; not a test): at
-//! 1 000 000 rules 330 000 inserts/s, p50 2.5 µs, p99 17 µs, p99.9 63 µs (a growth
-//! step), worst 2.7 ms (the insert whose growth asks the device for a 64 MiB region);
-//! 530 000 removals/s. Most of an insert's time is the send ring and the simulator
-//! executing its WRITE+READ pairs and the flush, not the tables.
+//! Measured (not a test; BENCHMARKS.md has the commands and the series): at 1 000 000
+//! 5-tuple rules inserted one by one on one thread, every insert flushed, about 480 000
+//! inserts/s, p99.9 33 µs and a worst insert of 0.3 ms (the first copy steps of the
+//! growth to 2^20 entries), and 850 000 removals/s. The tables' own share is about a
+//! third of an insert's instructions; the rest is the send ring and the simulator
+//! executing its WRITE+READ pairs and the flush.
 
 mod arena;
 mod encode;

@@ -5,7 +5,7 @@
 //! entering the table try its matchers in order of priority (lower values first; among
 //! equal priorities the newest first, as in rdma-core), each matcher's miss leading into
 //! the next, and the last one's into the side's default. A matcher can be added before,
-//! between or after existing ones at any time; see [`link`] for how the anchors are
+//! between or after existing ones at any time; see the `link` module for how the anchors are
 //! rewritten so that packets never see a half-linked matcher.
 //!
 //! Rules go into a matcher with [`Matcher::insert`] (see [`crate::rule`]).

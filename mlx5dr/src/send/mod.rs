@@ -235,9 +235,9 @@ pub struct SendRing {
     // Dropped first: the queue must be gone before the memory its WQEs point at.
     queue: Box<dyn SteeringQueue>,
     staging_buf: Box<dyn DmaBuffer>,
-    /// Where the fencing READs land; held only to keep the registration alive.
-    #[allow(dead_code)]
-    sync_buf: Box<dyn DmaBuffer>,
+    /// Where the fencing READs land; held only to keep the registration alive (the
+    /// WQEs carry its key and address, copied at creation).
+    _sync_buf: Box<dyn DmaBuffer>,
     cfg: SendConfig,
     qpn: u32,
     /// The fixed words of every WQE this ring posts.
@@ -313,7 +313,7 @@ impl SendRing {
             sync_iova: sync_buf.iova(),
             queue,
             staging_buf,
-            sync_buf,
+            _sync_buf: sync_buf,
             mask: (slots - 1) as u16,
             sq_head: 0,
             sq_tail: 0,

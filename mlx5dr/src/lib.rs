@@ -107,6 +107,8 @@ pub mod matching;
 pub mod record;
 pub mod rule;
 pub mod send;
+#[cfg(test)]
+mod test_rng;
 
 pub use action::{Action, ActionError, ActionList, Counter};
 pub use caps::{CapsError, DeviceCaps, SwSteering, TableType};

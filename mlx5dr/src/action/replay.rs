@@ -175,6 +175,8 @@ mod tests {
     use ste_builder::ste::{LU_TYPE_DONT_CARE, STE_SIZE};
     use ste_builder::SteFormat;
 
+    use crate::test_rng::Rng;
+
     /// The buffer [`super::super::ActionList`] encodes in: the match STE and room for the
     /// most action STEs.
     const LEN: usize = (1 + super::super::MAX_ACTION_STES) * STE_SIZE;
@@ -194,24 +196,6 @@ mod tests {
         ActionType::AsoFlowMeter,
         ActionType::AsoCt,
     ];
-
-    /// A small deterministic generator (xorshift64*), so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn bytes(&mut self, out: &mut [u8]) {
-            for b in out {
-                *b = self.next() as u8;
-            }
-        }
-    }
 
     /// Attributes with every field non-trivial; the ASO (which must match the set's ASO
     /// type, if any) in the same or another domain.
@@ -274,7 +258,7 @@ mod tests {
     fn key(rng: &mut Rng, format: SteFormat, rx: bool) -> [u8; STE_CTRL_SIZE] {
         let mut ste = [0u8; STE_SIZE];
         match rng.next() % 3 {
-            0 => rng.bytes(&mut ste[..STE_CTRL_SIZE]),
+            0 => rng.fill(&mut ste[..STE_CTRL_SIZE]),
             1 => format.ctrl().init(&mut ste, LU_TYPE_DONT_CARE, rx, 5),
             _ => format.ctrl().init(&mut ste, rng.next() as u16, rx, 5),
         }
@@ -318,7 +302,7 @@ mod tests {
                         let key = key(&mut rng, format, rx);
                         for _ in 0..3 {
                             let mut want = vec![0u8; LEN];
-                            rng.bytes(&mut want[STE_CTRL_SIZE..]);
+                            rng.fill(&mut want[STE_CTRL_SIZE..]);
                             want[..STE_CTRL_SIZE].copy_from_slice(&key);
                             let mut got = want.clone();
                             let w = full(format, rx, &set, &attr, &mut want);

@@ -26,28 +26,13 @@ use crate::device::Device;
 use crate::icm::{Chunk, IcmError, IcmPool, PoolConfig};
 use crate::matching::{BuilderChain, ChainCaps, DomainSide, Match};
 use crate::send::{SendConfig, SendRing};
+use crate::test_rng::Rng;
 
 const MODELS: [DeviceModel; 3] = [
     DeviceModel::ConnectX5,
     DeviceModel::ConnectX6Dx,
     DeviceModel::ConnectX7,
 ];
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A simulated device with the driver's caps, an STE pool, a send ring and a root
 /// anchor in ICM that always hits into the tables under test.

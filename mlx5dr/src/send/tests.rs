@@ -9,6 +9,7 @@ use ste_builder::wqe::Syndrome;
 use super::*;
 use crate::device::sim::SimBackend;
 use crate::device::{IcmKind, IcmRegion};
+use crate::test_rng::Rng;
 
 fn backend() -> SimBackend {
     SimBackend::of_model(DeviceModel::ConnectX6Dx)
@@ -22,26 +23,6 @@ fn icm(be: &SimBackend, addr: u64, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     be.sim().icm().read(addr, &mut out).unwrap();
     out
-}
-
-/// A small deterministic generator (xorshift64*), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
 }
 
 fn cqes_written(be: &SimBackend, ring: &SendRing) -> u32 {

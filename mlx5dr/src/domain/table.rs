@@ -27,7 +27,6 @@ use ste_builder::prm::{
     create_flow_table_in, create_flow_table_out, destroy_flow_table_in, flow_table_context,
 };
 use ste_builder::ste::Connect;
-use ste_builder::wqe::RdmaOp;
 
 use super::{create_object, destroy_object, opcode, out_get, Domain, DomainType, PerSide};
 use crate::cmd::{CmdError, CmdIn};
@@ -36,7 +35,7 @@ use crate::htbl::AnchorRef;
 use crate::icm::{Chunk, IcmError, IcmPool};
 use crate::matcher::Linked;
 use crate::matching::DomainSide;
-use crate::send::SendError;
+use crate::send::{SendError, WriteFate};
 
 /// Why a table operation failed. A failed [`Table::new`] leaves nothing behind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -247,13 +246,9 @@ impl Table {
         let mut ring = self.dmn.ring();
         let id = ring.write(&chunk.region(), chunk.icm_addr(), &ste)?;
         match ring.flush() {
-            // The READ that fences the write failed: the WRITE before it executed, so
-            // the anchor is rewritten (the caller must treat it so).
-            Err(SendError::WqeFailed {
-                write,
-                op: RdmaOp::Read,
-                ..
-            }) if write == id => Ok(()),
+            // The write landed all the same (the READ that fences it failed): the anchor
+            // is rewritten, and the caller must treat it so.
+            Err(e) if e.fate_of(id) == WriteFate::Landed => Ok(()),
             other => other.map_err(TableError::from),
         }
     }

@@ -13,10 +13,8 @@
 //!   may still land later (into memory that is not reachable) decides whether that
 //!   memory may be handed back.
 
-use ste_builder::wqe::RdmaOp;
-
 use crate::device::IcmRegion;
-use crate::send::{SendError, SendRing, WriteId};
+use crate::send::{SendError, SendRing, WriteFate, WriteId};
 
 /// What became of an update whose writes failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,29 +90,28 @@ impl<'r> Txn<'r> {
     }
 
     fn classify(&mut self, error: &SendError) -> Outcome {
-        match (error, self.link) {
-            (SendError::WqeFailed { write, op, .. }, Some(link))
-                if *write > link || (*write == link && *op == RdmaOp::Read) =>
-            {
-                Outcome::Applied
-            }
-            (SendError::WqeFailed { .. }, _) => Outcome::Rejected { settled: true },
-            (SendError::Timeout { .. }, Some(_)) => Outcome::Unknown,
-            (SendError::Timeout { .. }, None) => Outcome::Rejected { settled: false },
+        // The link was accepted: its fate is the update's.
+        if let Some(link) = self.link {
+            return match error.fate_of(link) {
+                WriteFate::Landed => Outcome::Applied,
+                WriteFate::NotLanded => Outcome::Rejected { settled: true },
+                WriteFate::Unknown => Outcome::Unknown,
+            };
+        }
+        match error {
+            // An earlier write (of this update or before it) failed, so nothing after it
+            // executes.
+            SendError::WqeFailed { .. } => Outcome::Rejected { settled: true },
             // Broken before this update posted anything of its own.
-            (SendError::Broken(_), _) if !self.posted => Outcome::Rejected { settled: true },
-            (e, Some(_)) if e.breaks_ring() => Outcome::Unknown,
-            (e, None) if e.breaks_ring() => Outcome::Rejected { settled: false },
+            SendError::Broken(_) if !self.posted => Outcome::Rejected { settled: true },
+            SendError::Timeout { .. } => Outcome::Rejected { settled: false },
+            e if e.breaks_ring() => Outcome::Rejected { settled: false },
             // Refused before posting (a bad length or region): drain what was posted, so
             // nothing of this update lands later.
-            (_, None) => match self.ring.flush() {
-                Ok(()) => Outcome::Rejected { settled: true },
-                Err(SendError::WqeFailed { .. }) => Outcome::Rejected { settled: true },
+            _ => match self.ring.flush() {
+                Ok(()) | Err(SendError::WqeFailed { .. }) => Outcome::Rejected { settled: true },
                 Err(_) => Outcome::Rejected { settled: false },
             },
-            // The link was accepted, so the failure came from the flush after it, which
-            // the arms above cover; stay on the safe side anyway.
-            (_, Some(_)) => Outcome::Unknown,
         }
     }
 }

@@ -98,7 +98,39 @@ pub enum SendError {
     Broken(Box<SendError>),
 }
 
+/// What a send failure says about one write the ring had accepted before it: whether
+/// its bytes are in ICM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteFate {
+    /// In ICM: an error CQE named a later write's WQE or the READ fencing this write,
+    /// and the queue executes its WQEs in order.
+    Landed,
+    /// Not in ICM, and never will be: an error CQE named this write's WRITE or an
+    /// earlier write, and the queue executes nothing after a failed WQE.
+    NotLanded,
+    /// The failure does not tell (a completion timeout, an unexpected completion, a
+    /// device failure): the write may have landed or may still land.
+    Unknown,
+}
+
 impl SendError {
+    /// The fate of `write`, a write this ring accepted before the failure arose (the
+    /// writes of an update are classified by their linking write's fate).
+    pub fn fate_of(&self, write: WriteId) -> WriteFate {
+        match self {
+            SendError::WqeFailed {
+                write: failed, op, ..
+            } => {
+                if write < *failed || (write == *failed && *op == RdmaOp::Read) {
+                    WriteFate::Landed
+                } else {
+                    WriteFate::NotLanded
+                }
+            }
+            _ => WriteFate::Unknown,
+        }
+    }
+
     /// True for the errors after which the ring is unusable.
     pub fn breaks_ring(&self) -> bool {
         matches!(

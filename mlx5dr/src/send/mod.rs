@@ -69,7 +69,7 @@ use ste_builder::wqe::{
 use crate::device::{Device, DmaBuffer, IcmRegion, QueueSpec, SteeringQueue};
 use cq::CqReader;
 use encode::{Half, Local, WqeTemplate, CTRL_FLAGS_BYTE};
-pub use error::{SendError, WriteId};
+pub use error::{SendError, WriteFate, WriteId};
 use staging::{Staging, ALIGN};
 
 /// The largest send ring (log2 of BBs): the 16-bit producer counter must tell a full

@@ -574,3 +574,34 @@ fn the_cq_doorbell_record_is_published_only_when_needed() {
     assert_eq!(ring.stats().cqes, 200);
     assert_eq!(ring.stats().cqes, u64::from(cqes_written(&be, &ring)));
 }
+
+/// A failed WQE tells each earlier-accepted write's fate: writes before the failed one
+/// landed, and so did the failed write itself when only its fencing READ failed; the
+/// failed write's WRITE and every later write did not. Other failures tell nothing.
+#[test]
+fn a_failure_tells_each_write_its_fate() {
+    let failed = |write, op| SendError::WqeFailed {
+        write: WriteId(write),
+        op,
+        wqe_counter: 0,
+        icm_addr: 0,
+        len: 64,
+        syndrome: Syndrome::LocalProtection,
+        vendor_syndrome: 0,
+    };
+    let read = failed(5, RdmaOp::Read);
+    assert_eq!(read.fate_of(WriteId(4)), WriteFate::Landed);
+    assert_eq!(read.fate_of(WriteId(5)), WriteFate::Landed);
+    assert_eq!(read.fate_of(WriteId(6)), WriteFate::NotLanded);
+    let write = failed(5, RdmaOp::Write);
+    assert_eq!(write.fate_of(WriteId(4)), WriteFate::Landed);
+    assert_eq!(write.fate_of(WriteId(5)), WriteFate::NotLanded);
+    assert_eq!(write.fate_of(WriteId(6)), WriteFate::NotLanded);
+    let timeout = SendError::Timeout {
+        timeout: Duration::from_millis(1),
+        outstanding: 2,
+    };
+    assert_eq!(timeout.fate_of(WriteId(0)), WriteFate::Unknown);
+    let broken = SendError::Broken(Box::new(read));
+    assert_eq!(broken.fate_of(WriteId(4)), WriteFate::Unknown);
+}

@@ -93,18 +93,11 @@ mod tests {
     use ::sim::profile::{DeviceModel, Profile, DR_DEFINER_FORMATS};
     use proptest::prelude::*;
     use ste_builder::prm::dr_match_spec as spec;
-    use ste_builder::{Caps, MatchCriteria, MatchParam, Section};
+    use ste_builder::{MatchCriteria, MatchParam, Section};
 
     use super::shapes::{Dom, Rng, Shape};
-    use crate::caps::DeviceCaps;
-    use crate::device::sim::SimBackend;
+    use crate::matching::tests::chain::Dev;
     use crate::matching::{BuilderChain, ChainCaps, DomainSide, RawMatch, RuleError, RuleTags};
-
-    /// A device's capabilities as the driver discovers them.
-    struct Dev {
-        caps: DeviceCaps,
-        ste: Caps,
-    }
 
     /// STE v0, v1 and v2, and v1 and v2 with every definer rdma-core uses.
     fn devs() -> &'static [Dev] {
@@ -123,20 +116,7 @@ mod tests {
                 p.match_definer_format_supported = definers;
                 profiles.push(p);
             }
-            profiles
-                .into_iter()
-                .map(|profile| {
-                    let be = SimBackend::with_profile(profile.clone()).unwrap();
-                    let caps = DeviceCaps::query(&be).unwrap();
-                    let vports: Vec<_> = profile
-                        .vports
-                        .iter()
-                        .map(|v| caps.query_vport(&be, v.num).unwrap())
-                        .collect();
-                    let ste = caps.ste_caps(&vports);
-                    Dev { caps, ste }
-                })
-                .collect()
+            profiles.into_iter().map(Dev::of).collect()
         })
     }
 

@@ -19,13 +19,13 @@ use crate::matching::{
 
 /// A device's capabilities as the driver discovers them, with every vport of the
 /// profile in the STE caps.
-struct Dev {
-    caps: DeviceCaps,
-    ste: Caps,
+pub(in crate::matching) struct Dev {
+    pub(in crate::matching) caps: DeviceCaps,
+    pub(in crate::matching) ste: Caps,
 }
 
 impl Dev {
-    fn of(profile: Profile) -> Dev {
+    pub(in crate::matching) fn of(profile: Profile) -> Dev {
         let be = SimBackend::with_profile(profile.clone()).unwrap();
         let caps = DeviceCaps::query(&be).unwrap();
         let vports: Vec<_> = profile

@@ -4,4 +4,4 @@
 mod typed;
 
 #[cfg(feature = "sim")]
-mod chain;
+pub(super) mod chain;

@@ -226,7 +226,7 @@ impl Range {
         (off + len <= self.chunk_size as usize).then_some(((rel >> self.chunk_shift) as usize, off))
     }
 
-    #[inline]
+    #[inline(always)]
     fn write(&self, addr: u64, data: &[u8]) {
         let Some((chunk, off)) = self.in_one_chunk(addr, data.len()) else {
             return self.write_pieces(addr, data);
@@ -238,7 +238,7 @@ impl Range {
             Some(map) => map,
             None => guard.insert(anon_map(self.chunk_size)),
         };
-        map[off..off + data.len()].copy_from_slice(data);
+        copy_bytes(&mut map[off..off + data.len()], data);
     }
 
     /// [`Range::write`] of a span that crosses chunks.
@@ -253,7 +253,7 @@ impl Range {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn read(&self, addr: u64, out: &mut [u8]) {
         let len = out.len();
         let Some((chunk, off)) = self.in_one_chunk(addr, len) else {
@@ -261,7 +261,7 @@ impl Range {
         };
         let guard = self.chunks[chunk].read().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some(map) => out.copy_from_slice(&map[off..off + len]),
+            Some(map) => copy_bytes(out, &map[off..off + len]),
             None => out.fill(0),
         }
     }
@@ -279,6 +279,21 @@ impl Range {
     }
 }
 
+/// Copies `src` into `dst`, of the same length. Most accesses are one line (an STE): as a
+/// fixed-size copy that is a few moves instead of a call into the C library.
+#[inline(always)]
+pub(crate) fn copy_bytes(dst: &mut [u8], src: &[u8]) {
+    if let (Ok(dst), Ok(src)) = (
+        <&mut [u8; LINE]>::try_from(&mut *dst),
+        <&[u8; LINE]>::try_from(src),
+    ) {
+        *dst = *src;
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
+#[cold]
 fn anon_map(len: u64) -> MmapMut {
     // An anonymous private map only fails when the address space is exhausted; the
     // simulator cannot go on without its memory, so that is fatal like an OOM.
@@ -356,11 +371,14 @@ impl IcmPlace {
     }
 }
 
-/// How many rkeys an [`RkeyCache`] remembers. A steering queue writes into a few pools'
-/// regions at a time; a miss costs only the locked map lookup it replaces.
-const RKEY_CACHE_SLOTS: usize = 8;
+/// How many rkeys an [`RkeyCache`] remembers: a power of two, since an rkey's slot is its
+/// low bits. The device hands rkeys out in sequence, so the few regions a steering queue
+/// writes into at a time mostly sit in different slots; a collision costs only the locked
+/// map lookup the memo replaces.
+const RKEY_CACHE_SLOTS: usize = 16;
 
-/// A memo of rkey resolutions, kept by a steering queue across doorbells.
+/// A memo of rkey resolutions, kept by a steering queue across doorbells: direct mapped,
+/// so a lookup is one probe.
 ///
 /// Invariant: every entry was looked up while the ICM's generation was `generation`;
 /// the whole memo is dropped as soon as the ICM's generation moves on (any free), so an
@@ -368,12 +386,8 @@ const RKEY_CACHE_SLOTS: usize = 8;
 #[derive(Debug, Clone, Default)]
 pub struct RkeyCache {
     generation: u64,
+    /// `(rkey, its allocation, its range index)` in slot `rkey mod RKEY_CACHE_SLOTS`.
     entries: [Option<(u32, IcmAlloc, usize)>; RKEY_CACHE_SLOTS],
-    /// The slot the next miss replaces (round robin).
-    next: usize,
-    /// The slot of the last hit or fill, tried first: a queue's consecutive WQEs mostly
-    /// name the same allocation.
-    last: usize,
 }
 
 impl RkeyCache {
@@ -382,6 +396,8 @@ impl RkeyCache {
         RkeyCache::default()
     }
 
+    /// Out of line: the generation moves only when ICM is freed.
+    #[cold]
     fn clear(&mut self, generation: u64) {
         *self = RkeyCache {
             generation,
@@ -389,25 +405,21 @@ impl RkeyCache {
         };
     }
 
-    #[inline]
-    fn get(&mut self, rkey: u32) -> Option<(IcmAlloc, usize)> {
-        if let Some(&Some((key, alloc, range))) = self.entries.get(self.last) {
-            if key == rkey {
-                return Some((alloc, range));
-            }
+    #[inline(always)]
+    fn slot(rkey: u32) -> usize {
+        rkey as usize & (RKEY_CACHE_SLOTS - 1)
+    }
+
+    #[inline(always)]
+    fn get(&self, rkey: u32) -> Option<(IcmAlloc, usize)> {
+        match self.entries[Self::slot(rkey)] {
+            Some((key, alloc, range)) if key == rkey => Some((alloc, range)),
+            _ => None,
         }
-        let slot = self
-            .entries
-            .iter()
-            .position(|e| matches!(e, Some((key, _, _)) if *key == rkey))?;
-        self.last = slot;
-        self.entries[slot].map(|(_, alloc, range)| (alloc, range))
     }
 
     fn put(&mut self, rkey: u32, (alloc, range): (IcmAlloc, usize)) {
-        self.entries[self.next] = Some((rkey, alloc, range));
-        self.last = self.next;
-        self.next = (self.next + 1) % RKEY_CACHE_SLOTS;
+        self.entries[Self::slot(rkey)] = Some((rkey, alloc, range));
     }
 }
 
@@ -590,7 +602,7 @@ impl Icm {
     /// [`Icm::resolve`] through `cache`: the same checks and errors, but an rkey seen
     /// before (and not freed since) costs a short scan instead of a locked map lookup.
     /// The result can be handed to [`Icm::write_at`] and [`Icm::read_at`].
-    #[inline]
+    #[inline(always)]
     pub fn resolve_cached(
         &self,
         cache: &mut RkeyCache,
@@ -630,36 +642,56 @@ impl Icm {
 
     /// Writes `data` (of `place.len` bytes) to a resolved place. If an allocation was
     /// freed since the resolution, the span is checked again as [`Icm::write`] checks it.
-    #[inline]
+    #[inline(always)]
     pub fn write_at(&self, place: IcmPlace, data: &[u8]) -> Result<(), IcmError> {
+        if data.len() as u64 != place.len || !self.is_current(place) {
+            return self.write_at_rechecked(place, data);
+        }
+        self.ranges[place.range].write(place.addr, data);
+        Ok(())
+    }
+
+    /// [`Icm::write_at`] of a place whose length does not match or whose resolution is
+    /// stale.
+    #[cold]
+    fn write_at_rechecked(&self, place: IcmPlace, data: &[u8]) -> Result<(), IcmError> {
         if data.len() as u64 != place.len {
             return Err(IcmError::OutOfBounds {
                 addr: place.addr,
                 len: data.len() as u64,
             });
         }
-        if self.generation.load(Ordering::Acquire) != place.generation {
-            return self.write(place.addr, data);
-        }
-        self.ranges[place.range].write(place.addr, data);
-        Ok(())
+        self.write(place.addr, data)
     }
 
     /// Reads `out.len()` bytes (`place.len`) from a resolved place; checked again as
     /// [`Icm::read`] checks if an allocation was freed since the resolution.
-    #[inline]
+    #[inline(always)]
     pub fn read_at(&self, place: IcmPlace, out: &mut [u8]) -> Result<(), IcmError> {
+        if out.len() as u64 != place.len || !self.is_current(place) {
+            return self.read_at_rechecked(place, out);
+        }
+        self.ranges[place.range].read(place.addr, out);
+        Ok(())
+    }
+
+    /// [`Icm::read_at`] of a place whose length does not match or whose resolution is
+    /// stale.
+    #[cold]
+    fn read_at_rechecked(&self, place: IcmPlace, out: &mut [u8]) -> Result<(), IcmError> {
         if out.len() as u64 != place.len {
             return Err(IcmError::OutOfBounds {
                 addr: place.addr,
                 len: out.len() as u64,
             });
         }
-        if self.generation.load(Ordering::Acquire) != place.generation {
-            return self.read(place.addr, out);
-        }
-        self.ranges[place.range].read(place.addr, out);
-        Ok(())
+        self.read(place.addr, out)
+    }
+
+    /// True when nothing was freed since `place` was resolved.
+    #[inline(always)]
+    fn is_current(&self, place: IcmPlace) -> bool {
+        self.generation.load(Ordering::Acquire) == place.generation
     }
 
     /// Checks that `rkey` is the key of the allocation holding `[addr, addr + len)`.
@@ -851,6 +883,31 @@ mod tests {
             icm.resolve_cached(&mut cache, b.rkey, 0, 64).unwrap().addr,
             b.addr
         );
+    }
+
+    #[test]
+    fn cached_rkeys_sharing_a_slot_resolve_to_their_own_allocations() {
+        let icm = icm();
+        let allocs: Vec<IcmAlloc> = (0..=RKEY_CACHE_SLOTS)
+            .map(|_| icm.alloc(IcmKind::ModifyAction, 64, 0).unwrap())
+            .collect();
+        let (a, b) = (allocs[0], allocs[RKEY_CACHE_SLOTS]);
+        assert_eq!(RkeyCache::slot(a.rkey), RkeyCache::slot(b.rkey));
+        let mut cache = RkeyCache::new();
+        for _ in 0..2 {
+            for x in [a, b] {
+                let at = icm.resolve_cached(&mut cache, x.rkey, 0, 64).unwrap();
+                assert_eq!(at.addr, x.addr);
+                icm.write_at(at, &[x.rkey as u8; 64]).unwrap();
+            }
+        }
+        assert_eq!(icm.read_line(a.addr).unwrap(), [a.rkey as u8; 64]);
+        assert_eq!(icm.read_line(b.addr).unwrap(), [b.rkey as u8; 64]);
+        // An rkey in an occupied slot that is not the occupant's is still looked up.
+        assert!(matches!(
+            icm.resolve_cached(&mut cache, b.rkey + RKEY_CACHE_SLOTS as u32, 0, 64),
+            Err(IcmError::BadRkey { .. })
+        ));
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub(crate) fn rdma_pointer(
 
 /// Moves one resolved pointer segment: host memory into ICM for a WRITE, ICM into host
 /// memory for a READ.
-#[inline]
+#[inline(always)]
 fn move_span(
     op: RdmaOp,
     icm: &Icm,

@@ -490,7 +490,7 @@ impl BuilderChain {
     ) -> Result<(), RuleError> {
         for (i, b) in self.builders.iter().enumerate() {
             let n = b.tag_len();
-            out.tags[i] = [0; MATCH_TAG_SIZE];
+            // Writes the whole tag: no zeroing first.
             b.tag_checked_unconsumed(value, caps, &mut out.tags[i][..n])?;
             // `n` is 16 or 32.
             out.tag_len[i] = n as u8;

@@ -109,7 +109,16 @@ pub struct SteBuild {
     /// [`crate::hash::LEGACY_TAG_SIZE`]-byte tag.
     pub(crate) steps: Option<&'static [Step]>,
     /// The steps a value within the mask given to [`SteBuild::restrict_to`] can use.
-    restricted: Option<Box<[Step]>>,
+    restricted: Option<Restricted>,
+}
+
+/// A lookup's encoding cut to the steps the values within one mask can use.
+#[derive(Clone)]
+struct Restricted {
+    /// The kept steps in their order, each in its quickest form.
+    steps: Box<[Step]>,
+    /// The kept steps prepared for values that are not consumed.
+    program: steps::Program,
 }
 
 impl std::fmt::Debug for SteBuild {
@@ -217,30 +226,43 @@ impl SteBuild {
     /// bits, so earlier lookups cannot change that) and do nothing.
     pub fn restrict_to(&mut self, mask: &MatchParam) {
         let tag_len = crate::hash::LEGACY_TAG_SIZE;
+        let compared = self.bit_mask;
         self.restricted = self.steps.map(|all| {
-            all.iter()
+            let kept: Vec<Step> = all
+                .iter()
                 .filter(|s| s.reads_any_of(mask))
-                .map(|s| s.compiled(tag_len))
-                .collect()
+                .copied()
+                .collect();
+            Restricted {
+                steps: kept.iter().map(|s| s.compiled(tag_len)).collect(),
+                program: steps::Program::new(&kept, mask, &compared),
+            }
         });
     }
 
     /// [`Self::tag_checked_within`] without consuming `value`, for a lookup of a chain
     /// that [`restrict_chain`] found can be tagged so. Any other lookup encodes a copy
-    /// of `value` in full (what a chain's first lookup would do).
+    /// of `value` in full (what a chain's first lookup would do). Unlike the other tag
+    /// functions it writes the whole of `tag`, which need not be zeroed.
     pub fn tag_checked_unconsumed(
         &self,
         value: &MatchParam,
         caps: &Caps,
         tag: &mut [u8],
     ) -> Result<(), BuildError> {
-        const LEN: usize = crate::hash::LEGACY_TAG_SIZE;
-        match &self.restricted {
-            Some(restricted) if tag.len() == LEN => {
-                steps::run_unconsumed(restricted, self.kind, value, tag)?;
+        match (&self.restricted, <&mut [u8; 16]>::try_from(&mut *tag)) {
+            (Some(restricted), Ok(tag)) => {
+                let program = &restricted.program;
+                program.run(self.kind, value, tag)?;
+                if program.reachable {
+                    return Ok(());
+                }
                 self.check_reachable(tag)
             }
-            _ => self.tag_checked(&mut value.clone(), caps, tag),
+            _ => {
+                tag.fill(0);
+                self.tag_checked(&mut value.clone(), caps, tag)
+            }
         }
     }
 
@@ -253,18 +275,26 @@ impl SteBuild {
         caps: &Caps,
         tag: &mut [u8],
     ) -> Result<(), BuildError> {
-        let Some(restricted) = &self.restricted else {
+        let Some(Restricted {
+            steps: kept,
+            program,
+        }) = &self.restricted
+        else {
             return self.tag_checked(value, caps, tag);
         };
         const LEN: usize = crate::hash::LEGACY_TAG_SIZE;
         if tag.len() == LEN {
-            steps::run(restricted, self.kind, value, tag)?;
+            steps::run(kept, self.kind, value, tag)?;
+            if program.reachable {
+                // From a zeroed tag, the kept steps set only compared bits.
+                return Ok(());
+            }
         } else {
             // As the full encoding does: work on a whole tag, give the caller what fits.
             let mut t = [0u8; LEN];
             let n = tag.len().min(LEN);
             t[..n].copy_from_slice(&tag[..n]);
-            steps::run(restricted, self.kind, value, &mut t)?;
+            steps::run(kept, self.kind, value, &mut t)?;
             tag[..n].copy_from_slice(&t[..n]);
         }
         self.check_reachable(tag)

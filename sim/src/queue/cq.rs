@@ -4,8 +4,6 @@
 //! memory by [`CompletionRing::flush`], all under one lock. Holding completions (a test
 //! fault) just means not flushing until released.
 
-use std::collections::VecDeque;
-
 use ste_builder::wqe::{cqe_owner_for, Cqe, CQE_SIZE};
 
 use super::DbRecord;
@@ -29,8 +27,11 @@ pub(crate) struct CompletionRing {
     /// CQEs written so far: the next CQE goes to slot `pi mod size` with owner bit
     /// `(pi >> log_size) & 1`.
     pi: u32,
-    /// Produced and not yet written, oldest first.
-    pending: VecDeque<Cqe>,
+    /// Produced CQEs, oldest first; those before `head` are written. A plain vector
+    /// with a read position (emptied whenever it is all written) is cheaper per CQE
+    /// than a ring buffer, and no CQE waits long: a doorbell writes what it produced.
+    pending: Vec<Cqe>,
+    head: usize,
     /// Set by an overrun; a broken ring takes no more CQEs.
     broken: bool,
     /// CQEs discarded since the last flush because the ring is broken.
@@ -51,7 +52,8 @@ impl CompletionRing {
             log_size,
             dbrec,
             pi: 0,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
+            head: 0,
             broken: false,
             dropped: 0,
         }
@@ -61,12 +63,12 @@ impl CompletionRing {
         if self.broken {
             self.dropped += 1;
         } else {
-            self.pending.push_back(cqe);
+            self.pending.push(cqe);
         }
     }
 
     pub(crate) fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.len() - self.head
     }
 
     pub(crate) fn produced(&self) -> u32 {
@@ -95,29 +97,38 @@ impl CompletionRing {
                 Ok(0)
             };
         }
-        let n = limit.min(self.pending.len());
+        let n = limit.min(self.pending());
         if n == 0 {
             return Ok(0);
         }
         let size = 1u32 << self.log_size;
         let ci = self.consumer_index();
+        // Free slots as of the published consumer index: a CQE beyond them would
+        // overwrite one the driver has not consumed.
+        let used = self.pi.wrapping_sub(ci) & CI_MASK;
+        let room = size.saturating_sub(used) as usize;
+        let fits = n.min(room);
         let mut ring = self.mem.lock_write();
-        for written in 0..n {
-            if (self.pi.wrapping_sub(ci) & CI_MASK) >= size {
-                self.broken = true;
-                self.pending.clear();
-                return Err(Overrun { written });
-            }
+        for cqe in &self.pending[self.head..self.head + fits] {
             let slot = self.offset + (self.pi & (size - 1)) as usize * CQE_SIZE;
-            let Some(cqe) = self.pending.pop_front() else {
-                break;
-            };
             // Cannot fail: the slot is 64 bytes and queue QPNs are checked at creation.
             let _ = cqe.encode(
                 cqe_owner_for(self.pi, self.log_size),
                 &mut ring[slot..slot + CQE_SIZE],
             );
             self.pi = self.pi.wrapping_add(1);
+        }
+        drop(ring);
+        if fits < n {
+            self.broken = true;
+            self.pending.clear();
+            self.head = 0;
+            return Err(Overrun { written: fits });
+        }
+        self.head += n;
+        if self.head == self.pending.len() {
+            self.pending.clear();
+            self.head = 0;
         }
         Ok(n)
     }

@@ -806,6 +806,27 @@ fn cq_overrun_breaks_the_queue() {
 }
 
 #[test]
+fn releasing_held_completions_into_a_full_cq_overruns() {
+    let mut r = Rig::new(3, 1); // 2 CQEs
+    r.queue.hold_completions();
+    r.nop(true);
+    r.nop(true);
+    r.nop(true);
+    assert_eq!(r.ring().unwrap().cqes_held, 3);
+    assert_eq!(r.queue.release_completions(1), Ok(1));
+    assert_eq!(r.queue.held_completions(), 2);
+    // One slot is left: the second CQE released would overwrite the unconsumed first.
+    assert_eq!(r.queue.resume_completions(), Err(QueueError::CqOverrun));
+    assert_eq!(r.queue.cq_produced(), 2);
+    assert_eq!(r.queue.held_completions(), 0, "the rest is lost");
+    assert_eq!(r.queue.state(), QueueState::Error(ErrorCause::CqOverrun));
+    assert_eq!(
+        r.poll_all(),
+        vec![req(0, Opcode::Nop, 0), req(1, Opcode::Nop, 0)]
+    );
+}
+
+#[test]
 fn producer_beyond_the_ring_is_refused() {
     let mut r = Rig::new(2, 3); // 4 BBs
     assert_eq!(

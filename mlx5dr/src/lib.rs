@@ -115,6 +115,7 @@ pub use caps::{CapsError, DeviceCaps, SwSteering, TableType};
 pub use cmd::CmdError;
 pub use device::{Device, DeviceError, IcmKind, IcmRegion};
 pub use domain::{Domain, DomainConfig, DomainError, DomainType, Table, TableError};
+pub use htbl::Completion;
 pub use matcher::{Duplicates, Matcher, MatcherError, MatcherOptions};
 pub use matching::{DomainSide, Match, RawMatch};
 pub use rule::{InsertError, Rule, RuleRemoveError, UpdateError};

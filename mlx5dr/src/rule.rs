@@ -16,6 +16,15 @@
 //! nor anything its actions point at (a goto's table, a TIR, a counter) can go while an
 //! STE in ICM may still lead there.
 //!
+//! ## Completion
+//!
+//! By default an insert or a removal returns once its writes are in ICM. A matcher made
+//! with [`crate::MatcherOptions::completion`] `Post` or `Queue` returns once they are
+//! posted (or queued): cheaper, and on hardware no round trip per rule, but a send
+//! failure surfaces later, as [`HtblError::Lost`] on every later call of that matcher
+//! ([`Matcher::sync`] waits for everything and reports it). A removed rule's action
+//! list lives until its unlinking write has landed.
+//!
 //! ## Cost
 //!
 //! An insert takes the matcher side's lock and its send ring's lock (no domain-wide
@@ -30,7 +39,7 @@ use ste_builder::MatchParam;
 
 use crate::action::{ActionError, ActionList};
 use crate::domain::{DomainError, PerSide};
-use crate::htbl::{HtblError, RuleHandle};
+use crate::htbl::{Completion, Hold, HtblError, RuleHandle};
 use crate::matcher::{Matcher, MatcherSide};
 use crate::matching::{self, DomainSide, Match, MatchError, RuleTags};
 use ste_builder::BuildError;
@@ -191,7 +200,7 @@ impl Matcher {
                 Err(source) => {
                     // Sides already in go out again; one that cannot stays installed,
                     // out of reach, until the matcher's tables go.
-                    let _ = self.remove_handles(&mut handles);
+                    let _ = self.remove_handles(&mut handles, actions);
                     return Err(InsertError::Insert {
                         side: *side,
                         source,
@@ -237,7 +246,7 @@ impl Matcher {
         let mut tables = ms.lock();
         let mut ring = self.table().domain().ring_at(self.linked().ring);
         let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
-        match tables.insert(&mut ring, tags, fill) {
+        let res = match tables.insert(&mut ring, tags, fill) {
             Ok(h) => Ok(h),
             Err(HtblError::Unconfirmed { rule, source }) => {
                 // Maybe installed: take it out again, so the failed call changes nothing
@@ -248,7 +257,10 @@ impl Matcher {
                 Err(HtblError::Send(source))
             }
             Err(e) => Err(e),
-        }
+        };
+        drop(ring);
+        tables.drop_released();
+        res
     }
 
     fn update_side(
@@ -261,14 +273,19 @@ impl Matcher {
         let mut tables = ms.lock();
         let mut ring = self.table().domain().ring_at(self.linked().ring);
         let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
-        tables.update_actions(&mut ring, handle, fill)
+        let res = tables.update_actions(&mut ring, handle, fill);
+        drop(ring);
+        tables.drop_released();
+        res
     }
 
     /// Removes every handle in `handles`, RX first; stops at the first failure and
-    /// leaves the handles not yet removed in place.
+    /// leaves the handles not yet removed in place. `actions` (the rule's) are kept
+    /// alive until the removal is in ICM.
     fn remove_handles(
         &self,
         handles: &mut PerSide<RuleHandle>,
+        actions: &Arc<ActionList>,
     ) -> Result<(), (DomainSide, HtblError)> {
         for &side in self.table().domain().sides() {
             let Some(h) = handles.take(side) else {
@@ -279,7 +296,15 @@ impl Matcher {
             };
             let mut tables = ms.lock();
             let mut ring = self.table().domain().ring_at(self.linked().ring);
-            if let Err(e) = tables.remove(&mut ring, h) {
+            let res = tables.remove(&mut ring, h);
+            drop(ring);
+            if res.is_ok() && tables.completion() != Completion::Wait {
+                // The unlink may not have landed: an STE in ICM may still lead where the
+                // actions point, so they outlive this rule until it has.
+                tables.hold(Arc::clone(actions) as Hold);
+            }
+            tables.drop_released();
+            if let Err(e) = res {
                 if let Some(h) = e.rule {
                     handles.insert(side, h);
                 }
@@ -369,7 +394,7 @@ impl Rule {
     /// the same and ignores it).
     pub fn remove(mut self) -> Result<(), RuleRemoveError> {
         let mut handles = std::mem::take(&mut self.handles);
-        match self.matcher.remove_handles(&mut handles) {
+        match self.matcher.remove_handles(&mut handles, &self.actions) {
             Ok(()) => Ok(()),
             Err((side, error)) => {
                 let left = handles.values().next().is_some();
@@ -390,6 +415,6 @@ impl Drop for Rule {
         // A side that cannot be removed stays installed until the matcher's tables go;
         // the matcher is dropped before the actions (field order), so nothing the STE
         // hits is freed while the tables that hold it are still linked.
-        let _ = self.matcher.remove_handles(&mut handles);
+        let _ = self.matcher.remove_handles(&mut handles, &self.actions);
     }
 }

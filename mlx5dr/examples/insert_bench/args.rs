@@ -1,5 +1,6 @@
 //! The command line.
 
+use mlx5dr::Completion;
 use sim::profile::DeviceModel;
 
 use crate::shapes::Shape;
@@ -13,6 +14,7 @@ pub struct Args {
     pub shared: bool,
     pub expected_log: u8,
     pub grow: bool,
+    pub completion: Completion,
     pub latency: bool,
     pub check: u64,
     pub seed: u64,
@@ -22,7 +24,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--no-latency] [--check K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -34,6 +36,7 @@ impl Args {
             shared: false,
             expected_log: 0,
             grow: true,
+            completion: Completion::Wait,
             latency: true,
             check: 1000,
             seed: 0x5eed,
@@ -50,6 +53,14 @@ impl Args {
                 "--shared" => a.shared = true,
                 "--expected-log" => a.expected_log = num(&value("--expected-log")?)?,
                 "--no-grow" => a.grow = false,
+                "--completion" => {
+                    a.completion = match value("--completion")?.as_str() {
+                        "wait" => Completion::Wait,
+                        "post" => Completion::Post,
+                        "queue" => Completion::Queue,
+                        c => return Err(format!("unknown completion {c:?} (wait, post or queue)")),
+                    }
+                }
                 "--no-latency" => a.latency = false,
                 "--check" => a.check = num(&value("--check")?)?,
                 "--vni-rules" => vni_rules = Some(num(&value("--vni-rules")?)?),

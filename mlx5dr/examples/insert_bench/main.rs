@@ -9,7 +9,8 @@
 //! Options: `--rules N` (100 000), `--shape 5tuple|dmac|vxlan` (5tuple),
 //! `--threads T` (1), `--shared` (the T threads insert into one matcher instead of one
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
-//! i.e. `MatcherOptions::default()`), `--no-grow`, `--no-latency` (no per-operation
+//! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
+//! (`MatcherOptions::completion`, wait), `--no-latency` (no per-operation
 //! timing: only the phase's wall time), `--check K` (packets per check, 1000),
 //! `--vni-rules R` (vxlan: rules per VNI, 256), `--seed S`, `--model cx5|cx6dx|cx7`
 //! (cx6dx), `--json` (the results as one JSON object on the last line).
@@ -23,8 +24,10 @@
 //!    shared action list each.
 //! 3. Times the inserts: T threads, each inserting its contiguous share of the values
 //!    into its own matcher (or, with `--shared`, all into one), every operation timed
-//!    into a latency histogram unless `--no-latency`. Every insert is complete when it
-//!    returns (written, and flushed through the simulated queue).
+//!    into a latency histogram unless `--no-latency`. With `--completion wait` every
+//!    insert is complete when it returns (written, and flushed through the simulated
+//!    queue); otherwise each thread ends its timed loop with `Matcher::sync`, so the
+//!    phase's time includes waiting for every update.
 //! 4. Outside the timed region: host and ICM memory, the send ring's and the hash
 //!    tables' counters, and packets through the simulator: a sample of rules must be
 //!    hit (at their own STE, with their own action), a sample of never-inserted values
@@ -111,6 +114,7 @@ impl Rig {
         let opts = MatcherOptions {
             expected_log_rules: args.expected_log,
             grow: args.grow,
+            completion: args.completion,
             ..MatcherOptions::default()
         };
         let count = if args.shared { 1 } else { args.threads };

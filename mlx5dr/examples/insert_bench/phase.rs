@@ -166,6 +166,10 @@ pub fn insert_loop(
             w.rules.push(rule);
         }
     }
+    // Updates that did not wait are waited for here, inside the timed region.
+    w.matcher
+        .sync()
+        .map_err(|(side, e)| format!("sync after the inserts on {side}: {e}"))?;
     Ok(Done {
         took: start.elapsed(),
         out: w.rules,
@@ -182,6 +186,7 @@ pub fn delete_loop(
 ) -> std::result::Result<Done<Vec<Rule>>, String> {
     let fail =
         |j: usize, e: mlx5dr::RuleRemoveError| format!("delete of the thread's rule {j}: {e}");
+    let matcher = rules.first().map(|r| Arc::clone(r.matcher()));
     let start = Instant::now();
     if latency {
         let mut prev = start;
@@ -195,6 +200,10 @@ pub fn delete_loop(
         for (j, r) in rules.drain(..).enumerate() {
             r.remove().map_err(|e| fail(j, e))?;
         }
+    }
+    if let Some(m) = matcher {
+        m.sync()
+            .map_err(|(side, e)| format!("sync after the deletes on {side}: {e}"))?;
     }
     // The emptied vector goes back, so its memory is freed outside the timed loop.
     Ok(Done {

@@ -253,7 +253,7 @@ impl Report<'_> {
         let w = &mut out;
         writeln!(
             w,
-            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, per-op timing {}",
+            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, per-op timing {}",
             a.rules,
             a.shape.name(),
             a.threads,
@@ -262,6 +262,7 @@ impl Report<'_> {
             self.format,
             a.expected_log,
             a.grow,
+            a.completion,
             if a.latency { "on" } else { "off" },
         )?;
         let lu: Vec<String> = self.lu_types.iter().map(|t| format!("{t:#x}")).collect();
@@ -404,6 +405,7 @@ impl Report<'_> {
             "model": format!("{:?}", a.model),
             "expected_log": a.expected_log,
             "grow": a.grow,
+            "completion": format!("{:?}", a.completion),
             "latency_timing": a.latency,
             "load_average": self.load,
             "lookups": self.lu_types.len(),

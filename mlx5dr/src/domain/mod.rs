@@ -30,8 +30,10 @@
 //! behind its own lock: a matcher is given one when it is made (round robin, as
 //! rdma-core gives each matcher a ring by lock index), so rule updates of different
 //! matchers write in parallel. Control writes (table roots) use ring 0
-//! ([`Domain::ring`]); every write is flushed before the call that made it returns, so
-//! writes on different rings never need ordering between them. The pools are shared
+//! ([`Domain::ring`]); every write is flushed before the call that made it returns (a
+//! matcher that does not wait for its rule updates, [`crate::Completion`], holds back the
+//! memory they free until they land), so writes on different rings never need ordering
+//! between them. The pools are shared
 //! without a domain-wide lock (see [`crate::icm`]).
 
 mod object;
@@ -325,7 +327,8 @@ impl Domain {
     /// A ring broken by an earlier failure (an error CQE puts its queue in the error
     /// state, and it executes nothing more) is replaced by a fresh one first: the
     /// failure was reported to the call that met it, every write before the failed one
-    /// landed and none after it, so nothing is in flight. Without this, one error CQE
+    /// landed and none after it, so nothing is in flight. Matchers whose updates did not
+    /// wait ([`crate::Completion`]) learn from the fresh ring what became of theirs. Without this, one error CQE
     /// would leave every matcher on the ring unable to insert, remove or roll back. If
     /// the device refuses a new queue, the broken ring stays and reports its failure.
     pub fn ring_at(&self, index: usize) -> MutexGuard<'_, SendRing> {
@@ -333,6 +336,9 @@ impl Domain {
         if ring.failure().is_some() {
             if let Ok(mut fresh) = SendRing::new(&*self.dev, self.send.clone()) {
                 fresh.set_tap(ring.set_tap(None));
+                // Matchers that did not wait for their writes ask the fresh ring what
+                // became of them.
+                fresh.succeed(&mut ring);
                 *ring = fresh;
                 self.ring_replacements.fetch_add(1, Ordering::Relaxed);
             }

@@ -84,6 +84,13 @@ pub enum HtblError {
     /// The handle belongs to another matcher's tables.
     #[error("the rule handle belongs to other tables")]
     ForeignHandle,
+    /// An update made without waiting for its completion ([`super::Completion::Post`]
+    /// or [`super::Completion::Queue`]) did not land, or may not have: the tables no
+    /// longer describe ICM, so they take no further update. Nothing was changed by this
+    /// call. Drop the matcher's rules and the matcher (it is unlinked and its memory
+    /// freed as usual) and make a new one.
+    #[error("an earlier update of these tables, made without waiting, failed on the send ring; the tables take no more updates: {0}")]
+    Lost(#[source] SendError),
 }
 
 /// Why [`super::MatcherTables::remove`] failed, with the rule's handle when the rule is

@@ -31,7 +31,7 @@ use super::tables::MatcherTables;
 use super::txn::{Failed, Outcome, Txn};
 use crate::device::IcmRegion;
 use crate::icm::{Chunk, Entry};
-use crate::send::{SendError, SendRing};
+use crate::send::{SendError, SendRing, WriteTag};
 
 /// How many times larger a table grows (log2).
 const LOG_GROWTH: u8 = 2;
@@ -243,6 +243,7 @@ impl MatcherTables {
             c.in_entries = in_entries;
             c.images = images;
         }
+        let res = res.map(|posted| self.deferred_mut().posted(posted));
         match res {
             Ok(())
             | Err(Failed {
@@ -343,7 +344,7 @@ impl MatcherTables {
         in_entries: &[u32],
         images: &mut Vec<u8>,
         last: bool,
-    ) -> Result<(), Failed> {
+    ) -> Result<Option<WriteTag>, Failed> {
         let c = self.copy_ref();
         let table = self.migration.as_ref().map_or(NIL, |m| m.table);
         let enc = self.enc();
@@ -359,7 +360,7 @@ impl MatcherTables {
             self.image_into(out, s, miss, None);
             enc.post_in_place(out);
         };
-        Txn::new(ring).run(|t| {
+        Txn::with(ring, self.completion()).run(|t| {
             for base in (0..new_size).step_by(old_size as usize) {
                 let mut first = base + from;
                 while first < base + to {

@@ -69,6 +69,21 @@
 //! whatever might still be reachable out of use ([`HtblError::Unconfirmed`], or
 //! [`HtblError::UpdateUnconfirmed`] for new actions).
 //!
+//! ## Completion
+//!
+//! [`TablesConfig::completion`] says when an insert or a removal returns (see
+//! [`Completion`]): once its writes are in ICM (`Wait`, the default, as above), or once
+//! they are posted with a doorbell (`Post`) or queued for a later one (`Queue`). The
+//! write order is the same, so every update is still atomic for packets, and a refusal
+//! still changes nothing. What changes is when a send failure is seen and what it
+//! costs: without waiting, a later call (or [`MatcherTables::sync`]) meets it, and if an
+//! update that had returned `Ok` did not land, the tables are *lost*: every later call
+//! fails with [`HtblError::Lost`], and dropping them is the way out. Memory an update
+//! unlinks is handed back only once the ring has confirmed the update's writes (see
+//! `defer`), and [`MatcherTables::hold`] keeps what a removed rule pointed at alive
+//! until then. A ring that broke and was replaced answers for its predecessor's writes
+//! ([`crate::send::SendRing::succeed`]). Changing a rule's actions always waits.
+//!
 //! ## Identical duplicates
 //!
 //! A rule whose tags equal an installed rule's is refused ([`HtblError::Duplicate`]): a
@@ -161,13 +176,14 @@
 //! ([`HtblStats::grow_failures`]).
 //!
 //! Measured (not a test; BENCHMARKS.md has the commands and the series): at 1 000 000
-//! 5-tuple rules inserted one by one on one thread, every insert flushed, about 480 000
+//! 5-tuple rules inserted one by one on one thread, every insert waited for, about 480 000
 //! inserts/s, p99.9 33 µs and a worst insert of 0.3 ms (the first copy steps of the
 //! growth to 2^20 entries), and 850 000 removals/s. The tables' own share is about a
 //! third of an insert's instructions; the rest is the send ring and the simulator
 //! executing its WRITE+READ pairs and the flush.
 
 mod arena;
+mod defer;
 mod encode;
 mod error;
 mod grow;
@@ -179,6 +195,7 @@ mod update;
 #[cfg(all(test, feature = "sim"))]
 mod tests;
 
+pub use defer::{Completion, Hold};
 pub use error::{HtblError, RemoveError};
 pub use grow::DEFAULT_GROWTH_STEP;
 pub use tables::{MatcherTables, TablesConfig};

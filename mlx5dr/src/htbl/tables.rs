@@ -11,6 +11,7 @@ use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE, STE_TAG_SIZE};
 use ste_builder::SteFormat;
 
 use super::arena::{Arena, NIL};
+use super::defer::{Completion, Deferred, Hold};
 use super::encode::{Encoder, Level};
 use super::error::{HtblError, RemoveError};
 use super::grow::{Migration, MirrorInsert, DEFAULT_GROWTH_STEP};
@@ -20,7 +21,7 @@ use super::{AnchorRef, HtblStats, LastSte, RuleHandle, MAX_ACTION_STES};
 use crate::device::IcmRegion;
 use crate::icm::{Chunk, Entry, EntrySlab, IcmError, IcmPool};
 use crate::matching::{BuilderChain, RuleTags, MAX_LOOKUPS};
-use crate::send::{SendError, SendRing};
+use crate::send::{SendError, SendRing, WriteTag};
 
 /// Ids of tables instances, so a handle is never taken for another instance's rule.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
@@ -64,6 +65,9 @@ pub struct TablesConfig {
     /// On, the engine keeps the bytes of each rule's action STEs (64 bytes per action
     /// STE, for the rules that have any) to compare them; off, it keeps none.
     pub share_identical: bool,
+    /// When an update's call returns: once it is in ICM ([`Completion::Wait`], the
+    /// default) or once it is posted or queued (see [`Completion`]).
+    pub completion: Completion,
 }
 
 impl TablesConfig {
@@ -78,6 +82,7 @@ impl TablesConfig {
             growth_step: DEFAULT_GROWTH_STEP,
             initial_log: 0,
             share_identical: false,
+            completion: Completion::Wait,
         }
     }
 }
@@ -142,6 +147,10 @@ pub struct MatcherTables {
     /// The table growing now, if one is.
     pub(super) migration: Option<Migration>,
     pub(super) counters: Counters,
+    /// [`TablesConfig::completion`].
+    completion: Completion,
+    /// Updates posted without waiting, and what waits for them.
+    deferred: Deferred,
 }
 
 /// Events counted over the tables' life.
@@ -354,6 +363,8 @@ impl MatcherTables {
             shared: 0,
             migration: None,
             counters,
+            completion: cfg.completion,
+            deferred: Deferred::default(),
         })
     }
 
@@ -396,7 +407,7 @@ impl MatcherTables {
         let (region, addr) = (self.end_region, self.end_addr);
         let res = Txn::new(ring).run(|t| t.link(&region, addr, &image));
         match res {
-            Ok(())
+            Ok(_)
             | Err(Failed {
                 outcome: Outcome::Applied,
                 ..
@@ -482,6 +493,7 @@ impl MatcherTables {
     ) -> Result<RuleHandle, HtblError> {
         let n = self.levels.len();
         let tags = self.check_tags(tags)?;
+        self.settle(ring)?;
 
         // The shared prefix: levels whose STE exists already. The first level without
         // one is where the rule splits off; its hash places it there.
@@ -533,7 +545,8 @@ impl MatcherTables {
         let images = &stes[STE_SIZE..(1 + added) * STE_SIZE];
 
         match self.write_insert(ring, &plan, &stes, &fresh) {
-            Ok(()) => {
+            Ok(posted) => {
+                self.deferred.posted(posted);
                 let rule = self.commit_insert(&plan, fresh, images);
                 let crowded = (plan.tail != NIL).then_some(plan.table);
                 self.after_update(ring, crowded);
@@ -809,13 +822,13 @@ impl MatcherTables {
         plan: &InsertPlan<'_>,
         stes: &[u8],
         fresh: &Fresh,
-    ) -> Result<(), Failed> {
+    ) -> Result<Option<WriteTag>, Failed> {
         let n = self.levels.len();
         let (split, tags) = (plan.split, plan.tags);
         let end = self.end_addr;
         let enc = self.enc;
         let per_write = slots_per_write(ring);
-        Txn::new(ring).run(|t| {
+        Txn::with(ring, self.completion).run(|t| {
             self.write_action_stes(t, stes, &fresh.extras)?;
             // The new STEs, deepest first; level j > split sits alone in fresh table j-split-1.
             let mut posted: Ste = [0; STE_SIZE];
@@ -959,6 +972,12 @@ impl MatcherTables {
                 rule: Some(rule),
             });
         }
+        if let Err(error) = self.settle(ring) {
+            return Err(RemoveError {
+                error,
+                rule: Some(rule),
+            });
+        }
         if self.stes[rule.ste].refs.get() > 1 {
             self.unshare(rule);
             return Ok(());
@@ -988,7 +1007,7 @@ impl MatcherTables {
         let mirror = self.mirror_remove(x);
 
         let enc = self.enc;
-        let res = Txn::new(ring).run(|t| {
+        let res = Txn::with(ring, self.completion).run(|t| {
             if let Some(mr) = mirror {
                 self.write_mirror_remove(t, mr)?;
             }
@@ -1009,7 +1028,10 @@ impl MatcherTables {
             }
         });
         let (free, error, ring_ok) = match res {
-            Ok(()) => (true, None, true),
+            Ok(posted) => {
+                self.deferred.posted(posted);
+                (true, None, true)
+            }
             Err(Failed {
                 outcome: Outcome::Applied,
                 ..
@@ -1153,7 +1175,7 @@ impl MatcherTables {
 
     pub(super) fn release_slab_entry(&mut self, e: Entry, free: bool) {
         if free {
-            let _ = self.slab.free(e);
+            self.deferred.free_entry(&mut self.slab, e);
         } else {
             self.counters.leaked_entries += 1;
         }
@@ -1161,7 +1183,7 @@ impl MatcherTables {
 
     pub(super) fn release_chunk(&mut self, c: Chunk, free: bool) {
         if free {
-            let _ = self.pool.free(c);
+            self.deferred.free_chunk(&self.pool, c);
         } else {
             self.counters.leaked_chunks += 1;
         }
@@ -1300,6 +1322,54 @@ impl MatcherTables {
         (self.grow, self.max_log)
     }
 
+    // --- completion -----------------------------------------------------------------
+
+    /// When the tables' updates return ([`TablesConfig::completion`]).
+    pub fn completion(&self) -> Completion {
+        self.completion
+    }
+
+    pub(super) fn deferred_mut(&mut self) -> &mut Deferred {
+        &mut self.deferred
+    }
+
+    /// Catches up with `ring` (the ring these tables' updates go to): releases what
+    /// waited for updates that have landed, and fails with [`HtblError::Lost`] if one
+    /// did not. Every update calls it first; with [`Completion::Wait`] it costs a branch.
+    pub fn settle(&mut self, ring: &mut SendRing) -> Result<(), HtblError> {
+        self.deferred.settle(ring, &self.pool, &mut self.slab);
+        match self.deferred.lost() {
+            Some(e) => Err(HtblError::Lost(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every update made so far is in ICM (flushing `ring`), then
+    /// [`MatcherTables::settle`]s: `Ok` means the tables describe ICM.
+    pub fn sync(&mut self, ring: &mut SendRing) -> Result<(), HtblError> {
+        let flushed = if self.deferred.in_flight() {
+            ring.flush()
+        } else {
+            Ok(())
+        };
+        self.settle(ring)?;
+        flushed.map_err(HtblError::Send)
+    }
+
+    /// Keeps `hold` alive until the updates made so far are in ICM: what a removed
+    /// rule's STEs pointed at (its action list), which must outlive any STE that may
+    /// still lead there.
+    pub fn hold(&mut self, hold: Hold) {
+        self.deferred.hold(hold);
+    }
+
+    /// Drops the holds whose updates have landed. Dropping the last holder of an
+    /// action list may destroy a table, which flushes the domain's rings: call this
+    /// without a ring's lock held.
+    pub fn drop_released(&mut self) {
+        self.deferred.drop_released();
+    }
+
     // --- accounting -----------------------------------------------------------------
 
     /// Counters and sizes, at this moment.
@@ -1343,7 +1413,8 @@ impl MatcherTables {
                 .prewritten
                 .as_ref()
                 .map_or(0, |p| p.dirty.capacity() * std::mem::size_of::<u32>())
-            + self.slab.stats().host_bytes;
+            + self.slab.stats().host_bytes
+            + self.deferred.host_bytes();
         HtblStats {
             rules: self.rules,
             shared_handles: self.shared,
@@ -1356,8 +1427,8 @@ impl MatcherTables {
             longest_chain: longest,
             grows: self.counters.grows,
             grow_failures: self.counters.grow_failures,
-            leaked_chunks: self.counters.leaked_chunks,
-            leaked_entries: self.counters.leaked_entries,
+            leaked_chunks: self.counters.leaked_chunks + self.deferred.leaked_chunks,
+            leaked_entries: self.counters.leaked_entries + self.deferred.leaked_entries,
             presize_fallbacks: self.counters.presize_fallbacks,
             host_bytes,
         }
@@ -1421,6 +1492,7 @@ fn write_table(
 
 impl Drop for MatcherTables {
     fn drop(&mut self) {
+        self.deferred.drain(&self.pool, &mut self.slab);
         // The growing copy's entries are in `entries`, freed below.
         if let Some(c) = self.migration.take().and_then(Migration::into_chunk) {
             let _ = self.pool.free(c);

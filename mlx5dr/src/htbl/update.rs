@@ -55,6 +55,7 @@ impl MatcherTables {
         last: L,
     ) -> Result<(), HtblError> {
         let s = self.last_ste_of(rule).ok_or(HtblError::ForeignHandle)?;
+        self.settle(ring)?;
         let handles = self.stes[s].refs.get();
         if handles > 1 {
             return Err(HtblError::Shared { handles });
@@ -81,7 +82,7 @@ impl MatcherTables {
             t.link(&region, addr, &enc.posted(image, STE_SIZE))
         });
         match res {
-            Ok(())
+            Ok(_)
             | Err(Failed {
                 outcome: Outcome::Applied,
                 ..

@@ -32,7 +32,7 @@ use ste_builder::Caps;
 use crate::action::{Action, ActionError, ActionList};
 use crate::caps::CapsError;
 use crate::domain::{PerSide, Table, TableError};
-use crate::htbl::{HtblError, HtblStats, MatcherTables, TablesConfig};
+use crate::htbl::{Completion, HtblError, HtblStats, MatcherTables, TablesConfig};
 use crate::matching::{
     BuilderChain, ChainCaps, ChainError, DomainSide, Match, MatchError, RawMatch,
 };
@@ -73,16 +73,23 @@ pub struct MatcherOptions {
     pub grow: bool,
     /// What an insert of an installed rule's value does.
     pub duplicates: Duplicates,
+    /// When an insert or a removal returns: once it is in ICM (the default), or once it
+    /// is posted or queued, which is cheaper but reports a send failure later, as
+    /// [`HtblError::Lost`] on every later call (see [`Completion`]). Changing a rule's
+    /// actions always waits. [`Matcher::sync`] waits for everything posted.
+    pub completion: Completion,
 }
 
 impl Default for MatcherOptions {
-    /// Priority 0, no size hint, growing tables, duplicates refused.
+    /// Priority 0, no size hint, growing tables, duplicates refused, every update waited
+    /// for.
     fn default() -> Self {
         MatcherOptions {
             priority: 0,
             expected_log_rules: 0,
             grow: true,
             duplicates: Duplicates::Refuse,
+            completion: Completion::Wait,
         }
     }
 }
@@ -241,6 +248,7 @@ impl Matcher {
                 grow: opts.grow,
                 initial_log: opts.expected_log_rules,
                 share_identical: opts.duplicates == Duplicates::ShareIdentical,
+                completion: opts.completion,
                 ..TablesConfig::new(dmn.format(), side.rx(), dmn.gvmi())
             };
             let build = |end| {
@@ -344,6 +352,24 @@ impl Matcher {
         Some((start, t.end_anchor()))
     }
 
+    /// Waits until every insert and removal made so far on the matcher is in ICM, and
+    /// releases the memory they freed. With [`Completion::Wait`] there is nothing to
+    /// wait for. An error names the side: a send failure now, or
+    /// [`HtblError::Lost`] if an update posted earlier failed (the matcher then takes no
+    /// more updates; see [`MatcherOptions::completion`]).
+    pub fn sync(&self) -> Result<(), (DomainSide, HtblError)> {
+        for s in self.linked.sides.values() {
+            let side = s.chain.side();
+            let mut tables = s.lock();
+            let mut ring = self.table.domain().ring_at(self.linked.ring);
+            let res = tables.sync(&mut ring);
+            drop(ring);
+            tables.drop_released();
+            res.map_err(|e| (side, e))?;
+        }
+        Ok(())
+    }
+
     /// The hash tables' statistics of each side.
     pub fn stats(&self) -> MatcherStats {
         MatcherStats {
@@ -373,11 +399,20 @@ impl Drop for Matcher {
         // goes out of the lookup; a side whose anchor rewrite failed stays reachable,
         // so its tables are never freed (the rest of the chain stays consistent: the
         // matcher is gone from the list, and its neighbours' pointers are untouched).
+        // Updates posted without waiting land first: their memory is freed with the
+        // tables. If some may still land later (a completion timeout), nothing is freed.
+        let mut leak = false;
+        for s in self.linked.sides.values() {
+            let mut tables = s.lock();
+            let mut ring = self.table.domain().ring_at(self.linked.ring);
+            if let Err(HtblError::Send(e)) = tables.sync(&mut ring) {
+                leak |= !e.breaks_ring();
+            }
+        }
         let mut list = self.table.matchers();
         let Some(at) = list.iter().position(|m| Arc::ptr_eq(m, &self.linked)) else {
             return;
         };
-        let mut leak = false;
         for &side in self.table.domain().sides() {
             if link::unlink_side(&self.table, link::neighbours(&list, at, true), side).is_err() {
                 leak = true;

@@ -113,6 +113,35 @@ impl ValueCheck {
         }
         Ok(())
     }
+
+    /// Whether [`ValueCheck::check`] passes, without naming the field when not.
+    #[inline]
+    pub fn passes(&self, value: &MatchParam) -> bool {
+        self.sections
+            .into_iter()
+            .flatten()
+            .all(|section| section_passes(section, value))
+    }
+}
+
+/// Both TCP ports, then both UDP ports, each pair read as one 32-bit field.
+const TCP_PORTS: BitField = BitField::new(spec::TCP_SPORT.offset, 32);
+const UDP_PORTS: BitField = BitField::new(spec::UDP_SPORT.offset, 32);
+const _: () = assert!(
+    spec::TCP_DPORT.offset == spec::TCP_SPORT.offset + 16
+        && spec::UDP_DPORT.offset == spec::UDP_SPORT.offset + 16
+        && spec::TCP_SPORT.width == 16
+        && spec::UDP_SPORT.width == 16
+);
+
+/// True when [`check_section`] finds no port of another protocol: TCP ports only with
+/// TCP, UDP ports only with UDP.
+#[inline]
+fn section_passes(section: Section, value: &MatchParam) -> bool {
+    let bytes = value.section(section);
+    let protocol = bits::get(bytes, spec::IP_PROTOCOL);
+    (protocol == TCP || bits::get(bytes, TCP_PORTS) == 0)
+        && (protocol == UDP || bits::get(bytes, UDP_PORTS) == 0)
 }
 
 /// The first port field of `section` set for a protocol other than the value's own.
@@ -197,5 +226,43 @@ mod tests {
         assert!(check_value(c, &icmp).is_err());
         let no_ports = param(&[(Section::Outer, spec::IP_PROTOCOL, 1)]);
         assert_eq!(check_value(c, &no_ports), Ok(()));
+    }
+
+    /// The yes/no form agrees with the check that names the field.
+    #[test]
+    fn passes_is_check_without_the_error() {
+        let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+        let c = MatchCriteria::OUTER | MatchCriteria::INNER;
+        let mask = param(&[
+            (Section::Outer, spec::IP_PROTOCOL, 0xff),
+            (Section::Outer, spec::TCP_DPORT, 0xffff),
+            (Section::Inner, spec::IP_PROTOCOL, 0xff),
+            (Section::Inner, spec::UDP_SPORT, 0xffff),
+        ]);
+        let plan = ValueCheck::new(c, &mask);
+        let (mut passed, mut failed) = (0, 0);
+        for _ in 0..2000 {
+            let mut v = MatchParam::default();
+            for s in [Section::Outer, Section::Inner] {
+                v.set(
+                    s,
+                    spec::IP_PROTOCOL,
+                    [TCP, UDP, 1, 0][rng.below(4) as usize],
+                );
+                for (_, f, _) in PORTS {
+                    if rng.below(3) == 0 {
+                        v.set(s, f, rng.next());
+                    }
+                }
+            }
+            let checked = plan.check(&v);
+            assert_eq!(plan.passes(&v), checked.is_ok(), "{checked:?}");
+            if checked.is_ok() {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        assert!(passed > 100 && failed > 100, "{passed} {failed}");
     }
 }

@@ -96,6 +96,30 @@ pub enum SendError {
     /// The ring failed earlier and can post nothing more.
     #[error("the send ring is unusable since an earlier failure: {0}")]
     Broken(Box<SendError>),
+    /// A write was asked about on a ring that neither made it nor replaced the ring that
+    /// did (a bug: a matcher keeps its ring).
+    #[error("the ring instance that accepted the write is gone")]
+    Gone,
+}
+
+/// A write as its ring instance numbered it: a [`WriteId`] of one ring instance (a ring
+/// that replaces a broken one is a new instance, numbering from 0 again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteTag {
+    pub(super) gen: u64,
+    /// The write's number on its instance.
+    pub id: WriteId,
+}
+
+/// What a ring knows about an accepted write ([`super::SendRing::confirmation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// In ICM (and so is every earlier write of its ring).
+    Landed,
+    /// Posted or queued; no completion says yet, and the ring works.
+    InFlight,
+    /// The ring failed and the write did not land, or may not have: the failure.
+    Failed(SendError),
 }
 
 /// What a send failure says about one write the ring had accepted before it: whether

@@ -41,6 +41,12 @@
 //!   WQE and the syndrome. The queue is then in the error state, so the ring is
 //!   unusable from then on and says so ([`SendError::Broken`]).
 //!
+//! - **Without waiting**: [`SendRing::post`] rings the doorbell (or not) and consumes
+//!   the completions already there, and [`SendRing::poll`] only consumes them; then
+//!   [`SendRing::confirmation`] says of a write ([`WriteTag`]: the ring instance and its
+//!   [`WriteId`]) whether it landed, is in flight or failed. A fresh ring that replaces a
+//!   broken one ([`SendRing::succeed`]) answers for the broken one's writes too.
+//!
 //! - **Tap**: a [`WriteTap`] set with [`SendRing::set_tap`] sees every write the ring
 //!   accepts (its region, ICM address and bytes) just before it is posted, in posting
 //!   order; the recorder of [`crate::record`] is one. Without a tap the cost is one
@@ -58,6 +64,7 @@ mod encode;
 mod error;
 mod staging;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,7 +76,7 @@ use ste_builder::wqe::{
 use crate::device::{Device, DmaBuffer, IcmRegion, QueueSpec, SteeringQueue};
 use cq::CqReader;
 use encode::{Half, Local, WqeTemplate, CTRL_FLAGS_BYTE};
-pub use error::{SendError, WriteFate, WriteId};
+pub use error::{Confirmation, SendError, WriteFate, WriteId, WriteTag};
 use staging::{Staging, ALIGN};
 
 /// The largest send ring (log2 of BBs): the 16-bit producer counter must tell a full
@@ -261,10 +268,30 @@ pub struct SendRing {
     staging: Staging,
     cq: CqReader,
     next_write: u64,
+    /// Writes numbered below this are known to be in ICM (a completion for their READ,
+    /// or for a later WQE, was consumed).
+    landed: u64,
+    /// This ring instance's number, unique in the process (see [`WriteTag`]).
+    gen: u64,
+    /// The instances this ring replaced, oldest first (see [`SendRing::succeed`]).
+    retired: Vec<Retired>,
     broken: Option<SendError>,
     stats: SendStats,
     tap: Option<Arc<dyn WriteTap>>,
 }
+
+/// What a replaced (broken) ring instance still answers for: which of its writes landed.
+#[derive(Debug, Clone)]
+struct Retired {
+    gen: u64,
+    /// Writes below this were known to be in ICM when it was replaced.
+    landed: u64,
+    /// The failure that broke it.
+    failure: SendError,
+}
+
+/// Instance numbers of rings, so a [`WriteTag`] never names another instance's write.
+static NEXT_GEN: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for SendRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -323,6 +350,9 @@ impl SendRing {
             staging: Staging::new(cfg.staging_size),
             cq,
             next_write: 0,
+            landed: 0,
+            gen: NEXT_GEN.fetch_add(1, Ordering::Relaxed),
+            retired: Vec::new(),
             broken: None,
             stats: SendStats::default(),
             tap: None,
@@ -359,6 +389,49 @@ impl SendRing {
     /// The error that made the ring unusable, if one did.
     pub fn failure(&self) -> Option<&SendError> {
         self.broken.as_ref()
+    }
+
+    /// The tag of the write this ring accepted as `id`: the ring instance and the write.
+    pub fn tag(&self, id: WriteId) -> WriteTag {
+        WriteTag { gen: self.gen, id }
+    }
+
+    /// What is known now about the write tagged `tag`, a write of this ring or of an
+    /// instance it replaced ([`SendRing::succeed`]). Reads only what the ring has
+    /// consumed: [`SendRing::post`] or [`SendRing::poll`] consume new completions.
+    pub fn confirmation(&self, tag: WriteTag) -> Confirmation {
+        let (landed, failure) = if tag.gen == self.gen {
+            (self.landed, self.broken.as_ref())
+        } else {
+            match self.retired.iter().find(|r| r.gen == tag.gen) {
+                Some(r) => (r.landed, Some(&r.failure)),
+                None => return Confirmation::Failed(SendError::Gone),
+            }
+        };
+        if tag.id.0 < landed {
+            return Confirmation::Landed;
+        }
+        match failure {
+            None => Confirmation::InFlight,
+            Some(e) => match e.fate_of(tag.id) {
+                WriteFate::Landed => Confirmation::Landed,
+                WriteFate::NotLanded | WriteFate::Unknown => Confirmation::Failed(e.clone()),
+            },
+        }
+    }
+
+    /// Makes this (fresh) ring the successor of `old`, a broken ring it replaces: it
+    /// answers [`SendRing::confirmation`] for `old`'s writes, and for those of the
+    /// instances `old` replaced.
+    pub fn succeed(&mut self, old: &mut SendRing) {
+        self.retired = std::mem::take(&mut old.retired);
+        if let Some(failure) = old.broken.clone() {
+            self.retired.push(Retired {
+                gen: old.gen,
+                landed: old.landed,
+                failure,
+            });
+        }
     }
 
     /// Queues a write of `data` to ICM address `icm_addr`, which lies in `region` (the
@@ -419,6 +492,25 @@ impl SendRing {
     pub fn flush(&mut self) -> Result<(), SendError> {
         self.usable()?;
         let r = self.try_flush();
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// Makes what is queued visible to the device without waiting for it: with
+    /// `doorbell`, rings the doorbell for everything posted since the last one (as
+    /// `flush` would); without, leaves it queued for a later doorbell (a full batch, a
+    /// flush, a full ring). Then consumes the completions already there
+    /// ([`SendRing::poll`]).
+    pub fn post(&mut self, doorbell: bool) -> Result<(), SendError> {
+        self.usable()?;
+        let r = if doorbell { self.kick() } else { Ok(()) }.and_then(|()| self.reap().map(drop));
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// Consumes the completions the device has written, without waiting or ringing:
+    /// afterwards [`SendRing::confirmation`] knows about every write they complete.
+    pub fn poll(&mut self) -> Result<(), SendError> {
+        self.usable()?;
+        let r = self.reap().map(drop);
         r.map_err(|e| self.fail(e))
     }
 
@@ -638,6 +730,8 @@ impl SendRing {
         let slot = self.outstanding_slot(cqe_index, counter)?;
         self.sq_tail = counter.wrapping_add(1);
         self.staging.release_to(slot.stage_end);
+        // A completed READ fences its write; a completed WRITE only says the bytes left.
+        self.landed = slot.write + u64::from(slot.read);
         Ok(())
     }
 

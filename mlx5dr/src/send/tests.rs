@@ -605,3 +605,56 @@ fn a_failure_tells_each_write_its_fate() {
     let broken = SendError::Broken(Box::new(read));
     assert_eq!(broken.fate_of(WriteId(4)), WriteFate::Unknown);
 }
+
+/// Posting without waiting: queued writes are in flight until a doorbell and their
+/// completions; a consumed completion confirms its write and every earlier one.
+#[test]
+fn confirmations_follow_the_completions() {
+    let be = backend();
+    let r = region(&be, 4096);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    let tags: Vec<WriteTag> = (0..4u64)
+        .map(|i| {
+            let id = ring.write(&r, r.addr + 64 * i, &[1; 64]).unwrap();
+            ring.tag(id)
+        })
+        .collect();
+    ring.post(false).unwrap();
+    assert_eq!(ring.stats().doorbells, 0);
+    assert_eq!(ring.confirmation(tags[3]), Confirmation::InFlight);
+    assert_eq!(icm(&be, r.addr, 64), [0; 64], "no doorbell yet");
+    ring.post(true).unwrap();
+    // The doorbell's last WQE asks for a CQE, which the post consumed.
+    for t in &tags {
+        assert_eq!(ring.confirmation(*t), Confirmation::Landed);
+    }
+    let more = ring.write(&r, r.addr, &[2; 64]).unwrap();
+    assert_eq!(ring.confirmation(ring.tag(more)), Confirmation::InFlight);
+    ring.flush().unwrap();
+    assert_eq!(ring.confirmation(ring.tag(more)), Confirmation::Landed);
+}
+
+/// After an error CQE, the writes before the failed one are confirmed and the rest
+/// failed, on the broken ring and on the fresh ring that succeeds it; a tag of an
+/// unrelated ring instance is refused.
+#[test]
+fn a_successor_answers_for_the_broken_ring() {
+    // Writes 0..3 land, the WRITE of write 3 fails.
+    let (be, _r, mut ring, err) = fail_at(6);
+    let tag = |i| WriteTag {
+        gen: ring.gen,
+        id: WriteId(i),
+    };
+    let (landed, failed) = (tag(2), tag(3));
+    assert_eq!(ring.confirmation(landed), Confirmation::Landed);
+    assert_eq!(ring.confirmation(failed), Confirmation::Failed(err.clone()));
+    let mut fresh = SendRing::new(&be, SendConfig::default()).unwrap();
+    fresh.succeed(&mut ring);
+    assert_eq!(fresh.confirmation(landed), Confirmation::Landed);
+    assert_eq!(fresh.confirmation(failed), Confirmation::Failed(err));
+    let stranger = SendRing::new(&be, SendConfig::default()).unwrap();
+    assert_eq!(
+        stranger.confirmation(landed),
+        Confirmation::Failed(SendError::Gone)
+    );
+}

@@ -150,6 +150,11 @@ impl Rig {
     /// Sends `packet` into the first table: its verdict (counters as offsets in the
     /// bulk), and the simulator's deliveries for a report.
     pub fn classify(&self, packet: Packet) -> Result<(Verdict, Vec<Delivery>), String> {
+        // Matchers that queue their updates ring no doorbell: the device sees them now.
+        self.tables[0]
+            .domain()
+            .flush()
+            .map_err(|e| format!("flush: {e}"))?;
         let out = self
             .be
             .sim()

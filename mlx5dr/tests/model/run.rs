@@ -11,7 +11,7 @@ use ::sim::Delivery;
 use mlx5dr::action::MAX_FLOW_TAG;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::matcher::MatcherInUse;
-use mlx5dr::{Duplicates, InsertError, Matcher, MatcherOptions, RawMatch, UpdateError};
+use mlx5dr::{Completion, Duplicates, InsertError, Matcher, MatcherOptions, RawMatch, UpdateError};
 use ste_builder::prm::dr_match_set_misc as misc;
 use ste_builder::{MatchParam, Section};
 
@@ -212,6 +212,8 @@ impl Run {
             } else {
                 Duplicates::Refuse
             },
+            completion: [Completion::Wait, Completion::Post, Completion::Queue]
+                [rng.below(3) as usize],
         };
         let id = self.id();
         self.log.push(format!(
@@ -804,6 +806,12 @@ impl Run {
     /// the side's default.
     pub fn finish(mut self) -> Result<(), String> {
         self.check_counters()?;
+        // Every update posted without waiting landed.
+        for (id, m) in &self.rig.matchers {
+            if let Err((side, e)) = m.sync() {
+                return Err(self.fail(format!("m{id}: sync on {side}: {e}")));
+            }
+        }
         let values: Vec<MatchParam> = self
             .model
             .tables

@@ -1,0 +1,273 @@
+//! Updates that do not wait for their completions (`Completion::Post` and
+//! `Completion::Queue`), through the public API on a simulated ConnectX-6 Dx.
+//!
+//! - The same inserts and removals end in the same rules, reachable the same way, as
+//!   with `Completion::Wait`; memory they free is reused only after they landed, and
+//!   nothing leaks.
+//! - Queued updates reach the device at a flush (`Matcher::sync`).
+//! - A removed rule's actions live until its unlinking write has landed.
+//! - A write that fails after its call returned `Ok` poisons the matchers whose updates
+//!   it lost (`HtblError::Lost` on every later call), but not a matcher on the same ring
+//!   whose updates all landed before it; a poisoned matcher still drops cleanly.
+
+#![cfg(feature = "sim")]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ::sim::packet::{build_from_match, Metadata, Side};
+use ::sim::profile::DeviceModel;
+use ::sim::{Entry, Fate};
+use mlx5dr::device::sim::SimBackend;
+use mlx5dr::htbl::HtblError;
+use mlx5dr::{
+    Action, ActionList, Completion, Device, Domain, DomainConfig, DomainSide, DomainType,
+    InsertError, Match, Matcher, MatcherOptions, Rule, Table,
+};
+use ste_builder::wqe::Syndrome;
+use ste_builder::MatchParam;
+
+struct Rig {
+    be: Arc<SimBackend>,
+    dmn: Arc<Domain>,
+    table: Arc<Table>,
+}
+
+impl Rig {
+    /// A NIC RX domain with one send ring, so every matcher shares it.
+    fn new() -> Rig {
+        let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
+        let dev: Arc<dyn Device> = be.clone();
+        let cfg = DomainConfig {
+            rings: 1,
+            ..DomainConfig::default()
+        };
+        let dmn = Domain::open_with(dev, DomainType::NicRx, cfg).unwrap();
+        let table = Table::new(&dmn, 1).unwrap();
+        Rig { be, dmn, table }
+    }
+
+    fn matcher(&self, completion: Completion, priority: u32) -> Arc<Matcher> {
+        let opts = MatcherOptions {
+            priority,
+            completion,
+            ..MatcherOptions::default()
+        };
+        Matcher::new(&self.table, &five_tuple_mask(), opts).unwrap()
+    }
+
+    /// The flow tag the packet of `value` leaves with (`None`: it missed every rule).
+    fn tag_of(&self, value: &MatchParam) -> Option<u32> {
+        let pkt = build_from_match(value, Metadata::new(Side::Rx)).unwrap();
+        let out = self
+            .be
+            .sim()
+            .process(pkt, Entry::Table(self.table.fw_id()))
+            .unwrap();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(matches!(out[0].fate, Fate::Delivered(_)), "{out:#?}");
+        out[0].packet.meta.flow_tag
+    }
+
+    fn actions(&self, m: &Matcher, tag: u32) -> Arc<ActionList> {
+        m.actions(&[Action::flow_tag(tag).unwrap()]).unwrap()
+    }
+
+    fn wqes(&self) -> u64 {
+        self.dmn.send_stats()[0].wqes
+    }
+}
+
+fn five_tuple_mask() -> Match {
+    Match::new().outer(|h| {
+        h.ipv4_src(Ipv4Addr::BROADCAST)
+            .ipv4_dst(Ipv4Addr::BROADCAST)
+            .ip_protocol(0xff)
+            .tcp_sport(0xffff)
+            .tcp_dport(0xffff)
+    })
+}
+
+fn five_tuple(i: u32) -> MatchParam {
+    Match::new()
+        .outer(|h| {
+            h.ipv4_src(Ipv4Addr::from(
+                0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+            ))
+            .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
+            .ip_protocol(6)
+            .tcp_sport(1000 + (i as u16 % 5000))
+            .tcp_dport(80)
+        })
+        .to_raw()
+        .unwrap()
+        .param
+}
+
+/// What a run leaves: each probed value's tag, and the matcher's rule and STE counts.
+fn run(completion: Completion, n: u32) -> (Vec<Option<u32>>, u64, u64, u64) {
+    let rig = Rig::new();
+    let base = rig.dmn.ste_pool().stats().chunks;
+    let m = rig.matcher(completion, 0);
+    let lists: Vec<Arc<ActionList>> = (0..4).map(|t| rig.actions(&m, t + 1)).collect();
+    let mut rules: Vec<Option<Rule>> = (0..n)
+        .map(|i| {
+            Some(
+                m.insert_raw(&five_tuple(i), &lists[i as usize % 4])
+                    .unwrap(),
+            )
+        })
+        .collect();
+    // Every other rule goes, then a third of them come back: removals and inserts
+    // interleave with growth and with memory waiting to be reused.
+    for i in (0..n).step_by(2) {
+        rules[i as usize] = None;
+    }
+    for i in (0..n).step_by(6) {
+        rules[i as usize] = Some(m.insert_raw(&five_tuple(i), &lists[0]).unwrap());
+    }
+    m.sync().unwrap();
+    let tags = (0..n).map(|i| rig.tag_of(&five_tuple(i))).collect();
+    let stats = m.stats().sides[0].1;
+    assert_eq!((stats.leaked_chunks, stats.leaked_entries), (0, 0));
+    let grows = stats.grows;
+    drop(rules);
+    m.sync().unwrap();
+    drop(m);
+    drop(lists);
+    // Everything the matcher had is back in the pool.
+    assert_eq!(rig.dmn.ste_pool().stats().chunks, base);
+    (tags, stats.rules, stats.stes, grows)
+}
+
+#[test]
+fn posted_and_queued_updates_end_as_waited_ones() {
+    let n = 3000;
+    let waited = run(Completion::Wait, n);
+    assert!(waited.3 > 0, "the run grows a table");
+    let expect: Vec<Option<u32>> = (0..n)
+        .map(|i| match i {
+            i if i % 6 == 0 => Some(1),
+            i if i % 2 == 0 => None,
+            i => Some(i % 4 + 1),
+        })
+        .collect();
+    assert_eq!(waited.0, expect);
+    for completion in [Completion::Post, Completion::Queue] {
+        assert_eq!(run(completion, n), waited, "{completion:?}");
+    }
+}
+
+#[test]
+fn queued_updates_reach_the_device_at_a_sync() {
+    let rig = Rig::new();
+    let m = rig.matcher(Completion::Queue, 0);
+    let v = five_tuple(7);
+    let rule = m.insert_raw(&v, &rig.actions(&m, 9)).unwrap();
+    assert_eq!(rig.tag_of(&v), None, "queued, no doorbell yet");
+    m.sync().unwrap();
+    assert_eq!(rig.tag_of(&v), Some(9));
+    drop(rule);
+    assert_eq!(rig.tag_of(&v), Some(9), "the removal is queued");
+    m.sync().unwrap();
+    assert_eq!(rig.tag_of(&v), None);
+    // A posted update rings the doorbell itself.
+    let p = rig.matcher(Completion::Post, 1);
+    let _rule = p.insert_raw(&v, &rig.actions(&p, 3)).unwrap();
+    assert_eq!(rig.tag_of(&v), Some(3));
+}
+
+#[test]
+fn a_removed_rule_keeps_its_actions_until_the_unlink_lands() {
+    let rig = Rig::new();
+    let m = rig.matcher(Completion::Queue, 0);
+    let list = rig.actions(&m, 5);
+    let weak = Arc::downgrade(&list);
+    let rule = m.insert_raw(&five_tuple(1), &list).unwrap();
+    drop(list);
+    m.sync().unwrap();
+    drop(rule);
+    assert!(weak.upgrade().is_some(), "held while the unlink is queued");
+    m.sync().unwrap();
+    assert!(weak.upgrade().is_none(), "released once it landed");
+}
+
+/// Matcher `a` queues updates after matcher `b` did, on the same ring; the device then
+/// fails the first WQE after `b`'s. `b`'s updates landed and it goes on; `a` is lost.
+#[test]
+fn a_failed_queued_update_poisons_only_the_matchers_it_lost() {
+    let rig = Rig::new();
+    let a = rig.matcher(Completion::Queue, 0);
+    let b = rig.matcher(Completion::Queue, 1);
+    let w = rig.matcher(Completion::Wait, 2);
+    let a_list = rig.actions(&a, 1);
+    let b_list = rig.actions(&b, 2);
+    let w_list = rig.actions(&w, 3);
+    let mut a_rules: Vec<Rule> = (0..20)
+        .map(|i| a.insert_raw(&five_tuple(i), &a_list).unwrap())
+        .collect();
+    let b_rules: Vec<Rule> = (100..120)
+        .map(|i| b.insert_raw(&five_tuple(i), &b_list).unwrap())
+        .collect();
+    a.sync().unwrap();
+    b.sync().unwrap();
+
+    // Queued, nothing rung yet: b's two inserts, then a's.
+    let before = rig.wqes();
+    let b_late: Vec<Rule> = (120..122)
+        .map(|i| b.insert_raw(&five_tuple(i), &b_list).unwrap())
+        .collect();
+    let b_wqes = rig.wqes() - before;
+    let a_late = a.insert_raw(&five_tuple(20), &a_list).unwrap();
+    let qpn = rig.dmn.ring_at(0).qpn();
+    rig.be
+        .sim()
+        .with_queue(qpn, |q| {
+            q.inject_error(b_wqes, Syndrome::LocalProtection, 0x42)
+        })
+        .unwrap();
+
+    // `a` finds out at its sync; afterwards it takes no update.
+    let lost = |e: &HtblError| matches!(e, HtblError::Lost(_));
+    match a.sync() {
+        Err((DomainSide::NicRx, e)) => assert!(lost(&e), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    match a.insert_raw(&five_tuple(21), &a_list) {
+        Err(InsertError::Insert { source, .. }) => assert!(lost(&source), "{source:?}"),
+        other => panic!("{other:?}"),
+    }
+    let e = a_rules.pop().unwrap().remove().unwrap_err();
+    assert!(lost(&e.error), "{e:?}");
+    assert!(
+        e.rule.is_some(),
+        "still held: the tables do not know better"
+    );
+    drop(e);
+    assert!(a.sync().is_err());
+
+    // `b` landed everything before the failure: it works on the replaced ring.
+    b.sync().unwrap();
+    let b_more = b.insert_raw(&five_tuple(122), &b_list).unwrap();
+    b.sync().unwrap();
+    for i in 100..123 {
+        assert_eq!(rig.tag_of(&five_tuple(i)), Some(2), "b's rule {i}");
+    }
+    // So does a matcher that waits for its updates.
+    let w_rule = w.insert_raw(&five_tuple(200), &w_list).unwrap();
+    assert_eq!(rig.tag_of(&five_tuple(200)), Some(3));
+
+    // The lost matcher drops cleanly, and packets skip it afterwards.
+    let in_pool = rig.dmn.ste_pool().stats().chunks;
+    drop((a_rules, a_late, a_list));
+    drop(a);
+    assert!(rig.dmn.ste_pool().stats().chunks < in_pool);
+    for i in 0..21 {
+        assert_eq!(rig.tag_of(&five_tuple(i)), None, "a's rule {i}");
+    }
+    for i in 100..123 {
+        assert_eq!(rig.tag_of(&five_tuple(i)), Some(2), "b's rule {i}");
+    }
+    drop((b_rules, b_late, b_more, w_rule));
+    b.sync().unwrap();
+}

@@ -437,6 +437,7 @@ mod tests {
             BuilderKind::EthL2Src,
             BuilderKind::EthL2Dst,
             BuilderKind::EthL2SrcDst,
+            BuilderKind::EthL2Tnl,
             BuilderKind::EthL3Ipv4_5Tuple,
         ];
         let caps = Caps::default();
@@ -514,10 +515,17 @@ mod tests {
         };
         use BuilderKind as K;
         // (lookup, inner headers)
-        let chains: [&[(BuilderKind, bool)]; 3] = [
+        let chains: [&[(BuilderKind, bool)]; 4] = [
             &[(K::EthL3Ipv4_5Tuple, false), (K::EthL2Src, false)],
             &[(K::EthL2Dst, false), (K::EthL2Src, false)],
             &[(K::EthL2SrcDst, false), (K::EthL3Ipv4_5Tuple, false)],
+            // VXLAN: outer L2 and 5-tuple, the VNI with the inner L2, inner 5-tuple.
+            &[
+                (K::EthL2Dst, false),
+                (K::EthL3Ipv4_5Tuple, false),
+                (K::EthL2Tnl, true),
+                (K::EthL3Ipv4_5Tuple, true),
+            ],
         ];
         let caps = Caps::default();
         let (mut unconsumed_chains, mut consuming_chains) = (0, 0);

@@ -7,7 +7,7 @@
 
 use super::{headers_and_misc, lu, sided, Lookup, Tag};
 use crate::bits::{self, BitField};
-use crate::builder::common::{mask_vlan_qualifier, put_l3_type, put_vlan_qualifier};
+use crate::builder::common::mask_vlan_qualifier;
 use crate::builder::steps::{self, headers, Step};
 use crate::builder::{put, put_ones, put_val, BuildError, SteBuild};
 use crate::caps::Caps;
@@ -57,16 +57,6 @@ impl FirstVlan {
     fn mask_qualifier(&self, bit_mask: &mut Tag, headers: &mut [u8]) {
         mask_vlan_qualifier(
             bit_mask,
-            self.qualifier,
-            headers,
-            spec::CVLAN_TAG,
-            spec::SVLAN_TAG,
-        );
-    }
-
-    fn put_qualifier(&self, tag: &mut Tag, headers: &mut [u8]) {
-        put_vlan_qualifier(
-            tag,
             self.qualifier,
             headers,
             spec::CVLAN_TAG,
@@ -326,7 +316,8 @@ impl Lookup for EthL2Dst {
 pub(super) struct EthL2Tnl;
 
 impl EthL2Tnl {
-    /// The fields whose mask and value encodings agree.
+    /// The fields whose mask and value encodings agree (as the mask encodes them; values
+    /// go through [`TNL_STEPS`]).
     fn put_plain(out: &mut Tag, headers: &mut [u8], misc: &mut [u8]) {
         put(out, tnl::DMAC_47_16, headers, spec::DMAC_47_16);
         put(out, tnl::DMAC_15_0, headers, spec::DMAC_15_0);
@@ -358,15 +349,50 @@ impl Lookup for EthL2Tnl {
         TNL_VLAN.mask_qualifier(bit_mask, headers);
     }
 
+    fn steps(inner: bool) -> Option<&'static [Step]> {
+        Some(&TNL_STEPS[usize::from(inner)])
+    }
+
     fn tag(
         sb: &SteBuild,
         value: &mut MatchParam,
         _: &Caps,
         tag: &mut Tag,
     ) -> Result<(), BuildError> {
-        let (headers, misc) = headers_and_misc(value, sb.inner);
-        Self::put_plain(tag, headers, misc);
-        TNL_VLAN.put_qualifier(tag, headers);
-        put_l3_type(tag, tnl::L3_TYPE, headers, sb.kind)
+        steps::run(&TNL_STEPS[usize::from(sb.inner)], sb.kind, value, tag)
     }
+}
+
+/// The `eth_l2_tnl` value encoding of the outer and the inner headers, in the order of
+/// [`EthL2Tnl::put_plain`], then the VLAN qualifier and the L3 type.
+static TNL_STEPS: [[Step; 10]; 2] = [tnl_steps(false), tnl_steps(true)];
+
+const fn tnl_steps(inner: bool) -> [Step; 10] {
+    let h = headers(inner);
+    [
+        Step::put(tnl::DMAC_47_16, h, spec::DMAC_47_16),
+        Step::put(tnl::DMAC_15_0, h, spec::DMAC_15_0),
+        Step::put(TNL_VLAN.vlan_id, h, spec::FIRST_VID),
+        Step::put(TNL_VLAN.cfi, h, spec::FIRST_CFI),
+        Step::put(TNL_VLAN.priority, h, spec::FIRST_PRIO),
+        Step::put(tnl::IP_FRAGMENTED, h, spec::FRAG),
+        Step::put(tnl::L3_ETHERTYPE, h, spec::ETHERTYPE),
+        // The 24-bit VNI into the upper bits of the network id (`put_plain` writes it
+        // shifted by the reserved byte); the tag's low byte stays zero.
+        Step::put(
+            BitField::new(tnl::L2_TUNNELING_NETWORK_ID.offset, 24),
+            Section::Misc,
+            misc::VXLAN_VNI,
+        ),
+        Step::VlanQualifier {
+            dst: TNL_VLAN.qualifier,
+            section: h,
+            cvlan: spec::CVLAN_TAG,
+            svlan: spec::SVLAN_TAG,
+        },
+        Step::L3Type {
+            dst: tnl::L3_TYPE,
+            section: h,
+        },
+    ]
 }

@@ -138,7 +138,11 @@ const _: () = assert!(
 /// TCP, UDP ports only with UDP.
 #[inline]
 fn section_passes(section: Section, value: &MatchParam) -> bool {
-    let bytes = value.section(section);
+    // Only header sections have ports.
+    let bytes = match section {
+        Section::Inner => &value.inner,
+        _ => &value.outer,
+    };
     let protocol = bits::get(bytes, spec::IP_PROTOCOL);
     (protocol == TCP || bits::get(bytes, TCP_PORTS) == 0)
         && (protocol == UDP || bits::get(bytes, UDP_PORTS) == 0)

@@ -5,8 +5,9 @@
 //! [`super::chain::BuilderChain::rule_tags`]). [`ValuePlan`] holds what those checks
 //! need from the mask, so that a rule pays for reading its own value only:
 //!
-//! - "within the mask" is one pass over the 448 bytes, 16 bytes at a time: `value &
-//!   !mask` in the sections the mask has bits in, the value alone in the others;
+//! - "within the mask" is one pass of `value & !mask` over the 448 bytes, 16 bytes at
+//!   a time (straight-line code: skipping the mask for the sections it leaves out
+//!   measured slower);
 //! - the IP versions are compared with the ones the mask names, as DR's pre-check
 //!   ([`match_param::pre_check`]) would compare them;
 //! - the port check reads only the sections where the mask has ports
@@ -22,6 +23,7 @@
 //! [`MatchParam::copy_from`] of such a value is the value itself, and a plain copy
 //! serves as the lookups' work buffer.
 
+use ste_builder::bits;
 use ste_builder::match_param;
 use ste_builder::prm::dr_match_spec as spec;
 use ste_builder::{MatchCriteria, MatchParam, Section};
@@ -40,12 +42,10 @@ pub(super) struct ValuePlan {
     /// The mask's complement: a value bit set under one of its bits lies outside the
     /// mask.
     outside: MatchParam,
-    /// Per section, in buffer order: whether the mask has a bit in it (else a value's
-    /// section lies within the mask only when it is all zeros).
-    masked: [bool; 7],
-    /// The header sections whose IP version a value must repeat, with that version:
-    /// those the criteria enable and the mask names a version in (DR's pre-check).
-    versions: [Option<(Section, u64)>; 2],
+    /// The header sections whose IP version a value must repeat (inner: true), with
+    /// that version: those the criteria enable and the mask names a version in (DR's
+    /// pre-check).
+    versions: [Option<(bool, u64)>; 2],
     /// The matcher's match criteria (DR's pre-check reads them).
     criteria: MatchCriteria,
     /// The port-of-another-protocol check.
@@ -67,11 +67,11 @@ impl ValuePlan {
         ]
         .map(|(section, bit)| {
             let version = mask.get(section, spec::IP_VERSION);
-            (criteria.contains(bit) && version != 0).then_some((section, version))
+            let inner = section == Section::Inner;
+            (criteria.contains(bit) && version != 0).then_some((inner, version))
         });
         ValuePlan {
             outside,
-            masked: Section::ALL.map(|s| mask.section(s).iter().any(|&b| b != 0)),
             versions,
             criteria,
             ports: l4::ValueCheck::new(criteria, mask),
@@ -92,20 +92,13 @@ impl ValuePlan {
     /// True when `value` sets no bit outside the mask.
     #[inline]
     fn within(&self, value: &MatchParam) -> bool {
+        // 16 bytes at a time: 28 wide ANDs and ORs over the 448 bytes.
         let word = |b: &[u8]| u128::from_ne_bytes(b.try_into().unwrap_or([0; 16]));
         let mut stray = 0u128;
-        for (s, masked) in Section::ALL.into_iter().zip(self.masked) {
-            let v = value.section(s);
-            if masked {
-                let o = self.outside.section(s);
-                for (v, o) in v.chunks_exact(16).zip(o.chunks_exact(16)) {
-                    stray |= word(v) & word(o);
-                }
-            } else {
-                // The complement is all ones here: the value must be zero.
-                for v in v.chunks_exact(16) {
-                    stray |= word(v);
-                }
+        for s in Section::ALL {
+            let (v, o) = (value.section(s), self.outside.section(s));
+            for (v, o) in v.chunks_exact(16).zip(o.chunks_exact(16)) {
+                stray |= word(v) & word(o);
             }
         }
         stray == 0
@@ -115,10 +108,10 @@ impl ValuePlan {
     /// value, whose mask passed it.
     #[inline]
     fn versions_match(&self, value: &MatchParam) -> bool {
-        self.versions
-            .iter()
-            .flatten()
-            .all(|&(section, version)| value.get(section, spec::IP_VERSION) == version)
+        self.versions.iter().flatten().all(|&(inner, version)| {
+            let header = if inner { &value.inner } else { &value.outer };
+            bits::get(header, spec::IP_VERSION) == version
+        })
     }
 
     /// The error [`Self::check`] returns for a value that did not pass: the first of

@@ -244,6 +244,8 @@ impl SteBuild {
     /// that [`restrict_chain`] found can be tagged so. Any other lookup encodes a copy
     /// of `value` in full (what a chain's first lookup would do). Unlike the other tag
     /// functions it writes the whole of `tag`, which need not be zeroed.
+    // Inline: called per lookup per rule from the driver's crate.
+    #[inline]
     pub fn tag_checked_unconsumed(
         &self,
         value: &MatchParam,

@@ -122,21 +122,30 @@ impl<T> std::ops::Index<u32> for Arena<T> {
 
     /// The record `id`. Ids come from the engine's own links, which always name live
     /// records (ids from outside are checked with [`Arena::get`]).
+    #[inline]
     fn index(&self, id: u32) -> &T {
         match self.get(id) {
             Some(v) => v,
-            None => panic!("no record {id}: a broken link in the hash-table records"),
+            None => broken_link(id),
         }
     }
 }
 
 impl<T> std::ops::IndexMut<u32> for Arena<T> {
+    #[inline]
     fn index_mut(&mut self, id: u32) -> &mut T {
         match self.get_mut(id) {
             Some(v) => v,
-            None => panic!("no record {id}: a broken link in the hash-table records"),
+            None => broken_link(id),
         }
     }
+}
+
+// Kept out of line so that indexing inlines into the engine's hot paths.
+#[cold]
+#[inline(never)]
+fn broken_link(id: u32) -> ! {
+    panic!("no record {id}: a broken link in the hash-table records")
 }
 
 fn split(id: u32) -> (usize, usize) {

@@ -37,6 +37,11 @@ enum Freed {
     Hold(Hold),
 }
 
+/// Limbo entries that make [`Deferred::settle`] read the ring's completions: fewer wait
+/// (a few KiB at most) unless the ring broke, which is checked on every call. Reading
+/// completions costs about as much as a small update, so it is not done per update.
+const SETTLE_AFTER: usize = 64;
+
 /// A matcher side's unconfirmed updates; empty (and free of cost) with `Wait`.
 #[derive(Debug, Default)]
 pub(super) struct Deferred {
@@ -66,6 +71,12 @@ impl Deferred {
     /// True while an update of the side may not be in ICM yet.
     pub(super) fn in_flight(&self) -> bool {
         self.unconfirmed.is_some()
+    }
+
+    /// Nothing in flight, nothing waiting: always so with `Wait`.
+    #[inline]
+    pub(super) fn idle(&self) -> bool {
+        self.unconfirmed.is_none() && self.limbo.is_empty() && self.lost.is_none()
     }
 
     /// The failure that poisoned the side, if one did.
@@ -103,11 +114,23 @@ impl Deferred {
         }
     }
 
-    /// Catches up with the ring: consumes its completions, releases what waited for
-    /// writes that landed, and poisons the side if one of its writes failed. Cheap when
-    /// nothing is in flight.
-    pub(super) fn settle(&mut self, ring: &mut SendRing, pool: &IcmPool, slab: &mut EntrySlab) {
-        if self.unconfirmed.is_none() && self.limbo.is_empty() {
+    /// Catches up with the ring: poisons the side if one of its writes failed (the
+    /// ring broke or was replaced since), and releases what waited for writes that
+    /// landed, consuming the ring's completions first once enough waits (or when
+    /// `thorough`). Cheap (no completion read) while the ring works and the limbo is
+    /// short.
+    pub(super) fn settle(
+        &mut self,
+        ring: &mut SendRing,
+        pool: &IcmPool,
+        slab: &mut EntrySlab,
+        thorough: bool,
+    ) {
+        let Some(tag) = self.unconfirmed.or(self.limbo.front().map(|l| l.0)) else {
+            return;
+        };
+        let ring_sound = ring.made(tag) && ring.failure().is_none();
+        if ring_sound && !thorough && self.limbo.len() < SETTLE_AFTER {
             return;
         }
         // An error completion found here breaks the ring; the confirmations say the rest.
@@ -150,8 +173,11 @@ impl Deferred {
     }
 
     /// Drops the holds whose writes landed (call without the ring's lock held).
+    #[inline]
     pub(super) fn drop_released(&mut self) {
-        self.released.clear();
+        if !self.released.is_empty() {
+            self.released.clear();
+        }
     }
 
     /// At the tables' end, when the matcher is unlinked and nothing it posted can still

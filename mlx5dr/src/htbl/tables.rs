@@ -1336,8 +1336,17 @@ impl MatcherTables {
     /// Catches up with `ring` (the ring these tables' updates go to): releases what
     /// waited for updates that have landed, and fails with [`HtblError::Lost`] if one
     /// did not. Every update calls it first; with [`Completion::Wait`] it costs a branch.
+    #[inline]
     pub fn settle(&mut self, ring: &mut SendRing) -> Result<(), HtblError> {
-        self.deferred.settle(ring, &self.pool, &mut self.slab);
+        if self.deferred.idle() {
+            return Ok(());
+        }
+        self.settle_with(ring, false)
+    }
+
+    fn settle_with(&mut self, ring: &mut SendRing, thorough: bool) -> Result<(), HtblError> {
+        self.deferred
+            .settle(ring, &self.pool, &mut self.slab, thorough);
         match self.deferred.lost() {
             Some(e) => Err(HtblError::Lost(e.clone())),
             None => Ok(()),
@@ -1352,7 +1361,7 @@ impl MatcherTables {
         } else {
             Ok(())
         };
-        self.settle(ring)?;
+        self.settle_with(ring, true)?;
         flushed.map_err(HtblError::Send)
     }
 
@@ -1366,6 +1375,7 @@ impl MatcherTables {
     /// Drops the holds whose updates have landed. Dropping the last holder of an
     /// action list may destroy a table, which flushes the domain's rings: call this
     /// without a ring's lock held.
+    #[inline]
     pub fn drop_released(&mut self) {
         self.deferred.drop_released();
     }

@@ -495,15 +495,23 @@ impl SendRing {
         r.map_err(|e| self.fail(e))
     }
 
-    /// Makes what is queued visible to the device without waiting for it: with
-    /// `doorbell`, rings the doorbell for everything posted since the last one (as
-    /// `flush` would); without, leaves it queued for a later doorbell (a full batch, a
-    /// flush, a full ring). Then consumes the completions already there
-    /// ([`SendRing::poll`]).
+    /// Ends an update without waiting for it: with `doorbell`, rings the doorbell for
+    /// everything posted since the last one (as `flush` would); without, leaves it
+    /// queued for a later doorbell (a full batch, a flush, a full ring). Consumes no
+    /// completion ([`SendRing::poll`] does; reading the completion ring costs about as
+    /// much as a small update).
     pub fn post(&mut self, doorbell: bool) -> Result<(), SendError> {
         self.usable()?;
-        let r = if doorbell { self.kick() } else { Ok(()) }.and_then(|()| self.reap().map(drop));
+        if !doorbell {
+            return Ok(());
+        }
+        let r = self.kick();
         r.map_err(|e| self.fail(e))
+    }
+
+    /// Whether `tag` names a write of this ring instance (not of one it replaced).
+    pub fn made(&self, tag: WriteTag) -> bool {
+        tag.gen == self.gen
     }
 
     /// Consumes the completions the device has written, without waiting or ringing:

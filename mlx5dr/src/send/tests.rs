@@ -624,7 +624,13 @@ fn confirmations_follow_the_completions() {
     assert_eq!(ring.confirmation(tags[3]), Confirmation::InFlight);
     assert_eq!(icm(&be, r.addr, 64), [0; 64], "no doorbell yet");
     ring.post(true).unwrap();
-    // The doorbell's last WQE asks for a CQE, which the post consumed.
+    assert_eq!(
+        ring.confirmation(tags[0]),
+        Confirmation::InFlight,
+        "not polled"
+    );
+    ring.poll().unwrap();
+    // The doorbell's last WQE asked for a CQE, which the poll consumed.
     for t in &tags {
         assert_eq!(ring.confirmation(*t), Confirmation::Landed);
     }

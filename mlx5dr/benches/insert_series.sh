@@ -30,6 +30,13 @@ for r in $(seq "$repeat"); do
         run --rules "$n" --shape 5tuple --threads 2 --shared
     done
     run --rules 1000000 --shape 5tuple --threads 1 --expected-log 20
+    # Updates that do not wait for their completions (MatcherOptions::completion).
+    for c in post queue; do
+        run --rules 100000 --shape 5tuple --threads 1 --completion "$c"
+        run --rules 1000000 --shape 5tuple --threads 1 --completion "$c"
+    done
+    run --rules 1000000 --shape 5tuple --threads 2 --completion queue
+    run --rules 1000000 --shape 5tuple --threads 2 --shared --completion queue
     for shape in dmac vxlan; do
         for n in 10000 100000 1000000; do
             run --rules "$n" --shape "$shape" --threads 1

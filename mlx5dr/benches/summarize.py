@@ -19,17 +19,20 @@ def key(r):
         r["matchers"],
         r["expected_log"],
         r["latency_timing"],
+        r.get("completion", "Wait"),
     )
 
 
 def label(k):
-    shape, rules, threads, matchers, log, timing = k
+    shape, rules, threads, matchers, log, timing, completion = k
     mode = "1 thread" if threads == 1 else f"{threads} threads, {matchers} matcher{'s' if matchers > 1 else ''}"
     extra = []
     if log:
         extra.append(f"expected_log {log}")
     if not timing:
         extra.append("no per-op timing")
+    if completion != "Wait":
+        extra.append(f"completion {completion}")
     return f"{shape} {rules:,} {mode}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -71,7 +74,7 @@ def main():
 
     print("| configuration | runs | insert/s | delete/s | insert/CPU-s | ins p50 µs | p99 | p99.9 | max | del p99.9 µs | del max | STE writes/rule | WQEs/rule | ICM B/rule | host B/rule | growths | checks | load |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for k in sorted(runs, key=lambda k: (k[0] != "5tuple", k[0], k[1], k[2], k[3], k[4], not k[5])):
+    for k in sorted(runs, key=lambda k: (k[0] != "5tuple", k[0], k[1], k[2], k[3], k[4], not k[5], ["Wait", "Post", "Queue"].index(k[6]))):
         rs = runs[k]
         ins = [r["insert"] for r in rs]
         dele = [r["delete"] for r in rs]

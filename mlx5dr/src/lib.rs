@@ -77,7 +77,9 @@
 //!   rules and encoded into its last STE and any action-only STEs.
 //! - [`matcher`]: [`matcher::Matcher`], a mask with its lookups and hash tables per
 //!   side, linked into its table's lookup order by priority through the anchors; its own
-//!   lock and send ring per side, so rules of different matchers go in in parallel.
+//!   lock and send ring per side, so rules of different matchers go in in parallel; its
+//!   updates waited for one by one or, with [`Completion::Post`] or
+//!   [`Completion::Queue`], posted and confirmed later ([`Matcher::sync`]).
 //! - [`rule`]: [`rule::Rule`], a value and an action list installed on every side of
 //!   the matcher's domain, or on none if any side fails; dropping it removes it.
 //! - [`record`]: [`record::Recorder`] logs a domain's ICM writes and its registered

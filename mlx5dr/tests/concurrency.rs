@@ -23,8 +23,8 @@ use ::sim::{Entry, Fate};
 use mlx5dr::action::Tir;
 use mlx5dr::device::sim::SimBackend;
 use mlx5dr::{
-    Action, ActionList, Counter, Device, Domain, DomainConfig, DomainType, Match, Matcher,
-    MatcherOptions, Rule, Table,
+    Action, ActionList, Completion, Counter, Device, Domain, DomainConfig, DomainType, Match,
+    Matcher, MatcherOptions, Rule, Table,
 };
 
 // Every public handle can be shared between threads: checked when this file compiles.
@@ -40,6 +40,9 @@ const _: () = {
     let _ = send_sync::<Tir>;
     let _ = send_sync::<Arc<Matcher>>;
 };
+
+/// The completion modes the matchers of the multi-threaded test take turns with.
+const MODES: [Completion; 3] = [Completion::Wait, Completion::Post, Completion::Queue];
 
 /// Worker threads of the multi-threaded test.
 const THREADS: u32 = 8;
@@ -211,7 +214,13 @@ fn worker(
     let mut rng = Rng(0x9e37_79b9 + u64::from(t));
     // Every worker makes its own matcher while the others insert.
     start.wait();
-    let own = Matcher::new(&table, &five_tuple_mask(), MatcherOptions::priority(10 + t)).unwrap();
+    // The three completion modes take turns; a rule's action list is its own, so a
+    // removal that does not wait must keep it (and its counter) alive until it lands.
+    let opts = MatcherOptions {
+        completion: MODES[t as usize % MODES.len()],
+        ..MatcherOptions::priority(10 + t)
+    };
+    let own = Matcher::new(&table, &five_tuple_mask(), opts).unwrap();
     let mut live: Vec<Live> = Vec::new();
     let mut deleted = Vec::new();
     for i in 0..OPS {
@@ -305,14 +314,19 @@ fn control(rig: &Rig, table: &Arc<Table>, done: &AtomicBool, start: &Barrier) ->
 /// the same table, at priorities before, between and after the workers') and tables.
 /// At the end exactly the rules each worker still holds hit, with their flow tags, every
 /// deleted one misses, each worker's flow counter counted its rules' packets, and every
-/// matcher's statistics count its live rules.
+/// matcher's statistics count its live rules. The matchers use every completion mode
+/// (the shared ones post and queue), and are synced before the checks.
 #[test]
 fn threads_inserting_and_deleting_end_in_the_predicted_state() {
     let rig = Rig::new(4);
     let table = Table::new(&rig.dmn, 1).unwrap();
+    let shared_opts = |priority, completion| MatcherOptions {
+        completion,
+        ..MatcherOptions::priority(priority)
+    };
     let shared = [
-        Matcher::new(&table, &dst_port_mask(), MatcherOptions::priority(5)).unwrap(),
-        Matcher::new(&table, &dst_port_mask(), MatcherOptions::priority(20)).unwrap(),
+        Matcher::new(&table, &dst_port_mask(), shared_opts(5, Completion::Post)).unwrap(),
+        Matcher::new(&table, &dst_port_mask(), shared_opts(20, Completion::Queue)).unwrap(),
     ];
     let counter = Counter::alloc(&rig.dmn, 3).unwrap();
     let start = Arc::new(Barrier::new(THREADS as usize + 1));
@@ -337,6 +351,10 @@ fn threads_inserting_and_deleting_end_in_the_predicted_state() {
     });
     assert!(rounds >= CONTROL_ROUNDS);
     assert_eq!(table.matcher_count(), 2 + THREADS as usize);
+    // What the matchers that do not wait posted or queued is in ICM after a sync.
+    for m in outcomes.iter().map(|o| &o.own).chain(&shared) {
+        m.sync().unwrap();
+    }
 
     let mut shared_live = [0u64; 2];
     for (t, o) in outcomes.iter().enumerate() {

@@ -1354,7 +1354,9 @@ impl MatcherTables {
     }
 
     /// Waits until every update made so far is in ICM (flushing `ring`), then
-    /// [`MatcherTables::settle`]s: `Ok` means the tables describe ICM.
+    /// [`MatcherTables::settle`]s: `Ok` means the tables describe ICM. A ring failure
+    /// after the last of these updates landed is not theirs: still `Ok` (the ring is
+    /// replaced when next taken).
     pub fn sync(&mut self, ring: &mut SendRing) -> Result<(), HtblError> {
         let flushed = if self.deferred.in_flight() {
             ring.flush()
@@ -1362,7 +1364,10 @@ impl MatcherTables {
             Ok(())
         };
         self.settle_with(ring, true)?;
-        flushed.map_err(HtblError::Send)
+        match flushed {
+            Err(e) if self.deferred.in_flight() => Err(HtblError::Send(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Keeps `hold` alive until the updates made so far are in ICM: what a removed

@@ -82,7 +82,9 @@
 //! unlinks is handed back only once the ring has confirmed the update's writes (see
 //! `defer`), and [`MatcherTables::hold`] keeps what a removed rule pointed at alive
 //! until then. A ring that broke and was replaced answers for its predecessor's writes
-//! ([`crate::send::SendRing::succeed`]). Changing a rule's actions always waits.
+//! ([`crate::send::SendRing::succeed`]). Changing a rule's actions always waits. The
+//! limbo costs about 40 bytes per waiting release; it is emptied once 64 wait (reading
+//! the ring's completions then, not per update) and at [`MatcherTables::sync`].
 //!
 //! ## Identical duplicates
 //!

@@ -15,6 +15,8 @@ pub struct Args {
     pub expected_log: u8,
     pub grow: bool,
     pub completion: Completion,
+    /// `SendConfig::doorbell_batch` (None: the default).
+    pub doorbell_batch: Option<u16>,
     pub latency: bool,
     pub check: u64,
     pub seed: u64,
@@ -24,7 +26,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--doorbell-batch W] [--no-latency] [--check K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -37,6 +39,7 @@ impl Args {
             expected_log: 0,
             grow: true,
             completion: Completion::Wait,
+            doorbell_batch: None,
             latency: true,
             check: 1000,
             seed: 0x5eed,
@@ -60,6 +63,9 @@ impl Args {
                         "queue" => Completion::Queue,
                         c => return Err(format!("unknown completion {c:?} (wait, post or queue)")),
                     }
+                }
+                "--doorbell-batch" => {
+                    a.doorbell_batch = Some(num(&value("--doorbell-batch")?)?);
                 }
                 "--no-latency" => a.latency = false,
                 "--check" => a.check = num(&value("--check")?)?,

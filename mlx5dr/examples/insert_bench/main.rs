@@ -10,7 +10,8 @@
 //! `--threads T` (1), `--shared` (the T threads insert into one matcher instead of one
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
 //! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
-//! (`MatcherOptions::completion`, wait), `--no-latency` (no per-operation
+//! (`MatcherOptions::completion`, wait), `--doorbell-batch W` (`SendConfig::doorbell_batch`,
+//! WQEs per doorbell when updates are queued; 128), `--no-latency` (no per-operation
 //! timing: only the phase's wall time), `--check K` (packets per check, 1000),
 //! `--vni-rules R` (vxlan: rules per VNI, 256), `--seed S`, `--model cx5|cx6dx|cx7`
 //! (cx6dx), `--json` (the results as one JSON object on the last line).
@@ -57,8 +58,8 @@ use std::time::Instant;
 
 use mlx5dr::device::sim::SimBackend;
 use mlx5dr::{
-    Action, ActionList, Device, Domain, DomainSide, DomainType, Matcher, MatcherOptions, Rule,
-    Table,
+    Action, ActionList, Device, Domain, DomainConfig, DomainSide, DomainType, Matcher,
+    MatcherOptions, Rule, Table,
 };
 use ste_builder::MatchParam;
 
@@ -108,7 +109,11 @@ impl Rig {
     fn new(args: &Args) -> Result<Rig> {
         let be = Arc::new(SimBackend::of_model(args.model));
         let dev: Arc<dyn Device> = be.clone();
-        let dmn = Domain::open(dev, DomainType::NicRx)?;
+        let mut cfg = DomainConfig::default();
+        if let Some(w) = args.doorbell_batch {
+            cfg.send.doorbell_batch = w;
+        }
+        let dmn = Domain::open_with(dev, DomainType::NicRx, cfg)?;
         let table1 = Table::new(&dmn, 1)?;
         let table2 = Table::new(&dmn, 2)?;
         let opts = MatcherOptions {

@@ -406,6 +406,7 @@ impl Report<'_> {
             "expected_log": a.expected_log,
             "grow": a.grow,
             "completion": format!("{:?}", a.completion),
+            "doorbell_batch": a.doorbell_batch,
             "latency_timing": a.latency,
             "load_average": self.load,
             "lookups": self.lu_types.len(),

@@ -24,9 +24,15 @@
 //!                               (off = icm_addr - region.addr)
 //! ```
 //!
-//! - **Batching**: WQEs accumulate in the send ring and one doorbell posts them all:
-//!   at [`SendRing::flush`], when [`SendConfig::doorbell_batch`] WQEs are waiting, or
-//!   when the ring is full.
+//! - **Batching**: WQEs accumulate and one doorbell posts them all: at
+//!   [`SendRing::flush`], when [`SendConfig::doorbell_batch`] WQEs are waiting, or when
+//!   the ring is full. The device reads nothing before the doorbell, so the ring also
+//!   batches its copies into device memory: it encodes WQEs into a driver-side shadow of
+//!   the send ring and gathers small writes' data, and copies both just before the
+//!   doorbell (one copy for the batch's WQEs, one per run of consecutive staging spans)
+//!   instead of two copies through the device seam per write. A write that a doorbell
+//!   follows at once, with nothing else waiting, is copied straight away (gathering it
+//!   would save nothing).
 //! - **Completions**: every [`SendConfig::signal_every`]-th WQE asks for a CQE, and so
 //!   does the last WQE of every doorbell, so everything posted completes visibly: a
 //!   READ known to end a doorbell (one that fills the batch, or one posted with
@@ -57,11 +63,13 @@
 //! its CQE is consumed, so the completion ring cannot overrun. The consumer index is
 //! published in the CQ doorbell record only when a doorbell could otherwise let the
 //! device see the ring as full (`CqReader::must_publish`), not after every reap. Nothing on the
-//! write path allocates: staging, slots and WQE scratch are sized at creation.
+//! write path allocates: staging, slots, the send-ring shadow and the gather buffer are
+//! sized at creation.
 
 mod cq;
 mod encode;
 mod error;
+mod gather;
 mod staging;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +85,7 @@ use crate::device::{Device, DmaBuffer, IcmRegion, QueueSpec, SteeringQueue};
 use cq::CqReader;
 use encode::{Half, Local, WqeTemplate, CTRL_FLAGS_BYTE};
 pub use error::{Confirmation, SendError, WriteFate, WriteId, WriteTag};
+use gather::Gather;
 use staging::{Staging, ALIGN};
 
 /// The largest send ring (log2 of BBs): the 16-bit producer counter must tell a full
@@ -91,6 +100,15 @@ const _: () = assert!(CTRL_SEG_SIZE + RADDR_SEG_SIZE + DATA_SEG_SIZE <= BB_SIZE)
 /// the producer counter stays even and a pair's two slots are adjacent (the ring has
 /// an even number of slots), never split by the ring's end.
 const WQES_PER_WRITE: u16 = 2;
+
+/// Bytes of write data gathered before they are copied into the staging buffer (see
+/// [`gather`]): a doorbell batch of small writes.
+const STAGE_GATHER: usize = 4096;
+
+/// The largest write whose data is gathered. Gathering saves a call through the device
+/// seam but copies the bytes twice, which costs more than the call beyond a few
+/// hundred bytes.
+const GATHER_MAX_WRITE: usize = 256;
 
 /// How a [`SendRing`] is sized and paced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +267,16 @@ pub struct SendRing {
     qpn: u32,
     /// The fixed words of every WQE this ring posts.
     template: WqeTemplate,
+    /// The send ring's contents as the driver writes them, one element per pair of
+    /// slots: WQEs are encoded here and copied to the send ring by the write itself
+    /// when a doorbell follows it at once, else just before the doorbell that posts
+    /// them ([`SendRing::kick`]), one copy for all.
+    sq_shadow: Vec<[u8; 2 * BB_SIZE]>,
+    /// The counter of the first WQE not yet copied to the send ring (`rung..=sq_head`).
+    sq_copied: u16,
+    /// Write data on its way to the staging buffer, which it reaches before the
+    /// doorbell that posts its WQEs.
+    gather: Gather,
     /// The registrations' keys and addresses, fixed for the buffers' life.
     staging_lkey: u32,
     staging_iova: u64,
@@ -330,10 +358,20 @@ impl SendRing {
         let sync_buf = dev.alloc_dma(cfg.max_write.div_ceil(ALIGN) * ALIGN)?;
         let cq = CqReader::new(queue.cq(), queue.cq_dbrec(), spec.log_cq_entries)?;
         let slots = 1usize << spec.log_sq_bbs;
+        // Copies into them are deferred to the doorbell, so a buffer too small must be
+        // refused here, not by a later doorbell.
+        if queue.sq().len() < slots * BB_SIZE || staging_buf.len() < cfg.staging_size {
+            return Err(SendError::Config(
+                "the device made a send ring or staging buffer smaller than asked",
+            ));
+        }
         let qpn = queue.qpn();
         Ok(SendRing {
             qpn,
             template: WqeTemplate::new(qpn)?,
+            sq_shadow: vec![[0; 2 * BB_SIZE]; slots / usize::from(WQES_PER_WRITE)],
+            sq_copied: 0,
+            gather: Gather::new(STAGE_GATHER.min(cfg.staging_size)),
             staging_lkey: staging_buf.lkey(),
             staging_iova: staging_buf.iova(),
             sync_lkey: sync_buf.lkey(),
@@ -545,7 +583,6 @@ impl SendRing {
         last: bool,
     ) -> Result<WriteId, SendError> {
         let offset = self.make_room(data.len())?;
-        self.staging_buf.write(offset, data)?;
         // `data.len()` is at most `max_write`, below 2^31.
         let len = data.len() as u32;
         let id = self.next_write;
@@ -560,12 +597,8 @@ impl SendRing {
             .wrapping_sub(self.rung)
             >= self.cfg.doorbell_batch;
         let read_signaled = self.signal_next(ends_batch || last);
-        let mut bbs = [0u8; 2 * BB_SIZE];
-        self.template.pair(
-            &mut bbs,
-            counter,
-            remote.raddr,
-            remote.rkey,
+        let index = usize::from(counter & self.mask);
+        let halves = [
             Half {
                 signaled: write_signaled,
                 local: Local {
@@ -582,9 +615,29 @@ impl SendRing {
                     len,
                 },
             },
-        );
-        let index = usize::from(counter & self.mask);
-        self.queue.sq().write(index * BB_SIZE, &bbs)?;
+        ];
+        // A doorbell follows this write at once: with nothing else waiting to be
+        // copied, the bytes and the WQEs go straight where the device reads them
+        // (the shadow keeps stale bytes for these slots, which are never copied).
+        if (ends_batch || last) && self.sq_copied == counter && self.gather.is_empty() {
+            self.staging_buf.write(offset, data)?;
+            let mut bbs = [0u8; 2 * BB_SIZE];
+            let [w, r] = halves;
+            self.template
+                .pair(&mut bbs, counter, remote.raddr, remote.rkey, w, r);
+            self.queue.sq().write(index * BB_SIZE, &bbs)?;
+            self.sq_copied = counter.wrapping_add(WQES_PER_WRITE);
+        } else {
+            if data.len() > GATHER_MAX_WRITE {
+                self.staging_buf.write(offset, data)?;
+            } else {
+                self.gather.put(&*self.staging_buf, offset, data)?;
+            }
+            let [w, r] = halves;
+            let pair = &mut self.sq_shadow[index / usize::from(WQES_PER_WRITE)];
+            self.template
+                .pair(pair, counter, remote.raddr, remote.rkey, w, r);
+        }
         let slot = Slot {
             write: id,
             read: false,
@@ -663,7 +716,8 @@ impl SendRing {
     }
 
     /// Rings the doorbell for the WQEs posted since the last one, after making the last
-    /// of them ask for a CQE (the device has not seen it yet, so it may be changed).
+    /// of them ask for a CQE (the device has not seen it yet, so it may be changed) and
+    /// copying their data and the WQEs themselves to where the device reads them.
     fn kick(&mut self) -> Result<(), SendError> {
         if self.sq_head == self.rung {
             return Ok(());
@@ -673,10 +727,18 @@ impl SendRing {
         if !self.slots[index].signaled {
             // The ring wrote that WQE with no flags: setting CQ_UPDATE is one byte.
             let at = index * BB_SIZE + CTRL_FLAGS_BYTE;
-            self.queue.sq().write(at, &[CtrlFlags::CQ_UPDATE.bits()])?;
+            let flags = CtrlFlags::CQ_UPDATE.bits();
+            self.sq_shadow.as_flattened_mut()[at] = flags;
+            if self.sq_copied == self.sq_head {
+                self.queue.sq().write(at, &[flags])?;
+            }
             self.slots[index].signaled = true;
             self.since_signal = 0;
             self.stats.signaled += 1;
+        }
+        self.gather.flush(&*self.staging_buf)?;
+        if self.sq_copied != self.sq_head {
+            self.copy_wqes()?;
         }
         // Reaping leaves the CQ doorbell record stale; it is brought up to date only
         // when the device could otherwise take the completion ring for full.
@@ -686,6 +748,27 @@ impl SendRing {
         self.queue.ring_doorbell(self.sq_head, last)?;
         self.rung = self.sq_head;
         self.stats.doorbells += 1;
+        Ok(())
+    }
+
+    /// Copies the WQEs not yet in the send ring from the shadow: one write, or two when
+    /// they wrap around its end.
+    fn copy_wqes(&mut self) -> Result<(), SendError> {
+        let first = usize::from(self.sq_copied & self.mask);
+        let count = usize::from(self.sq_head.wrapping_sub(self.sq_copied));
+        let flat = self.sq_shadow.as_flattened();
+        let sq = self.queue.sq();
+        // `count` is at most the ring's size, so the span wraps at most once.
+        let slots = flat.len() / BB_SIZE;
+        let before_end = count.min(slots - first);
+        sq.write(
+            first * BB_SIZE,
+            &flat[first * BB_SIZE..(first + before_end) * BB_SIZE],
+        )?;
+        if count > before_end {
+            sq.write(0, &flat[..(count - before_end) * BB_SIZE])?;
+        }
+        self.sq_copied = self.sq_head;
         Ok(())
     }
 

@@ -267,10 +267,10 @@ pub struct SendRing {
     qpn: u32,
     /// The fixed words of every WQE this ring posts.
     template: WqeTemplate,
-    /// The send ring's contents as the driver writes them, one element per pair of
-    /// slots: WQEs are encoded here and copied to the send ring by the write itself
-    /// when a doorbell follows it at once, else just before the doorbell that posts
-    /// them ([`SendRing::kick`]), one copy for all.
+    /// The WQEs of writes that wait for a later doorbell, one element per pair of
+    /// slots: encoded here and copied to the send ring just before that doorbell
+    /// ([`SendRing::kick`]), one copy for all. A write copied straight through leaves
+    /// its pair's element stale; it is never copied.
     sq_shadow: Vec<[u8; 2 * BB_SIZE]>,
     /// The counter of the first WQE not yet copied to the send ring (`rung..=sq_head`).
     sq_copied: u16,

@@ -54,6 +54,8 @@ enum Phase {
     Sweep {
         cursor: u32,
         free: bool,
+        /// Scratch of the steps: the old entries a step hands back.
+        homes: Vec<u32>,
     },
 }
 
@@ -67,10 +69,50 @@ struct Copy {
     heads: Heads,
     cursor: u32,
     collisions: u32,
-    /// Scratch of the steps, kept so that a step allocates nothing: the STEs a step put
-    /// in collision entries, and the images of a write.
+    /// Scratch of the steps, kept so that a step allocates nothing.
+    scratch: Scratch,
+}
+
+/// What the steps of one copy reuse.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The STEs a step put in collision entries.
     in_entries: Vec<u32>,
+    /// The images of a step's collision entries.
     images: Vec<u8>,
+    /// The images of a run of new slots: the level's unused-slot image in every slot but
+    /// those listed in `dirty` (byte offsets), which hold a copied STE's image from the
+    /// last run. Most new slots are unused (the copy is 4x the size), so a run rewrites
+    /// only the slots the last run used and the slots it uses itself.
+    run: Vec<u8>,
+    dirty: Vec<usize>,
+}
+
+impl Scratch {
+    fn host_bytes(&self) -> usize {
+        self.in_entries.capacity() * 4
+            + self.images.capacity()
+            + self.run.capacity()
+            + self.dirty.capacity() * std::mem::size_of::<usize>()
+    }
+
+    /// `run` as `slots` unused slots (`unused` the level's posted image), ready for a run
+    /// to put its copied STEs in (noting them in `dirty`).
+    fn clean_run_parts<'r>(
+        run: &'r mut Vec<u8>,
+        dirty: &mut Vec<usize>,
+        unused: &Ste,
+        slots: usize,
+    ) -> &'r mut [u8] {
+        for &at in dirty.iter() {
+            run[at..at + STE_SIZE].copy_from_slice(unused);
+        }
+        dirty.clear();
+        while run.len() < slots * STE_SIZE {
+            run.extend_from_slice(unused);
+        }
+        &mut run[..slots * STE_SIZE]
+    }
 }
 
 impl Copy {
@@ -104,9 +146,10 @@ impl Migration {
 
     pub(super) fn host_bytes(&self) -> usize {
         std::mem::size_of::<Migration>()
-            + self.copy().map_or(0, |c| {
-                c.heads.host_bytes() + c.in_entries.capacity() * 4 + c.images.capacity()
-            })
+            + match &self.phase {
+                Phase::Copy(c) => c.heads.host_bytes() + c.scratch.host_bytes(),
+                Phase::Sweep { homes, .. } => homes.capacity() * 4,
+            }
     }
 }
 
@@ -177,8 +220,7 @@ impl MatcherTables {
                 chunk,
                 cursor: 0,
                 collisions: 0,
-                in_entries: Vec::new(),
-                images: Vec::new(),
+                scratch: Scratch::default(),
             }),
         });
         self.copy_step(ring);
@@ -194,54 +236,67 @@ impl MatcherTables {
             return;
         };
         let (cursor, new_size) = (c.cursor, c.heads.len() as u32);
-        let mut in_entries = std::mem::take(&mut c.in_entries);
-        let mut images = std::mem::take(&mut c.images);
-        in_entries.clear();
+        let mut scratch = std::mem::take(&mut c.scratch);
+        scratch.in_entries.clear();
         let t = &self.tables[table];
         let (old_size, gen) = (t.entries(), usize::from(t.gen));
+        let spare = 1 - gen;
+        let old_log = old_size.trailing_zeros();
         let to = cursor.saturating_add(self.growth_step()).min(old_size);
         let level = self.level(usize::from(t.level)).clone();
 
         // Place the STEs of old slots cursor..to. Old slot `o` holds exactly the STEs of
         // new slots `o + k * old_size`, and those stay empty until `o` is copied (see
         // `Copy`), so each new chain is built here from its first STE on: `tails[k]`.
-        for slot in cursor..to {
-            let mut tails = [NIL; 1 << LOG_GROWTH];
-            let mut s = self.tables[table].slots.get(slot);
-            while s != NIL {
-                let rec = &self.stes[s];
-                let next = rec.place[gen].next;
-                let ns = Level::index(level.hash(&rec.tag), new_size);
-                let k = ((ns - slot) / old_size) as usize;
-                let tail = tails[k];
-                let home = if tail == NIL {
-                    ns
-                } else {
-                    match self.slab_mut().alloc() {
-                        Ok(e) => IN_ENTRY | self.entries_mut().insert(e),
-                        Err(_) => {
-                            self.abort_migration(true, true);
-                            return;
-                        }
+        // The STEs behind a head get their collision entries below, in chain order.
+        {
+            let MatcherTables {
+                tables,
+                stes,
+                migration,
+                ..
+            } = &mut *self;
+            let Some(c) = migration.as_mut().and_then(Migration::copy_mut) else {
+                return;
+            };
+            let slots = &tables[table].slots;
+            for slot in cursor..to {
+                let mut tails = [NIL; 1 << LOG_GROWTH];
+                let mut s = slots.get(slot);
+                while s != NIL {
+                    let rec = &mut stes[s];
+                    let next = rec.place[gen].next;
+                    let ns = Level::index(level.hash(&rec.tag), new_size);
+                    rec.place[spare] = Place {
+                        next: NIL,
+                        home: ns,
+                    };
+                    let tail = std::mem::replace(&mut tails[(ns >> old_log) as usize], s);
+                    if tail == NIL {
+                        c.heads.set(ns, s);
+                    } else {
+                        stes[tail].place[spare].next = s;
+                        c.collisions += 1;
+                        scratch.in_entries.push(s);
                     }
-                };
-                self.stes[s].place[1 - gen] = Place { next: NIL, home };
-                if tail == NIL {
-                    self.copy_mut().heads.set(ns, s);
-                } else {
-                    self.stes[tail].place[1 - gen].next = s;
-                    self.copy_mut().collisions += 1;
-                    in_entries.push(s);
+                    s = next;
                 }
-                tails[k] = s;
-                s = next;
+            }
+        }
+        for &s in &scratch.in_entries {
+            match self.slab_mut().alloc() {
+                Ok(e) => self.stes[s].place[spare].home = IN_ENTRY | self.entries_mut().insert(e),
+                Err(_) => {
+                    // The STEs still homed in a slot hold no entry.
+                    self.abort_migration(true, true);
+                    return;
+                }
             }
         }
         let last = to == old_size;
-        let res = self.write_step(ring, cursor, to, &in_entries, &mut images, last);
+        let res = self.write_step(ring, cursor, to, &mut scratch, last);
         if let Some(c) = self.migration.as_mut().and_then(Migration::copy_mut) {
-            c.in_entries = in_entries;
-            c.images = images;
+            c.scratch = scratch;
         }
         let res = res.map(|posted| self.deferred_mut().posted(posted));
         match res {
@@ -329,53 +384,75 @@ impl MatcherTables {
     }
 
     /// Writes new slots copying old slots `from..to` and the collision entries of the
-    /// STEs `in_entries` (the step put them there), `images` being scratch for the
-    /// bytes; `last`: then switches the pointer.
+    /// STEs `scratch.in_entries` (the step put them there); `last`: then switches the
+    /// pointer.
     ///
     /// Images are built where they are posted from: an unused slot is the level's
-    /// constant image, a copied STE its image with the copy's miss address. Collision
-    /// entries that lie next to each other in ICM (the slab hands out a block's entries
-    /// in order) go in one write.
+    /// constant image (kept in `scratch.run` from one run to the next), a copied STE its
+    /// image with the copy's miss address. Collision entries that lie next to each other
+    /// in ICM (the slab hands out a block's entries in order) go in one write.
     fn write_step(
         &self,
         ring: &mut SendRing,
         from: u32,
         to: u32,
-        in_entries: &[u32],
-        images: &mut Vec<u8>,
+        scratch: &mut Scratch,
         last: bool,
     ) -> Result<Option<WriteTag>, Failed> {
         let c = self.copy_ref();
         let table = self.migration.as_ref().map_or(NIL, |m| m.table);
         let enc = self.enc();
         let t_rec = &self.tables[table];
-        let unused = self.unused_posted(usize::from(t_rec.level));
+        let level = usize::from(t_rec.level);
+        let unused = self.unused_posted(level);
         let spare = 1 - usize::from(t_rec.gen);
         let per_write = (ring.config().max_write / STE_SIZE).max(1) as u32;
         let (old_size, new_size) = (t_rec.entries(), c.heads.len() as u32);
         let owner = t_rec.owner;
-        // An STE's image in the copy, posted, into `out`.
+        let end = self.miss_of(NIL);
+        // The last level's STEs (every rule's) are built here from their records; an
+        // inner STE, rarer, as everywhere else.
+        let last_level = (level + 1 == self.lookups()).then(|| self.level(level));
+        // An STE's image in the copy, posted, into `out` (one STE).
         let copied = |s: u32, out: &mut [u8]| {
-            let miss = self.copy_miss(self.stes[s].place[spare].next);
-            self.image_into(out, s, miss, None);
+            let rec = &self.stes[s];
+            let miss = match rec.place[spare].next {
+                NIL => end,
+                n => {
+                    let home = self.stes[n].place[spare].home;
+                    if home & IN_ENTRY != 0 {
+                        self.entries_ref()[home & !IN_ENTRY].icm_addr()
+                    } else {
+                        c.slot_addr(home)
+                    }
+                }
+            };
+            match last_level {
+                Some(l) => enc.last_ste_into(out, self.ctrls.get(rec.link), l, &rec.tag, miss),
+                None => self.image_into(out, s, miss, None),
+            }
             enc.post_in_place(out);
         };
+        let Scratch {
+            in_entries,
+            images,
+            run,
+            dirty,
+        } = scratch;
         Txn::with(ring, self.completion()).run(|t| {
             for base in (0..new_size).step_by(old_size as usize) {
                 let mut first = base + from;
                 while first < base + to {
                     let end = (first + per_write).min(base + to);
-                    images.clear();
-                    // Appended image by image: zeroing the whole buffer first (`resize`)
-                    // costs more than the images themselves.
-                    for head in (first..end).map(|i| c.heads.get(i)) {
-                        let at = images.len();
-                        images.extend_from_slice(unused);
+                    let buf = Scratch::clean_run_parts(run, dirty, unused, (end - first) as usize);
+                    for (i, head) in (first..end).map(|i| c.heads.get(i)).enumerate() {
                         if head != NIL {
-                            copied(head, &mut images[at..]);
+                            let at = i * STE_SIZE;
+                            copied(head, &mut buf[at..at + STE_SIZE]);
+                            dirty.push(at);
                         }
                     }
-                    t.write(&c.chunk.region(), c.slot_addr(first), images)?;
+                    t.write(&c.chunk.region(), c.slot_addr(first), buf)?;
                     first = end;
                 }
             }
@@ -383,7 +460,7 @@ impl MatcherTables {
             images.clear();
             let mut run: Option<(IcmRegion, u64)> = None;
             let mut run_start = 0;
-            for &s in in_entries {
+            for &s in in_entries.iter() {
                 let (region, addr) = self.copy_place(s);
                 let at = images.len();
                 let slots = ((at - run_start) / STE_SIZE) as u64;
@@ -438,10 +515,18 @@ impl MatcherTables {
             return;
         };
         let table = m.table;
-        let phase = std::mem::replace(&mut m.phase, Phase::Sweep { cursor: 0, free });
-        let Phase::Copy(c) = phase else {
+        let sweep = Phase::Sweep {
+            cursor: 0,
+            free,
+            homes: Vec::new(),
+        };
+        let phase = std::mem::replace(&mut m.phase, sweep);
+        let Phase::Copy(mut c) = phase else {
             return;
         };
+        if let Phase::Sweep { homes, .. } = &mut m.phase {
+            *homes = std::mem::take(&mut c.scratch.in_entries);
+        }
         let t = &mut self.tables[table];
         t.gen ^= 1;
         let old_chunk = std::mem::replace(&mut t.chunk, c.chunk);
@@ -454,35 +539,51 @@ impl MatcherTables {
     /// Hands back the old collision entries of the next `slots` slots of the switched
     /// table; the growth ends when all are swept.
     fn sweep_step(&mut self, slots: u32) {
-        let Some(m) = self.migration.as_ref() else {
+        let MatcherTables {
+            tables,
+            stes,
+            migration,
+            ..
+        } = &mut *self;
+        let Some(Migration {
+            table,
+            phase:
+                Phase::Sweep {
+                    cursor,
+                    free,
+                    homes,
+                },
+        }) = migration.as_mut()
+        else {
             return;
         };
-        let Phase::Sweep { cursor, free } = m.phase else {
-            return;
-        };
-        let table = m.table;
-        let t = &self.tables[table];
+        let t = &tables[*table];
         let (size, gen) = (t.entries(), usize::from(t.gen));
-        let to = cursor.saturating_add(slots.max(1)).min(size);
-        for slot in cursor..to {
-            let mut s = self.tables[table].slots.get(slot);
+        let (from, to) = (*cursor, cursor.saturating_add(slots.max(1)).min(size));
+        *cursor = to;
+        let free = *free;
+        let mut old_homes = std::mem::take(homes);
+        old_homes.clear();
+        for slot in from..to {
+            let mut s = t.slots.get(slot);
             // Every STE of the chain is of this table: its places are `place[gen]` (live)
             // and `place[1 - gen]` (the old table's).
             while s != NIL {
-                let rec = &mut self.stes[s];
+                let rec = &mut stes[s];
                 let old = std::mem::replace(&mut rec.place[1 - gen], Place::NONE);
                 s = rec.place[gen].next;
-                self.release_entry(old.home, free);
+                if old.home != NIL && old.home & IN_ENTRY != 0 {
+                    old_homes.push(old.home);
+                }
             }
         }
-        if to == size {
-            self.migration = None;
-        } else if let Some(Migration {
-            phase: Phase::Sweep { cursor, .. },
-            ..
-        }) = self.migration.as_mut()
-        {
-            *cursor = to;
+        for &home in &old_homes {
+            self.release_entry(home, free);
+        }
+        match self.migration.as_mut().map(|m| &mut m.phase) {
+            _ if to == size => self.migration = None,
+            Some(Phase::Sweep { homes, .. }) => *homes = old_homes,
+            _ => {}
         }
     }
 

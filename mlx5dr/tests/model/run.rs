@@ -63,13 +63,20 @@ pub struct Case {
     pub ops: Vec<Op>,
 }
 
-/// A live matcher: its shape, table and duplicate policy.
+/// A live matcher: its shape, table, duplicate policy and whether its tables grow.
 struct Live {
     id: usize,
     table: usize,
     shape: Shape,
     share: bool,
+    grow: bool,
 }
+
+/// The most rules a matcher whose tables do not grow gets. Only its last level is
+/// presized: the levels above keep one entry, so every distinct prefix lands in one
+/// miss chain, and a packet walking a few such chains must stay under the simulator's
+/// hop limit (`sim::pipeline::DEFAULT_MAX_HOPS`, 4096).
+const NO_GROW_RULES: usize = 500;
 
 /// What an insert must do, by the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +237,7 @@ impl Run {
             table,
             shape,
             share,
+            grow,
         });
         Ok(())
     }
@@ -285,6 +293,7 @@ impl Run {
             table,
             shape,
             share: false,
+            grow: true,
         });
         Ok(())
     }
@@ -393,6 +402,11 @@ impl Run {
     fn insert(&mut self, at: usize, n: usize, seed: u64) -> Result<(), String> {
         let mut rng = Rng::new(seed);
         let (mid, table, share) = (self.live[at].id, self.live[at].table, self.live[at].share);
+        let n = if self.live[at].grow {
+            n
+        } else {
+            n.min(NO_GROW_RULES.saturating_sub(self.rule_ids(mid).len()))
+        };
         let m = Arc::clone(&self.rig.matchers[&mid]);
         let (mut added, mut shared, mut dups) = (Vec::new(), 0, 0);
         for _ in 0..n {

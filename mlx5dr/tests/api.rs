@@ -3,6 +3,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ use mlx5dr::{
     Action, Device, Domain, DomainType, InsertError, Match, Matcher, MatcherOptions, Table,
 };
 use ste_builder::MatchParam;
+
+use common::five_tuple_mask;
 
 const MODELS: [DeviceModel; 3] = [
     DeviceModel::ConnectX5,
@@ -61,16 +65,6 @@ impl Rig {
             _ => Err(format!("{} copies", out.len())),
         }
     }
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 fn five_tuple(i: u32) -> Match {

@@ -12,6 +12,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ use mlx5dr::{
 };
 use ste_builder::wqe::Syndrome;
 use ste_builder::MatchParam;
+
+use common::five_tuple_mask;
 
 struct Rig {
     be: Arc<SimBackend>,
@@ -77,16 +81,6 @@ impl Rig {
     fn wqes(&self) -> u64 {
         self.dmn.send_stats()[0].wqes
     }
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 fn five_tuple(i: u32) -> MatchParam {

@@ -8,6 +8,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -26,6 +28,8 @@ use mlx5dr::{
     Action, ActionList, Completion, Counter, Device, Domain, DomainConfig, DomainType, Match,
     Matcher, MatcherOptions, Rule, Table,
 };
+
+use common::five_tuple_mask;
 
 // Every public handle can be shared between threads: checked when this file compiles.
 const _: () = {
@@ -135,16 +139,6 @@ impl Rig {
                 .unwrap();
         }
     }
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 /// Destination address, protocol and destination port.

@@ -19,6 +19,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ use mlx5dr::{
 };
 use ste_builder::wqe::{RdmaOp, Syndrome};
 use ste_builder::MatchParam;
+
+use common::five_tuple_mask;
 
 const MODELS: [DeviceModel; 3] = [
     DeviceModel::ConnectX5,
@@ -242,16 +246,6 @@ impl Rig {
         assert_eq!(hog.last().map(Chunk::log_entries), Some(0));
         hog
     }
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 fn five_tuple(i: u32) -> MatchParam {

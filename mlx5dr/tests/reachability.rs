@@ -7,6 +7,8 @@
 
 #![cfg(feature = "sim")]
 
+mod common;
+
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -18,6 +20,8 @@ use ::sim::{Entry, Fate};
 use mlx5dr::device::sim::SimBackend;
 use mlx5dr::{Action, Device, Domain, DomainType, Match, Matcher, MatcherOptions, Rule, Table};
 use ste_builder::MatchParam;
+
+use common::five_tuple_mask;
 
 const MODELS: [DeviceModel; 3] = [
     DeviceModel::ConnectX5,
@@ -39,16 +43,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 fn dmac_mask() -> Match {

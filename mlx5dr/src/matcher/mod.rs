@@ -395,12 +395,9 @@ impl Matcher {
 
 impl Drop for Matcher {
     fn drop(&mut self) {
-        // No rule holds the matcher any more, so no update runs on its tables. Each side
-        // goes out of the lookup; a side whose anchor rewrite failed stays reachable,
-        // so its tables are never freed (the rest of the chain stays consistent: the
-        // matcher is gone from the list, and its neighbours' pointers are untouched).
-        // Updates posted without waiting land first: their memory is freed with the
-        // tables. If some may still land later (a completion timeout), nothing is freed.
+        // No rule holds the matcher any more, so no update runs on its tables. Updates
+        // posted without waiting land first: their memory is freed with the tables. If
+        // some may still land later (a completion timeout), nothing is freed.
         let mut leak = false;
         for s in self.linked.sides.values() {
             let mut tables = s.lock();
@@ -413,6 +410,10 @@ impl Drop for Matcher {
         let Some(at) = list.iter().position(|m| Arc::ptr_eq(m, &self.linked)) else {
             return;
         };
+        // Each side goes out of the lookup; a side whose anchor rewrite failed stays
+        // reachable, so its tables are never freed (the rest of the chain stays
+        // consistent: the matcher is gone from the list, and its neighbours' pointers
+        // are untouched).
         for &side in self.table.domain().sides() {
             if link::unlink_side(&self.table, link::neighbours(&list, at, true), side).is_err() {
                 leak = true;

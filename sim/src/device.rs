@@ -151,7 +151,9 @@ impl std::fmt::Debug for Device {
     }
 }
 
-/// One live queue as the device and its [`QueueHandle`]s share it.
+/// One live queue as the device and its [`QueueHandle`]s share it. On cache lines of its
+/// own, so that threads ringing different queues do not share the lock's line.
+#[repr(align(64))]
 struct QueueCell {
     queue: Mutex<SteeringQueue>,
     /// Cleared when the queue is destroyed: a handle kept past that point finds the

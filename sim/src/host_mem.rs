@@ -37,7 +37,7 @@ pub enum HostMemError {
 /// one lock per access.
 #[derive(Clone)]
 pub struct HostMemory {
-    bytes: Arc<RwLock<Box<[u8]>>>,
+    bytes: Arc<Bytes>,
     len: usize,
 }
 
@@ -49,6 +49,12 @@ impl std::fmt::Debug for HostMemory {
             .finish()
     }
 }
+
+/// A buffer's bytes behind their lock, on a cache line of their own: each steering queue
+/// takes its ring buffers' locks on every WQE, and two queues' buffers allocated side by
+/// side could otherwise share a line and pass it between the CPUs driving them.
+#[repr(align(64))]
+struct Bytes(RwLock<Box<[u8]>>);
 
 /// Shared access to a whole [`HostMemory`] buffer.
 pub struct HostReadGuard<'a>(RwLockReadGuard<'a, Box<[u8]>>);
@@ -89,7 +95,7 @@ impl HostMemory {
     pub fn from_vec(bytes: Vec<u8>) -> HostMemory {
         let len = bytes.len();
         HostMemory {
-            bytes: Arc::new(RwLock::new(bytes.into_boxed_slice())),
+            bytes: Arc::new(Bytes(RwLock::new(bytes.into_boxed_slice()))),
             len,
         }
     }
@@ -150,13 +156,13 @@ impl HostMemory {
     #[inline]
     pub fn lock_read(&self) -> HostReadGuard<'_> {
         // A panic while a guard was held leaves bytes, not broken invariants: go on.
-        HostReadGuard(self.bytes.read().unwrap_or_else(|e| e.into_inner()))
+        HostReadGuard(self.bytes.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Exclusive access to the whole buffer until the guard drops.
     #[inline]
     pub fn lock_write(&self) -> HostWriteGuard<'_> {
-        HostWriteGuard(self.bytes.write().unwrap_or_else(|e| e.into_inner()))
+        HostWriteGuard(self.bytes.0.write().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -179,12 +179,18 @@ impl Default for DomainConfig {
     }
 }
 
+/// One send ring and its lock, starting on a cache line of its own: threads updating
+/// matchers on neighbouring rings would otherwise share the line holding one ring's
+/// lock word and the other's last fields.
+#[repr(align(64))]
+struct RingSlot(Mutex<SendRing>);
+
 /// Software steering of one table type on one device: capabilities, ICM pools, the send
 /// rings and the per-side firmware addresses. See the module documentation.
 pub struct Domain {
     // Field order is drop order: the rings are drained before the pools give their ICM
     // back (and `Drop` syncs steering in between).
-    rings: Box<[Mutex<SendRing>]>,
+    rings: Box<[RingSlot]>,
     next_ring: AtomicUsize,
     /// The sizing of a ring, for replacing a broken one.
     send: SendConfig,
@@ -251,7 +257,7 @@ impl Domain {
             PoolConfig::modify_action(&caps),
         )?);
         let rings = (0..cfg.rings.max(1))
-            .map(|_| SendRing::new(&*dev, cfg.send.clone()).map(Mutex::new))
+            .map(|_| SendRing::new(&*dev, cfg.send.clone()).map(|r| RingSlot(Mutex::new(r))))
             .collect::<Result<Box<[_]>, _>>()?;
         Ok(Arc::new(Domain {
             rings,
@@ -332,7 +338,7 @@ impl Domain {
     /// would leave every matcher on the ring unable to insert, remove or roll back. If
     /// the device refuses a new queue, the broken ring stays and reports its failure.
     pub fn ring_at(&self, index: usize) -> MutexGuard<'_, SendRing> {
-        let mut ring = lock(&self.rings[index % self.rings.len()]);
+        let mut ring = lock(&self.rings[index % self.rings.len()].0);
         if ring.failure().is_some() {
             if let Ok(mut fresh) = SendRing::new(&*self.dev, self.send.clone()) {
                 fresh.set_tap(ring.set_tap(None));
@@ -380,13 +386,13 @@ impl Domain {
     /// one on.
     pub fn set_write_tap(&self, tap: Option<Arc<dyn WriteTap>>) {
         for ring in self.rings.iter() {
-            lock(ring).set_tap(tap.clone());
+            lock(&ring.0).set_tap(tap.clone());
         }
     }
 
     /// Send statistics of each ring, ring 0 first.
     pub fn send_stats(&self) -> Vec<crate::send::SendStats> {
-        self.rings.iter().map(|r| lock(r).stats()).collect()
+        self.rings.iter().map(|r| lock(&r.0).stats()).collect()
     }
 
     /// The capabilities the STE encoders read, with the vports the domain has looked up
@@ -452,7 +458,7 @@ impl Drop for Domain {
         // landed, and the device no longer holds cached entries of the ICM about to go.
         // Nothing can report a failure here; a broken ring has nothing in flight.
         for ring in self.rings.iter_mut() {
-            let _ = ring.get_mut().unwrap_or_else(|e| e.into_inner()).flush();
+            let _ = ring.0.get_mut().unwrap_or_else(|e| e.into_inner()).flush();
         }
         let _ = self.sync_steering();
     }

@@ -33,6 +33,7 @@
 //! [`crate::htbl`]). Share one [`ActionList`] between rules with the same actions: made
 //! once, it is only copied into each rule's STE.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use ste_builder::MatchParam;
@@ -143,6 +144,14 @@ pub struct Rule {
 // `Option` too), so a rule is two handles and two pointers.
 const _: () = assert!(std::mem::size_of::<Rule>() <= 32);
 
+thread_local! {
+    /// Each thread's buffers for an insert's tags, one per side (a NIC domain has one),
+    /// reused from insert to insert: fresh ones would cost zeroing some 700 bytes per side,
+    /// of which a rule reads its few tags only (a [`RuleTags`] reads no further than
+    /// what it was last filled with).
+    static TAGS: RefCell<[RuleTags; 2]> = const { RefCell::new([RuleTags::EMPTY, RuleTags::EMPTY]) };
+}
+
 impl Matcher {
     /// Installs a rule matching `value` with `actions` (made with
     /// [`Matcher::actions`] or `ActionList::new` for this matcher's table).
@@ -166,31 +175,39 @@ impl Matcher {
                 level: self.table().level(),
             });
         }
+        TAGS.with(|tags| match tags.try_borrow_mut() {
+            Ok(mut tags) => self.insert_tagged(value, actions, &mut tags),
+            // An insert within an insert on this thread (from a drop it caused): buffers
+            // of its own.
+            Err(_) => self.insert_tagged(value, actions, &mut [RuleTags::EMPTY, RuleTags::EMPTY]),
+        })
+    }
+
+    /// [`Matcher::insert_raw`] of checked actions, with `tags` to compute each side's
+    /// tags in (any earlier contents).
+    fn insert_tagged(
+        self: &Arc<Self>,
+        value: &MatchParam,
+        actions: &Arc<ActionList>,
+        tags: &mut [RuleTags; 2],
+    ) -> Result<Rule, InsertError> {
         // Every side's tags first: a value that does not fit fails before any write.
-        // The tags are computed in place: they are large, and moving them costs more
-        // than zeroing them once (the second side's only on a domain that has one).
-        let mut first = RuleTags::default();
-        let mut second: Option<RuleTags> = None;
         let mut on: [Option<DomainSide>; 2] = [None, None];
         let sides = self.table().domain().sides();
-        for (i, (slot, side)) in on.iter_mut().zip(sides).enumerate() {
+        for ((slot, side), t) in on.iter_mut().zip(sides).zip(tags.iter_mut()) {
             let Some(ms) = self.linked().side(*side) else {
                 continue;
             };
             if ms.chain.skips_rule(value) {
                 continue;
             }
-            let t = match i {
-                0 => &mut first,
-                _ => second.get_or_insert_with(RuleTags::default),
-            };
             self.tags(ms, *side, value, t)?;
             *slot = Some(*side);
         }
 
         let mut handles = PerSide::default();
-        for (side, t) in on.iter().zip([Some(&first), second.as_ref()]) {
-            let (Some(side), Some(t)) = (side, t) else {
+        for (side, t) in on.iter().zip(tags.iter()) {
+            let Some(side) = side else {
                 continue;
             };
             match self.insert_side(*side, t, actions) {

@@ -234,12 +234,15 @@ impl Default for RuleTags {
 }
 
 impl RuleTags {
+    /// No tags (a constant, so a `thread_local!` buffer can start as it).
+    pub const EMPTY: RuleTags = RuleTags {
+        len: 0,
+        tag_len: [0; MAX_LOOKUPS],
+        tags: [[0; MATCH_TAG_SIZE]; MAX_LOOKUPS],
+    };
+
     fn empty() -> RuleTags {
-        RuleTags {
-            len: 0,
-            tag_len: [0; MAX_LOOKUPS],
-            tags: [[0; MATCH_TAG_SIZE]; MAX_LOOKUPS],
-        }
+        RuleTags::EMPTY
     }
 
     /// Number of tags (the chain's length).

@@ -33,6 +33,9 @@ use crate::device::IcmRegion;
 use crate::icm::{Chunk, Entry};
 use crate::send::{SendError, SendRing, WriteTag};
 
+/// Control blocks whose image a copy step keeps (see `write_step`).
+const TAIL_IMAGES: usize = 4;
+
 /// How many times larger a table grows (log2).
 const LOG_GROWTH: u8 = 2;
 
@@ -413,23 +416,47 @@ impl MatcherTables {
         // The last level's STEs (every rule's) are built here from their records; an
         // inner STE, rarer, as everywhere else.
         let last_level = (level + 1 == self.lookups()).then(|| self.level(level));
+        // Most copied STEs end their chain in the copy (growth splits chains), and the
+        // rules of a matcher use few control blocks (one per distinct action list):
+        // such an STE is its control block's image, missing to the end anchor, with its
+        // own tag. Those images are built once per step and block (a few kept, by the
+        // block's id) rather than field by field for every STE.
+        let mut tail_images = [(NIL, [0u8; STE_SIZE]); TAIL_IMAGES];
         // An STE's image in the copy, posted, into `out` (one STE).
-        let copied = |s: u32, out: &mut [u8]| {
+        let mut copied = |s: u32, out: &mut [u8]| {
             let rec = &self.stes[s];
-            let miss = match rec.place[spare].next {
-                NIL => end,
-                n => {
-                    let home = self.stes[n].place[spare].home;
-                    if home & IN_ENTRY != 0 {
-                        self.entries_ref()[home & !IN_ENTRY].icm_addr()
-                    } else {
-                        c.slot_addr(home)
+            let next = rec.place[spare].next;
+            match last_level {
+                Some(l) if next == NIL => {
+                    let (link, image) = &mut tail_images[rec.link as usize % TAIL_IMAGES];
+                    if *link != rec.link {
+                        *link = rec.link;
+                        *image = enc.last_ste(self.ctrls.get(rec.link), l, &[0; STE_TAG_SIZE], end);
+                    }
+                    out.copy_from_slice(image);
+                    // As `Encoder::last_ste_into` would build it: its other fields (the
+                    // mask, the miss address) are the image's already.
+                    out[STE_CTRL_SIZE..STE_CTRL_SIZE + STE_TAG_SIZE].copy_from_slice(&rec.tag);
+                }
+                _ => {
+                    let miss = match next {
+                        NIL => end,
+                        n => {
+                            let home = self.stes[n].place[spare].home;
+                            if home & IN_ENTRY != 0 {
+                                self.entries_ref()[home & !IN_ENTRY].icm_addr()
+                            } else {
+                                c.slot_addr(home)
+                            }
+                        }
+                    };
+                    match last_level {
+                        Some(l) => {
+                            enc.last_ste_into(out, self.ctrls.get(rec.link), l, &rec.tag, miss)
+                        }
+                        None => self.image_into(out, s, miss, None),
                     }
                 }
-            };
-            match last_level {
-                Some(l) => enc.last_ste_into(out, self.ctrls.get(rec.link), l, &rec.tag, miss),
-                None => self.image_into(out, s, miss, None),
             }
             enc.post_in_place(out);
         };

@@ -1069,6 +1069,38 @@ impl Cqe {
     }
 }
 
+/// The fields of a CQE that a send queue's consumer needs on every completion, read
+/// straight from the bytes without decoding the rest (what [`Cqe::decode`] does): the
+/// opcode, the QP and the WQE counter. For a REQ CQE of the consumer's own queue these
+/// are all it needs; any other CQE is worth a full decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CqeSummary {
+    /// The CQE opcode.
+    pub opcode: CqeOpcode,
+    /// The QP (24 bits).
+    pub qpn: u32,
+    /// The WQE counter: the completed (or failed) WQE's index.
+    pub wqe_counter: u16,
+}
+
+impl CqeSummary {
+    /// The summary of the CQE `b`. Every field equals the one [`Cqe::decode`] gives for
+    /// the same bytes, for every kind that has it.
+    #[inline]
+    pub fn read(b: &[u8; CQE_SIZE]) -> CqeSummary {
+        // The last eight bytes hold all three: s_wqe_opcode/QPN, the WQE counter, the
+        // signature and op_own, big-endian in that order.
+        let mut tail = [0u8; 8];
+        tail.copy_from_slice(&b[CQE_SOP_QPN..]);
+        let word = u64::from_be_bytes(tail);
+        CqeSummary {
+            opcode: CqeOpcode::from_nibble((word >> 4) as u8),
+            qpn: (word >> 32) as u32 & MAX_QPN,
+            wqe_counter: (word >> 16) as u16,
+        }
+    }
+}
+
 /// The owner bit the device writes into the CQE it produces at counter `index` of a ring
 /// of `2^log_cq_size` entries: it flips on every pass over the ring.
 pub const fn cqe_owner_for(index: u32, log_cq_size: u8) -> bool {
@@ -1393,6 +1425,67 @@ mod tests {
         resp.encode(true, &mut out).unwrap();
         assert_eq!(out[63], 0xe1);
         assert_eq!(Cqe::decode(&out).unwrap().cqe, resp);
+    }
+
+    /// The summary reads the same opcode, QP and WQE counter as the full decoder, for
+    /// every kind of CQE, owner bit and stray bits in the fields it skips.
+    #[test]
+    fn summary_agrees_with_decode() {
+        let err = |side| ErrCqe {
+            side,
+            wqe_counter: 0xfedc,
+            syndrome: Syndrome::LocalProtection,
+            vendor_syndrome: 0x42,
+            opcode: Opcode::RdmaRead,
+            qpn: MAX_QPN,
+            srqn: 0x12_3456,
+        };
+        let cqes = [
+            Cqe::Req(ReqCqe {
+                wqe_counter: 0x8001,
+                byte_cnt: 0xffff_ffff,
+                opcode: Opcode::Unknown(0xff),
+                qpn: 0x00_0abc,
+            }),
+            Cqe::Err(err(ErrSide::Requester)),
+            Cqe::Err(err(ErrSide::Responder)),
+            Cqe::Invalid,
+            Cqe::Other(CqeOpcode::Other(3)),
+        ];
+        for cqe in cqes {
+            for owner in [false, true] {
+                let mut b = [0u8; CQE_SIZE];
+                cqe.encode(owner, &mut b).unwrap();
+                // The signature byte is not part of any field.
+                b[CQE_SIGNATURE] = 0xa5;
+                let s = CqeSummary::read(&b);
+                let decoded = Cqe::decode(&b).unwrap().cqe;
+                assert_eq!(s.opcode, decoded.opcode());
+                match decoded {
+                    Cqe::Req(c) => assert_eq!((s.qpn, s.wqe_counter), (c.qpn, c.wqe_counter)),
+                    Cqe::Err(e) => assert_eq!((s.qpn, s.wqe_counter), (e.qpn, e.wqe_counter)),
+                    Cqe::Invalid | Cqe::Other(_) => {}
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any 64 bytes: the summary's fields are the decoder's.
+        #[test]
+        fn summary_agrees_with_decode_on_any_bytes(bytes in proptest::array::uniform32(proptest::num::u8::ANY), more in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            let mut b = [0u8; CQE_SIZE];
+            b[..32].copy_from_slice(&bytes);
+            b[32..].copy_from_slice(&more);
+            let s = CqeSummary::read(&b);
+            let decoded = Cqe::decode(&b).unwrap().cqe;
+            proptest::prop_assert_eq!(s.opcode, decoded.opcode());
+            match decoded {
+                Cqe::Req(c) => proptest::prop_assert_eq!((s.qpn, s.wqe_counter), (c.qpn, c.wqe_counter)),
+                Cqe::Err(e) => proptest::prop_assert_eq!((s.qpn, s.wqe_counter), (e.qpn, e.wqe_counter)),
+                Cqe::Invalid | Cqe::Other(_) => {}
+            }
+        }
     }
 
     proptest::proptest! {

@@ -8,7 +8,7 @@
 //! publish late, as long as the device never finds the ring full
 //! ([`CqReader::must_publish`]).
 
-use ste_builder::wqe::{cqe_owner_for, init_cq_ring, Cqe, CqeOpcode, CQE_SIZE};
+use ste_builder::wqe::{cqe_owner_for, init_cq_ring, Cqe, CqeOpcode, CqeSummary, CQE_SIZE};
 
 use super::error::SendError;
 use crate::device::DmaMemory;
@@ -56,29 +56,36 @@ impl CqReader {
         self.ci
     }
 
-    /// The next new CQE, if the device has written one; consumes it.
+    /// The next new CQE, if the device has written one; consumes it and returns its
+    /// summary (the whole CQE stays readable with [`CqReader::last`] until the next call).
     ///
     /// The slot is read with [`DmaMemory::read_flagged`], its owner byte deciding: the
     /// contents are trusted only when that byte shows a new CQE, and are then at least
     /// as new as it (a backend over real memory reads the byte first, then the slot).
-    pub(crate) fn next(&mut self, cq: &dyn DmaMemory) -> Result<Option<Cqe>, SendError> {
+    #[inline]
+    pub(crate) fn next(&mut self, cq: &dyn DmaMemory) -> Result<Option<CqeSummary>, SendError> {
         let at = (self.ci & ((1u32 << self.log_size) - 1)) as usize * CQE_SIZE;
         let owner = cqe_owner_for(self.ci, self.log_size);
         let fresh = move |op_own: u8| owned_by_software(op_own, owner);
         if !cq.read_flagged(at, &mut self.slot, OP_OWN, &fresh)? {
             return Ok(None);
         }
-        let slot = Cqe::decode(&self.slot).map_err(|e| self.bad(e.to_string()))?;
         self.ci = self.ci.wrapping_add(1);
-        Ok(Some(slot.cqe))
+        Ok(Some(CqeSummary::read(&self.slot)))
     }
 
-    /// A [`SendError::BadCompletion`] about the CQE at the consumer index.
-    pub(crate) fn bad(&self, reason: String) -> SendError {
-        SendError::BadCompletion {
-            cqe_index: self.ci,
-            reason,
-        }
+    /// The CQE [`CqReader::next`] returned last, decoded in full: for the rare
+    /// completion its summary does not settle.
+    #[cold]
+    pub(crate) fn last(&self) -> Result<Cqe, SendError> {
+        // A slot is always a whole CQE, so this decode cannot fail; were it to, the
+        // error would name that CQE.
+        Cqe::decode(&self.slot)
+            .map(|slot| slot.cqe)
+            .map_err(|e| SendError::BadCompletion {
+                cqe_index: self.ci.wrapping_sub(1),
+                reason: e.to_string(),
+            })
     }
 
     /// Whether the record must be published before a doorbell after which `pending`

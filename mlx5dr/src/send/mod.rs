@@ -62,9 +62,9 @@
 //! a device writes at most one CQE per WQE, for a WQE whose slot is not reused before
 //! its CQE is consumed, so the completion ring cannot overrun. The consumer index is
 //! published in the CQ doorbell record only when a doorbell could otherwise let the
-//! device see the ring as full (`CqReader::must_publish`), not after every reap. Nothing on the
-//! write path allocates: staging, slots, the send-ring shadow and the gather buffer are
-//! sized at creation.
+//! device see the ring as full (`CqReader::must_publish`), not after every reap. Nothing
+//! on the write path allocates: staging, the pending-write records, the send-ring
+//! shadow and the gather buffer are sized at creation.
 
 mod cq;
 mod encode;
@@ -77,7 +77,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ste_builder::wqe::{
-    Cqe, CtrlFlags, ErrCqe, RaddrSeg, RdmaOp, BB_SIZE, CTRL_SEG_SIZE, DATA_SEG_SIZE,
+    Cqe, CqeOpcode, CtrlFlags, ErrCqe, RaddrSeg, RdmaOp, BB_SIZE, CTRL_SEG_SIZE, DATA_SEG_SIZE,
     MAX_MESSAGE_LEN, RADDR_SEG_SIZE,
 };
 
@@ -199,20 +199,22 @@ pub trait WriteTap: Send + Sync {
     fn write(&self, region: &IcmRegion, icm_addr: u64, data: &[u8]);
 }
 
-/// What the ring remembers about the WQE in one slot until it completes.
+/// What the ring remembers about a write until its WQEs complete. The WQEs of a write
+/// are a pair, the WRITE at an even counter `c` and the READ at `c + 1`, and share one
+/// element, `(c & mask) / 2`: the counter's low bit tells which of the two a CQE names.
 #[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    /// The write it belongs to.
+struct Pending {
+    /// The write.
     write: u64,
-    /// The READ of the pair (else the WRITE).
-    read: bool,
     /// The ICM address written (errors name it).
     icm_addr: u64,
     len: u32,
-    /// Staging released when this WQE completes.
+    /// Staging released when either WQE completes (once the WRITE has, the device has
+    /// read the data).
     stage_end: u64,
-    /// It asks for a CQE.
-    signaled: bool,
+    /// The READ asks for a CQE. (Only a doorbell's last WQE, a READ, is ever looked up
+    /// for this, so the WRITE's flag is not kept.)
+    read_signaled: bool,
 }
 
 /// Waiting for completions with a deadline: spin briefly, then yield.
@@ -292,7 +294,8 @@ pub struct SendRing {
     rung: u16,
     /// WQEs posted since the last one that asked for a CQE.
     since_signal: u16,
-    slots: Vec<Slot>,
+    /// One element per pair of slots (see [`Pending`]).
+    pending: Vec<Pending>,
     staging: Staging,
     cq: CqReader,
     next_write: u64,
@@ -384,7 +387,7 @@ impl SendRing {
             sq_tail: 0,
             rung: 0,
             since_signal: 0,
-            slots: vec![Slot::default(); slots],
+            pending: vec![Pending::default(); slots / usize::from(WQES_PER_WRITE)],
             staging: Staging::new(cfg.staging_size),
             cq,
             next_write: 0,
@@ -638,19 +641,12 @@ impl SendRing {
             self.template
                 .pair(pair, counter, remote.raddr, remote.rkey, w, r);
         }
-        let slot = Slot {
+        self.pending[index / usize::from(WQES_PER_WRITE)] = Pending {
             write: id,
-            read: false,
             icm_addr,
             len,
             stage_end: self.staging.head(),
-            signaled: write_signaled,
-        };
-        self.slots[index] = slot;
-        self.slots[index + 1] = Slot {
-            read: true,
-            signaled: read_signaled,
-            ..slot
+            read_signaled,
         };
         self.sq_head = counter.wrapping_add(WQES_PER_WRITE);
         self.stats.wqes += u64::from(WQES_PER_WRITE);
@@ -722,9 +718,11 @@ impl SendRing {
         if self.sq_head == self.rung {
             return Ok(());
         }
+        // The last WQE is a READ (the producer counter is even).
         let last = self.sq_head.wrapping_sub(1);
         let index = usize::from(last & self.mask);
-        if !self.slots[index].signaled {
+        let pair = index / usize::from(WQES_PER_WRITE);
+        if !self.pending[pair].read_signaled {
             // The ring wrote that WQE with no flags: setting CQ_UPDATE is one byte.
             let at = index * BB_SIZE + CTRL_FLAGS_BYTE;
             let flags = CtrlFlags::CQ_UPDATE.bits();
@@ -732,7 +730,7 @@ impl SendRing {
             if self.sq_copied == self.sq_head {
                 self.queue.sq().write(at, &[flags])?;
             }
-            self.slots[index].signaled = true;
+            self.pending[pair].read_signaled = true;
             self.since_signal = 0;
             self.stats.signaled += 1;
         }
@@ -784,13 +782,12 @@ impl SendRing {
             };
             n += 1;
             self.stats.cqes += 1;
-            let done = match cqe {
-                Cqe::Req(c) if c.qpn == self.qpn => self.complete_through(index, c.wqe_counter),
-                Cqe::Err(e) if e.qpn == self.qpn => Err(self.wqe_failure(index, &e)),
-                other => Err(SendError::BadCompletion {
-                    cqe_index: index,
-                    reason: format!("{other:?} on queue {:#x}", self.qpn),
-                }),
+            // A REQ CQE of this queue needs only the summary; anything else is decoded in
+            // full and judged by `unusual_completion`.
+            let done = if cqe.opcode == CqeOpcode::Req && cqe.qpn == self.qpn {
+                self.complete_through(index, cqe.wqe_counter)
+            } else {
+                self.unusual_completion(index)
             };
             if let Err(e) = done {
                 // Whatever happens next, the device may reuse the slots read so far.
@@ -802,8 +799,28 @@ impl SendRing {
         Ok(n)
     }
 
-    /// The slot of WQE `counter` if it is outstanding.
-    fn outstanding_slot(&self, cqe_index: u32, counter: u16) -> Result<Slot, SendError> {
+    /// Handles the CQE just read at `cqe_index` from its full decoding: an error CQE of
+    /// this queue fails its write, and any other CQE but a REQ of this queue is not one
+    /// the ring can have asked for.
+    #[cold]
+    fn unusual_completion(&mut self, cqe_index: u32) -> Result<(), SendError> {
+        match self.cq.last()? {
+            Cqe::Req(c) if c.qpn == self.qpn => self.complete_through(cqe_index, c.wqe_counter),
+            Cqe::Err(e) if e.qpn == self.qpn => Err(self.wqe_failure(cqe_index, &e)),
+            other => Err(SendError::BadCompletion {
+                cqe_index,
+                reason: format!("{other:?} on queue {:#x}", self.qpn),
+            }),
+        }
+    }
+
+    /// The write WQE `counter` belongs to, if that WQE is outstanding, and whether it is
+    /// the write's READ.
+    fn outstanding_write(
+        &self,
+        cqe_index: u32,
+        counter: u16,
+    ) -> Result<(Pending, bool), SendError> {
         if counter.wrapping_sub(self.sq_tail) >= self.outstanding() {
             return Err(SendError::BadCompletion {
                 cqe_index,
@@ -813,31 +830,31 @@ impl SendRing {
                 ),
             });
         }
-        Ok(self.slots[usize::from(counter & self.mask)])
+        let index = usize::from(counter & self.mask);
+        Ok((
+            self.pending[index / usize::from(WQES_PER_WRITE)],
+            index % usize::from(WQES_PER_WRITE) == 1,
+        ))
     }
 
     /// A CQE for WQE `counter` completes it and every WQE before it.
     fn complete_through(&mut self, cqe_index: u32, counter: u16) -> Result<(), SendError> {
-        let slot = self.outstanding_slot(cqe_index, counter)?;
+        let (write, read) = self.outstanding_write(cqe_index, counter)?;
         self.sq_tail = counter.wrapping_add(1);
-        self.staging.release_to(slot.stage_end);
+        self.staging.release_to(write.stage_end);
         // A completed READ fences its write; a completed WRITE only says the bytes left.
-        self.landed = slot.write + u64::from(slot.read);
+        self.landed = write.write + u64::from(read);
         Ok(())
     }
 
     fn wqe_failure(&self, cqe_index: u32, e: &ErrCqe) -> SendError {
-        match self.outstanding_slot(cqe_index, e.wqe_counter) {
-            Ok(slot) => SendError::WqeFailed {
-                write: WriteId(slot.write),
-                op: if slot.read {
-                    RdmaOp::Read
-                } else {
-                    RdmaOp::Write
-                },
+        match self.outstanding_write(cqe_index, e.wqe_counter) {
+            Ok((write, read)) => SendError::WqeFailed {
+                write: WriteId(write.write),
+                op: if read { RdmaOp::Read } else { RdmaOp::Write },
                 wqe_counter: e.wqe_counter,
-                icm_addr: slot.icm_addr,
-                len: slot.len,
+                icm_addr: write.icm_addr,
+                len: write.len,
                 syndrome: e.syndrome,
                 vendor_syndrome: e.vendor_syndrome,
             },

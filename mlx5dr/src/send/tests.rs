@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ::sim::profile::DeviceModel;
-use ste_builder::wqe::Syndrome;
+use ste_builder::wqe::{cqe_owner_for, CqeOpcode, ErrSide, Opcode, ReqCqe, Syndrome, CQE_SIZE};
 
 use super::*;
 use crate::device::sim::SimBackend;
@@ -263,6 +263,97 @@ fn an_error_cqe_names_the_write_and_breaks_the_ring() {
     ));
     assert_eq!(icm(&be, r.addr + 3 * 64, 64), vec![4; 64]);
     assert_eq!(icm(&be, r.addr + 4 * 64, 64), vec![0; 64]);
+}
+
+/// The ICM address the planted-CQE rings write to.
+const PLANTED_WRITE_AT: u64 = 128;
+
+/// A ring with one write (WQEs 0 and 1) posted but not rung, and `cqe` planted in the
+/// completion slot the ring reads next, as a device would write it; then polled.
+fn poll_with_planted_cqe(cqe: Cqe) -> (SimBackend, SendRing, u64, Result<(), SendError>) {
+    let be = backend();
+    let r = region(&be, 4096);
+    let mut ring = SendRing::new(&be, SendConfig::default()).unwrap();
+    ring.write(&r, r.addr + PLANTED_WRITE_AT, &[7; 64]).unwrap();
+    let ci = ring.cq.index();
+    let log_cq = ring.queue.spec().log_cq_entries;
+    let mut bytes = [0u8; CQE_SIZE];
+    cqe.encode(cqe_owner_for(ci, log_cq), &mut bytes).unwrap();
+    let at = (ci as usize & ((1 << log_cq) - 1)) * CQE_SIZE;
+    ring.queue.cq().write(at, &bytes).unwrap();
+    let polled = ring.poll();
+    (be, ring, r.addr + PLANTED_WRITE_AT, polled)
+}
+
+/// CQEs the ring cannot have asked for (another queue's, an unknown kind, one for a
+/// WQE that is not outstanding) are refused as bad completions that show the whole
+/// CQE; an error CQE of the ring's queue, requester or responder, fails the write it
+/// names. Each breaks the ring (so dropping it waits for nothing).
+#[test]
+fn unusual_cqes_are_judged_from_their_full_contents() {
+    let (_be, ring, _, _) = poll_with_planted_cqe(Cqe::Invalid);
+    // An INVALID slot is not new: nothing was consumed.
+    assert_eq!((ring.stats().cqes, ring.outstanding()), (0, 2));
+    let qpn = ring.qpn();
+    drop(ring);
+    let req = |qpn, wqe_counter| {
+        Cqe::Req(ReqCqe {
+            wqe_counter,
+            byte_cnt: 64,
+            opcode: Opcode::RdmaRead,
+            qpn,
+        })
+    };
+    let err = |side, qpn| {
+        Cqe::Err(ErrCqe {
+            side,
+            wqe_counter: 1,
+            syndrome: Syndrome::RemoteAccess,
+            vendor_syndrome: 9,
+            opcode: Opcode::RdmaRead,
+            qpn,
+            srqn: 5,
+        })
+    };
+    // Every ring of a fresh simulator gets the same QP number.
+    let foreign = [
+        req(qpn + 1, 1),
+        err(ErrSide::Requester, qpn + 1),
+        Cqe::Other(CqeOpcode::Other(3)),
+    ];
+    for cqe in foreign {
+        let (_be, ring, _, polled) = poll_with_planted_cqe(cqe);
+        assert_eq!(ring.qpn(), qpn);
+        let want = SendError::BadCompletion {
+            cqe_index: 0,
+            reason: format!("{cqe:?} on queue {qpn:#x}"),
+        };
+        assert_eq!(polled, Err(want.clone()), "{cqe:?}");
+        assert_eq!(ring.failure(), Some(&want));
+    }
+    let (_be, _ring, _, polled) = poll_with_planted_cqe(req(qpn, 2));
+    assert_eq!(
+        polled,
+        Err(SendError::BadCompletion {
+            cqe_index: 0,
+            reason: "WQE counter 0x0002 is not outstanding (outstanding: 0x0000..0x0002)"
+                .to_string(),
+        })
+    );
+    for side in [ErrSide::Requester, ErrSide::Responder] {
+        let (_be, ring, icm_addr, polled) = poll_with_planted_cqe(err(side, qpn));
+        let want = SendError::WqeFailed {
+            write: WriteId(0),
+            op: RdmaOp::Read,
+            wqe_counter: 1,
+            icm_addr,
+            len: 64,
+            syndrome: Syndrome::RemoteAccess,
+            vendor_syndrome: 9,
+        };
+        assert_eq!(polled, Err(want.clone()), "{side:?}");
+        assert_eq!(ring.failure(), Some(&want));
+    }
 }
 
 /// The remote address in both WQEs of a write is the offset into the region (ICM is

@@ -247,10 +247,10 @@ impl DmaMemory for SimMem {
         self.0.write(offset, data).map_err(mem_error)
     }
 
-    /// One copy, tested in the copy: the simulator writes each CQE whole under the
-    /// buffer's write lock (`sim::queue`'s completion ring), and `read` copies under
-    /// the read lock, so a copy holds either all of a CQE or none of it, and a new owner
-    /// byte in the copy means the rest of the copy is that CQE.
+    /// One look under the read lock: the simulator writes each CQE whole under the
+    /// buffer's write lock (`sim::queue`'s completion ring), so while the read lock is
+    /// held the record is either all of a CQE or none of it, and a new owner byte means
+    /// the rest is that CQE. The record is copied only when it is new.
     fn read_flagged(
         &self,
         offset: usize,
@@ -261,8 +261,15 @@ impl DmaMemory for SimMem {
         if flag >= out.len() {
             return super::read_flag_first(self, offset, out, flag, fresh);
         }
-        self.read(offset, out)?;
-        Ok(fresh(out[flag]))
+        self.0.check(offset, out.len()).map_err(mem_error)?;
+        let mem = self.0.lock_read();
+        let record = &mem[offset..offset + out.len()];
+        if !fresh(record[flag]) {
+            out[flag] = record[flag];
+            return Ok(false);
+        }
+        out.copy_from_slice(record);
+        Ok(true)
     }
 }
 

@@ -55,18 +55,28 @@ impl Gather {
         data: &[u8],
     ) -> Result<(), DeviceError> {
         let end = self.at + self.len;
-        if self.len > 0 && offset >= end && offset - end <= MAX_GAP {
-            let from = offset - self.at;
-            if let Some(dst) = self.buf.get_mut(from..from + data.len()) {
+        // Where `data` goes in the buffer: after the run it joins, or at the start of a
+        // new run when nothing waits (the first span of every doorbell batch).
+        let from = if self.len == 0 {
+            self.at = offset;
+            0
+        } else if offset >= end && offset - end <= MAX_GAP {
+            offset - self.at
+        } else {
+            return self.start(mem, offset, data);
+        };
+        match self.buf.get_mut(from..from + data.len()) {
+            Some(dst) => {
                 dst.copy_from_slice(data);
                 self.len = from + data.len();
-                return Ok(());
+                Ok(())
             }
+            None => self.start(mem, offset, data),
         }
-        self.start(mem, offset, data)
     }
 
-    /// `put` for a span that does not join the run: flush it, then start a new one.
+    /// `put` for a span that does not join the run, or does not fit after it: flush
+    /// the run, then start a new one.
     #[cold]
     fn start(
         &mut self,
@@ -183,6 +193,20 @@ mod tests {
         assert_eq!(b[8..64], [1; 56]);
         assert_eq!(b[1088..1288], [4; 200]);
         assert_eq!(b[2048..2348], [5; 300]);
+    }
+
+    #[test]
+    fn a_span_larger_than_the_buffer_goes_straight_through_when_nothing_waits() {
+        let mem = log(1024);
+        let mut g = Gather::new(256);
+        g.put(&mem, 512, &[6; 300]).unwrap();
+        assert_eq!(*mem.writes.lock().unwrap(), vec![(512, 300)]);
+        assert!(g.is_empty());
+        // The next span starts a run of its own.
+        g.put(&mem, 64, &[7; 64]).unwrap();
+        g.flush(&mem).unwrap();
+        assert_eq!(*mem.writes.lock().unwrap(), vec![(512, 300), (64, 64)]);
+        assert_eq!(mem.bytes.lock().unwrap()[64..128], [7; 64]);
     }
 
     #[test]

@@ -838,6 +838,7 @@ impl SendRing {
     }
 
     /// A CQE for WQE `counter` completes it and every WQE before it.
+    #[inline]
     fn complete_through(&mut self, cqe_index: u32, counter: u16) -> Result<(), SendError> {
         let (write, read) = self.outstanding_write(cqe_index, counter)?;
         self.sq_tail = counter.wrapping_add(1);

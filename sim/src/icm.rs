@@ -26,11 +26,11 @@ pub const LINE: usize = 64;
 /// The largest backing chunk. Smaller ranges use one chunk of their own size.
 ///
 /// Small, because a chunk's lock is what concurrent queues share: every WQE takes it, so
-/// two threads filling tables that sit in the same chunk pass its cache line back and
-/// forth on each write. With 16 MiB chunks, two threads inserting into two matchers
-/// made 1.26x one thread; with 64 KiB chunks 1.5x (1 M rules, BENCHMARKS.md). A 1 GiB
-/// range is then 16 384 chunk slots of one cache line each, and a filled 100 MiB of
-/// tables about 1 600 maps.
+/// two threads filling tables that sit in the same chunk would pass its cache line back
+/// and forth on each write (with 16 MiB chunks, a million rules' tables fill only a few).
+/// A 1 GiB range is then 16 384 chunk slots of one cache line each, and a filled 100 MiB
+/// of tables about 1 600 maps. (Measured on a noisy VM, the two-matcher speed-up did not
+/// move beyond the noise; BENCHMARKS.md, fourth round.)
 const MAX_CHUNK: u64 = 64 << 10;
 
 /// What an ICM range holds; each kind has its own address range and capability pair.

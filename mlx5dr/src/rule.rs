@@ -40,7 +40,7 @@ use ste_builder::MatchParam;
 
 use crate::action::{ActionError, ActionList};
 use crate::domain::{DomainError, PerSide};
-use crate::htbl::{Completion, Hold, HtblError, RuleHandle};
+use crate::htbl::{Completion, Hold, HtblError, MatcherTables, RemoveError, RuleHandle};
 use crate::matcher::{Matcher, MatcherSide};
 use crate::matching::{self, DomainSide, Match, MatchError, RuleTags};
 use ste_builder::BuildError;
@@ -253,14 +253,34 @@ impl Matcher {
         }
     }
 
+    /// Installs the rule on `side`. Under the side's lock, or, when another thread
+    /// holds it, handed to that thread over owned copies of the inputs
+    /// ([`crate::matcher`]'s combining lock).
     fn insert_side(
+        self: &Arc<Self>,
+        side: DomainSide,
+        tags: &RuleTags,
+        actions: &Arc<ActionList>,
+    ) -> Result<RuleHandle, HtblError> {
+        let ms = self.linked().side(side).ok_or(HtblError::ForeignHandle)?;
+        ms.tables.run(
+            (),
+            |tables, ()| self.insert_locked(tables, side, tags, actions),
+            |()| {
+                let (m, tags, actions) = (Arc::clone(self), tags.clone(), Arc::clone(actions));
+                move |tables: &mut MatcherTables| m.insert_locked(tables, side, &tags, &actions)
+            },
+        )
+    }
+
+    /// [`Matcher::insert_side`] with the side's tables locked.
+    fn insert_locked(
         &self,
+        tables: &mut MatcherTables,
         side: DomainSide,
         tags: &RuleTags,
         actions: &ActionList,
     ) -> Result<RuleHandle, HtblError> {
-        let ms = self.linked().side(side).ok_or(HtblError::ForeignHandle)?;
-        let mut tables = ms.lock();
         let mut ring = self.table().domain().ring_at(self.linked().ring);
         let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
         let res = match tables.insert(&mut ring, tags, fill) {
@@ -300,7 +320,7 @@ impl Matcher {
     /// leaves the handles not yet removed in place. `actions` (the rule's) are kept
     /// alive until the removal is in ICM.
     fn remove_handles(
-        &self,
+        self: &Arc<Self>,
         handles: &mut PerSide<RuleHandle>,
         actions: &Arc<ActionList>,
     ) -> Result<(), (DomainSide, HtblError)> {
@@ -311,16 +331,15 @@ impl Matcher {
             let Some(ms) = self.linked().side(side) else {
                 continue;
             };
-            let mut tables = ms.lock();
-            let mut ring = self.table().domain().ring_at(self.linked().ring);
-            let res = tables.remove(&mut ring, h);
-            drop(ring);
-            if res.is_ok() && tables.completion() != Completion::Wait {
-                // The unlink may not have landed: an STE in ICM may still lead where the
-                // actions point, so they outlive this rule until it has.
-                tables.hold(Arc::clone(actions) as Hold);
-            }
-            tables.drop_released();
+            // Like an insert, handed to the lock's holder if another thread has it.
+            let res = ms.tables.run(
+                h,
+                |tables, h| self.remove_locked(tables, h, actions),
+                |h| {
+                    let (m, actions) = (Arc::clone(self), Arc::clone(actions));
+                    move |tables: &mut MatcherTables| m.remove_locked(tables, h, &actions)
+                },
+            );
             if let Err(e) = res {
                 if let Some(h) = e.rule {
                     handles.insert(side, h);
@@ -329,6 +348,25 @@ impl Matcher {
             }
         }
         Ok(())
+    }
+
+    /// Removes one side's handle with that side's tables locked.
+    fn remove_locked(
+        &self,
+        tables: &mut MatcherTables,
+        h: RuleHandle,
+        actions: &Arc<ActionList>,
+    ) -> Result<(), RemoveError> {
+        let mut ring = self.table().domain().ring_at(self.linked().ring);
+        let res = tables.remove(&mut ring, h);
+        drop(ring);
+        if res.is_ok() && tables.completion() != Completion::Wait {
+            // The unlink may not have landed: an STE in ICM may still lead where the
+            // actions point, so they outlive this rule until it has.
+            tables.hold(Arc::clone(actions) as Hold);
+        }
+        tables.drop_released();
+        res
     }
 }
 

@@ -34,10 +34,11 @@
 //! to P's anchor. M's tables are freed after that write has completed (their ICM is
 //! reused only after a `SYNC_STEERING`, so packets still inside them finish their walk).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use ste_builder::ste::Connect;
 
+use super::combine::Combining;
 use super::MatcherError;
 use crate::domain::{PerSide, Table, TableError};
 use crate::htbl::{AnchorRef, HtblError, MatcherTables};
@@ -48,7 +49,9 @@ use crate::send::SendError;
 #[derive(Debug)]
 pub(crate) struct MatcherSide {
     pub(crate) chain: BuilderChain,
-    pub(crate) tables: Mutex<MatcherTables>,
+    /// Rule updates go through [`Combining::run`], so that threads sharing the matcher
+    /// hand their updates to whoever holds the lock; control paths take the lock.
+    pub(crate) tables: Combining<MatcherTables>,
 }
 
 impl MatcherSide {
@@ -56,7 +59,7 @@ impl MatcherSide {
         // A panic under the lock cannot leave the tables half-updated for packets (every
         // update is one linking write); the host records may be, which the engine's
         // operations tolerate no worse than a crash would.
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+        self.tables.lock()
     }
 }
 

@@ -23,6 +23,7 @@
 //! the locks of its neighbours; it never waits on a firmware command under a lock that a
 //! rule update takes.
 
+mod combine;
 mod link;
 
 use std::sync::Arc;
@@ -262,7 +263,7 @@ impl Matcher {
                         side,
                         MatcherSide {
                             chain,
-                            tables: std::sync::Mutex::new(tables),
+                            tables: combine::Combining::new(tables),
                         },
                     );
                 }

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -40,6 +40,9 @@ const PARK: Duration = Duration::from_micros(100);
 pub(crate) struct Combining<T> {
     inner: Mutex<T>,
     queue: Mutex<VecDeque<Job<T>>>,
+    /// The queue's length, changed under the queue's lock: the holder's look at the
+    /// queue, on every update, is then one load instead of a lock and an unlock.
+    queued: AtomicUsize,
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for Combining<T> {
@@ -55,6 +58,7 @@ impl<T> Combining<T> {
         Combining {
             inner: Mutex::new(value),
             queue: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -74,6 +78,14 @@ impl<T> Combining<T> {
 
     fn queue(&self) -> MutexGuard<'_, VecDeque<Job<T>>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The oldest queued job, taken off the queue.
+    fn pop(&self) -> Option<Job<T>> {
+        let mut queue = self.queue();
+        let job = queue.pop_front()?;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        Some(job)
     }
 
     /// Runs an update of `arg` under the lock: `here` on this thread if the lock is
@@ -97,10 +109,16 @@ impl<T> Combining<T> {
         let slot = Arc::new(Slot::new());
         let reply = Reply(Arc::clone(&slot));
         let op = owned(arg);
-        self.queue()
-            .push_back(Box::new(move |t: &mut T| reply.send(op(t))));
+        {
+            let mut queue = self.queue();
+            queue.push_back(Box::new(move |t: &mut T| reply.send(op(t))));
+            self.queued.fetch_add(1, Ordering::SeqCst);
+        }
         // The holder may have looked at the queue for the last time just before the push;
-        // then it has let go (or is about to) and this thread serves itself.
+        // then it has let go (or is about to) and this thread serves itself. The fences
+        // here and in `serve` pair up: either the holder's look sees the job or this
+        // `try_lock` sees the lock released.
+        fence(Ordering::SeqCst);
         if let Some(guard) = self.try_lock() {
             self.serve(guard);
         }
@@ -128,9 +146,9 @@ impl<T> Combining<T> {
     /// notice the lock is free.
     fn serve<'a>(&'a self, mut guard: MutexGuard<'a, T>) {
         loop {
-            loop {
+            while self.queued.load(Ordering::Acquire) != 0 {
                 // The queue's lock is not held while a job runs.
-                let Some(job) = self.queue().pop_front() else {
+                let Some(job) = self.pop() else {
                     break;
                 };
                 // A job that panics fails its own waiter (its `Reply` is dropped unsent),
@@ -138,7 +156,8 @@ impl<T> Combining<T> {
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
             }
             drop(guard);
-            if self.queue().is_empty() {
+            fence(Ordering::SeqCst);
+            if self.queued.load(Ordering::SeqCst) == 0 {
                 return;
             }
             match self.try_lock() {

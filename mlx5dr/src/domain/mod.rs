@@ -179,9 +179,9 @@ impl Default for DomainConfig {
     }
 }
 
-/// One send ring and its lock, starting on a cache line of its own: threads updating
-/// matchers on neighbouring rings would otherwise share the line holding one ring's
-/// lock word and the other's last fields.
+/// One send ring and its lock, starting on a cache line of its own: the rings sit side
+/// by side, so threads updating matchers on neighbouring rings could otherwise share the
+/// line holding one ring's lock word and the other's last fields.
 #[repr(align(64))]
 struct RingSlot(Mutex<SendRing>);
 

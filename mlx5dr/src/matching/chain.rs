@@ -229,7 +229,7 @@ pub struct RuleTags {
 impl Default for RuleTags {
     /// No tags: what [`BuilderChain::rule_tags_into`] fills.
     fn default() -> RuleTags {
-        RuleTags::empty()
+        RuleTags::EMPTY
     }
 }
 
@@ -240,10 +240,6 @@ impl RuleTags {
         tag_len: [0; MAX_LOOKUPS],
         tags: [[0; MATCH_TAG_SIZE]; MAX_LOOKUPS],
     };
-
-    fn empty() -> RuleTags {
-        RuleTags::EMPTY
-    }
 
     /// Number of tags (the chain's length).
     pub fn len(&self) -> usize {
@@ -458,7 +454,7 @@ impl BuilderChain {
     /// compares is refused ([`BuildError::Unmatchable`]). `caps` is read for the vport
     /// table, so a rule naming a vport needs it there first.
     pub fn rule_tags(&self, value: &MatchParam, caps: &Caps) -> Result<RuleTags, RuleError> {
-        let mut tags = RuleTags::empty();
+        let mut tags = RuleTags::EMPTY;
         self.rule_tags_into(value, caps, &mut tags)?;
         Ok(tags)
     }
@@ -521,7 +517,7 @@ impl BuilderChain {
     /// One tag per lookup of a checked, normalised value, consuming `work`.
     #[cfg(test)]
     fn tags(&self, work: &mut MatchParam, caps: &Caps) -> Result<RuleTags, RuleError> {
-        let mut tags = RuleTags::empty();
+        let mut tags = RuleTags::EMPTY;
         self.tags_into(work, caps, false, &mut tags)?;
         Ok(tags)
     }

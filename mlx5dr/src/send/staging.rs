@@ -183,14 +183,11 @@ mod tests {
                 tail: 0,
             };
             let mut ends = std::collections::VecDeque::new();
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
             for _ in 0..20_000 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                if x % 3 == 0 {
+                if rng.below(3) == 0 {
                     // Release the oldest reservations still held, or all of them.
-                    let n = (x >> 8) as usize % (ends.len() + 1);
+                    let n = rng.below(ends.len() as u64 + 1) as usize;
                     let mut end = None;
                     for _ in 0..n {
                         end = ends.pop_front();
@@ -200,7 +197,7 @@ mod tests {
                         m.tail = m.tail.max(end);
                     }
                 } else {
-                    let len = (x >> 16) as usize % (size + 65);
+                    let len = rng.below(size as u64 + 65) as usize;
                     let got = s.reserve(len);
                     assert_eq!(got, m.reserve(len), "size {size}, len {len}");
                     assert_eq!((s.head, s.tail), (m.head, m.tail));

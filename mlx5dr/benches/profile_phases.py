@@ -37,7 +37,7 @@ CATEGORIES = [
     ("benchmark loop", ("insert_bench::",)),
 ]
 
-PHASES = [("insert", "insert_bench::insert_loop"), ("delete", "insert_bench::delete_loop")]
+PHASES = [("insert", "insert_bench::phase::insert_loop"), ("delete", "insert_bench::phase::delete_loop")]
 
 
 def symbol(line):

@@ -11,6 +11,10 @@
 //! the time per load; then, over 64 MiB, it interleaves 1 to 16 independent chases, so
 //! the CPU may overlap their misses, and prints the time per load again.
 
+#[path = "insert_bench/shapes.rs"]
+#[allow(dead_code)]
+mod shapes;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -22,14 +26,9 @@ const LINE_WORDS: usize = 8;
 fn cycle(mib: usize, seed: u64) -> Vec<u64> {
     let lines = (mib << 20) / 64;
     let mut order: Vec<usize> = (0..lines).collect();
-    // Fisher-Yates with splitmix64: reproducible and needs no dependency.
-    let mut state = seed;
+    // Fisher-Yates, drawing with insert_bench's mixer: reproducible, no dependency.
     for i in (1..lines).rev() {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = shapes::mix64(seed ^ i as u64);
         order.swap(i, (z % (i as u64 + 1)) as usize);
     }
     let mut words = vec![0u64; lines * LINE_WORDS];

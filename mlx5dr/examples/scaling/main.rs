@@ -84,68 +84,41 @@ struct Target {
     _tables: [Arc<Table>; 2],
 }
 
-fn domain(dev: &Arc<dyn Device>) -> Result<Arc<Domain>> {
-    Ok(Domain::open(Arc::clone(dev), DomainType::NicRx)?)
+/// A fresh NIC RX domain on `dev` with table 1 (for the matchers) and table 2 (the goto
+/// target).
+fn tables(dev: &Arc<dyn Device>) -> Result<[Arc<Table>; 2]> {
+    let dmn = Domain::open(Arc::clone(dev), DomainType::NicRx)?;
+    Ok([Table::new(&dmn, 1)?, Table::new(&dmn, 2)?])
 }
 
-fn target(dmn: &Arc<Domain>, table: &Arc<Table>, opts: MatcherOptions) -> Result<Target> {
-    let goto_target = Table::new(dmn, 2)?;
-    let matcher = Matcher::new(table, &Shape::FiveTuple.mask(), opts)?;
+/// A fresh matcher in `tables[0]`, with drop and goto `tables[1]` as in `insert_bench`.
+fn target(tables: &[Arc<Table>; 2], opts: MatcherOptions) -> Result<Target> {
+    let matcher = Matcher::new(&tables[0], &Shape::FiveTuple.mask(), opts)?;
     let drop = matcher.actions(&[Action::drop()])?;
-    let goto = matcher.actions(&[Action::goto_table(&goto_target)])?;
+    let goto = matcher.actions(&[Action::goto_table(&tables[1])])?;
     Ok(Target {
         matcher,
         actions: [drop, goto],
-        _tables: [Arc::clone(table), goto_target],
+        _tables: tables.clone(),
     })
 }
 
 /// Fresh targets for `arr`, one per thread.
 fn targets(arr: Arrangement, opts: MatcherOptions) -> Result<Vec<Target>> {
     let device = || -> Arc<dyn Device> { Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx)) };
-    Ok(match arr {
-        Arrangement::One => {
-            let dmn = domain(&device())?;
-            let t = Table::new(&dmn, 1)?;
-            vec![target(&dmn, &t, opts)?]
-        }
+    match arr {
+        Arrangement::One => Ok(vec![target(&tables(&device())?, opts)?]),
         Arrangement::OneDomain => {
-            let dmn = domain(&device())?;
-            let t = Table::new(&dmn, 1)?;
-            let goto = Table::new(&dmn, 2)?;
-            // Both matchers of one table, one goto target, as insert_bench has it.
-            let mk = |_| -> Result<Target> {
-                let matcher = Matcher::new(&t, &Shape::FiveTuple.mask(), opts)?;
-                let drop = matcher.actions(&[Action::drop()])?;
-                let go = matcher.actions(&[Action::goto_table(&goto)])?;
-                Ok(Target {
-                    matcher,
-                    actions: [drop, go],
-                    _tables: [Arc::clone(&t), Arc::clone(&goto)],
-                })
-            };
-            vec![mk(0)?, mk(1)?]
+            // Both matchers in one table, with one goto target, as insert_bench has it.
+            let t = tables(&device())?;
+            Ok(vec![target(&t, opts)?, target(&t, opts)?])
         }
         Arrangement::TwoDomains => {
             let dev = device();
-            let mut v = Vec::new();
-            for _ in 0..2 {
-                let dmn = domain(&dev)?;
-                let t = Table::new(&dmn, 1)?;
-                v.push(target(&dmn, &t, opts)?);
-            }
-            v
+            (0..2).map(|_| target(&tables(&dev)?, opts)).collect()
         }
-        Arrangement::TwoDevices => {
-            let mut v = Vec::new();
-            for _ in 0..2 {
-                let dmn = domain(&device())?;
-                let t = Table::new(&dmn, 1)?;
-                v.push(target(&dmn, &t, opts)?);
-            }
-            v
-        }
-    })
+        Arrangement::TwoDevices => (0..2).map(|_| target(&tables(&device())?, opts)).collect(),
+    }
 }
 
 /// The calling thread's time on a CPU so far.

@@ -715,6 +715,18 @@ impl Icm {
         self.read(place.addr, out)
     }
 
+    /// The first byte of a resolved place, read only to bring its line into the CPU's
+    /// cache (see the steering queue's warming pass). A stale resolution reads 0.
+    #[inline(always)]
+    pub fn touch_at(&self, place: IcmPlace) -> u8 {
+        if !self.is_current(place) {
+            return 0;
+        }
+        let mut byte = [0u8; 1];
+        self.ranges[place.range].read(place.addr, &mut byte);
+        byte[0]
+    }
+
     /// True when nothing was freed since `place` was resolved.
     #[inline(always)]
     fn is_current(&self, place: IcmPlace) -> bool {

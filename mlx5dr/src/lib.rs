@@ -120,5 +120,5 @@ pub use domain::{Domain, DomainConfig, DomainError, DomainType, Table, TableErro
 pub use htbl::Completion;
 pub use matcher::{Duplicates, Matcher, MatcherError, MatcherOptions};
 pub use matching::{DomainSide, Match, RawMatch};
-pub use rule::{InsertError, Rule, RuleRemoveError, UpdateError};
+pub use rule::{BatchRule, InsertError, Rule, RuleRemoveError, UpdateError};
 pub use send::{SendConfig, SendError, SendRing, WriteId, WriteTap};

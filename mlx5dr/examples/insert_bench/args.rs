@@ -17,6 +17,8 @@ pub struct Args {
     pub completion: Completion,
     /// `SendConfig::doorbell_batch` (None: the default).
     pub doorbell_batch: Option<u16>,
+    /// Rules per `Matcher::insert_batch_raw` call (0: one `insert_raw` per rule).
+    pub batch: usize,
     pub latency: bool,
     pub check: u64,
     pub seed: u64,
@@ -26,7 +28,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--doorbell-batch W] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -40,6 +42,7 @@ impl Args {
             grow: true,
             completion: Completion::Wait,
             doorbell_batch: None,
+            batch: 0,
             latency: true,
             check: 1000,
             seed: 0x5eed,
@@ -67,6 +70,7 @@ impl Args {
                 "--doorbell-batch" => {
                     a.doorbell_batch = Some(num(&value("--doorbell-batch")?)?);
                 }
+                "--batch" => a.batch = num(&value("--batch")?)?,
                 "--no-latency" => a.latency = false,
                 "--check" => a.check = num(&value("--check")?)?,
                 "--vni-rules" => vni_rules = Some(num(&value("--vni-rules")?)?),

@@ -11,7 +11,9 @@
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
 //! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
 //! (`MatcherOptions::completion`, wait), `--doorbell-batch W` (`SendConfig::doorbell_batch`,
-//! WQEs per doorbell when updates are queued; 128), `--no-latency` (no per-operation
+//! WQEs per doorbell when updates are queued; 128), `--batch K` (inserts go through
+//! `Matcher::insert_batch_raw`, K rules per call; the latencies recorded are then whole
+//! batches'; 0, one `insert_raw` per rule), `--no-latency` (no per-operation
 //! timing: only the phase's wall time), `--check K` (packets per check, 1000),
 //! `--vni-rules R` (vxlan: rules per VNI, 256), `--seed S`, `--model cx5|cx6dx|cx7`
 //! (cx6dx), `--json` (the results as one JSON object on the last line).
@@ -183,7 +185,7 @@ fn run(args: &Args) -> Result<bool> {
     }
 
     let before = Snapshot::take(&rig.dmn, &rig.matchers);
-    let ins = timed(work, |w| insert_loop(w, args.latency))?;
+    let ins = timed(work, |w| insert_loop(w, args.latency, args.batch))?;
     let after_ins = Snapshot::take(&rig.dmn, &rig.matchers);
 
     // Checks after the inserts.

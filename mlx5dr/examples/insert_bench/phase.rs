@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use mlx5dr::{ActionList, Matcher, Rule};
+use mlx5dr::{ActionList, BatchRule, Matcher, Rule};
 use ste_builder::MatchParam;
 
 use crate::hist::Histogram;
@@ -140,10 +140,30 @@ pub fn timed<W: Send, T: Send>(
 pub fn insert_loop(
     mut w: InsertWork<'_>,
     latency: bool,
+    batch: usize,
 ) -> std::result::Result<Done<Vec<Rule>>, String> {
     let fail = |i: usize, e: mlx5dr::InsertError| format!("insert of value {i}: {e}");
+    let mut group: Vec<BatchRule<'_>> = Vec::with_capacity(batch);
+    let mut results = Vec::with_capacity(batch);
     let start = Instant::now();
-    if latency {
+    if batch > 0 {
+        // Whole batches: each latency recorded is a batch's, under its first value.
+        let mut prev = start;
+        for (c, vs) in w.values.chunks(batch).enumerate() {
+            let first = w.first + c * batch;
+            group.clear();
+            group.extend(vs.iter().zip(first..).map(|(v, i)| (v, &w.actions[i & 1])));
+            w.matcher.insert_batch_raw(&group, &mut results);
+            for (r, i) in results.drain(..).zip(first..) {
+                w.rules.push(r.map_err(|e| fail(i, e))?);
+            }
+            if latency {
+                let now = Instant::now();
+                w.hist.record((now - prev).as_nanos() as u64, first as u64);
+                prev = now;
+            }
+        }
+    } else if latency {
         let mut prev = start;
         for (j, v) in w.values.iter().enumerate() {
             let i = w.first + j;

@@ -253,7 +253,7 @@ impl Report<'_> {
         let w = &mut out;
         writeln!(
             w,
-            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, per-op timing {}",
+            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, batch {}, per-op timing {}",
             a.rules,
             a.shape.name(),
             a.threads,
@@ -263,6 +263,7 @@ impl Report<'_> {
             a.expected_log,
             a.grow,
             a.completion,
+            a.batch,
             if a.latency { "on" } else { "off" },
         )?;
         let lu: Vec<String> = self.lu_types.iter().map(|t| format!("{t:#x}")).collect();
@@ -407,6 +408,7 @@ impl Report<'_> {
             "grow": a.grow,
             "completion": format!("{:?}", a.completion),
             "doorbell_batch": a.doorbell_batch,
+            "batch": a.batch,
             "latency_timing": a.latency,
             "load_average": self.load,
             "lookups": self.lu_types.len(),

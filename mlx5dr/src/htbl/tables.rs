@@ -593,6 +593,28 @@ impl MatcherTables {
         }
     }
 
+    /// Walks the tables as an insert of `tags` would, down to the slot or chain where the
+    /// rule would go, and returns a value that depends on everything it read. Does
+    /// nothing else: a batch calls it for each of its rules before inserting any, so that
+    /// the CPU fetches their slots and chain records (cache misses in a large table)
+    /// together rather than one insert after the other. Tags that do not fit the chain
+    /// are skipped (the insert refuses them).
+    pub fn warm(&self, tags: &RuleTags) -> u32 {
+        let n = self.levels.len();
+        let Ok(tags) = self.check_tags(tags) else {
+            return 0;
+        };
+        let mut table = self.start;
+        for level in 0..n {
+            match self.find(table, tags.get(level)) {
+                Probe::Found(s) if level + 1 < n => table = self.stes[s].link,
+                Probe::Found(s) => return s,
+                Probe::Missing { slot, tail } => return slot ^ tail,
+            }
+        }
+        0
+    }
+
     /// The rule's tags, checked against the chain: one per level, 16 bytes each.
     fn check_tags<'t>(&self, tags: &'t RuleTags) -> Result<Tags<'t>, HtblError> {
         let n = self.levels.len();
@@ -1368,6 +1390,27 @@ impl MatcherTables {
             Err(e) if self.deferred.in_flight() => Err(HtblError::Send(e)),
             _ => Ok(()),
         }
+    }
+
+    /// Runs `updates` as one batch: with [`Completion::Wait`] tables, its updates are
+    /// queued as with [`Completion::Queue`] and waited for together at the end
+    /// ([`MatcherTables::sync`], whose result is returned beside `updates`'); with the
+    /// other modes they go as those modes say and nothing is waited for. A send failure
+    /// during the batch therefore loses the tables ([`HtblError::Lost`]) as it would
+    /// with `Queue`; refusals change nothing, as always.
+    pub fn batch<R>(
+        &mut self,
+        ring: &mut SendRing,
+        updates: impl FnOnce(&mut MatcherTables, &mut SendRing) -> R,
+    ) -> (R, Result<(), HtblError>) {
+        if self.completion != Completion::Wait {
+            return (updates(self, ring), Ok(()));
+        }
+        self.completion = Completion::Queue;
+        let done = updates(self, ring);
+        self.completion = Completion::Wait;
+        let synced = self.sync(ring);
+        (done, synced)
     }
 
     /// Keeps `hold` alive until the updates made so far are in ICM: what a removed

@@ -80,6 +80,16 @@ impl<T> Combining<T> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` under the lock, waiting for the lock if another thread holds it, then
+    /// runs the jobs queued meanwhile before letting go. For updates too large to hand
+    /// to another thread (a batch of rules), which are worth a wait.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut guard = self.lock();
+        let result = f(&mut guard);
+        self.serve(guard);
+        result
+    }
+
     /// The oldest queued job, taken off the queue.
     fn pop(&self) -> Option<Job<T>> {
         let mut queue = self.queue();

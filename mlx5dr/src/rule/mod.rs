@@ -33,6 +33,10 @@
 //! [`crate::htbl`]). Share one [`ActionList`] between rules with the same actions: made
 //! once, it is only copied into each rule's STE.
 
+mod batch;
+
+pub use batch::BatchRule;
+
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -43,6 +47,7 @@ use crate::domain::{DomainError, PerSide};
 use crate::htbl::{Completion, Hold, HtblError, MatcherTables, RemoveError, RuleHandle};
 use crate::matcher::{Matcher, MatcherSide};
 use crate::matching::{self, DomainSide, Match, MatchError, RuleTags};
+use crate::send::SendRing;
 use ste_builder::BuildError;
 
 /// Why a rule could not be inserted. A failed insert changed nothing (but see
@@ -192,18 +197,7 @@ impl Matcher {
         tags: &mut [RuleTags; 2],
     ) -> Result<Rule, InsertError> {
         // Every side's tags first: a value that does not fit fails before any write.
-        let mut on: [Option<DomainSide>; 2] = [None, None];
-        let sides = self.table().domain().sides();
-        for ((slot, side), t) in on.iter_mut().zip(sides).zip(tags.iter_mut()) {
-            let Some(ms) = self.linked().side(*side) else {
-                continue;
-            };
-            if ms.chain.skips_rule(value) {
-                continue;
-            }
-            self.tags(ms, *side, value, t)?;
-            *slot = Some(*side);
-        }
+        let on = self.all_tags(value, tags)?;
 
         let mut handles = PerSide::default();
         for (side, t) in on.iter().zip(tags.iter()) {
@@ -230,6 +224,29 @@ impl Matcher {
             matcher: Arc::clone(self),
             actions: Arc::clone(actions),
         })
+    }
+
+    /// The tags of `value` on each side of the domain, in the domain's side order, into
+    /// `tags`; returns the sides the rule goes to (`None` for a side the matcher does not
+    /// have or that the value's source port rules out).
+    fn all_tags(
+        &self,
+        value: &MatchParam,
+        tags: &mut [RuleTags; 2],
+    ) -> Result<[Option<DomainSide>; 2], InsertError> {
+        let mut on: [Option<DomainSide>; 2] = [None, None];
+        let sides = self.table().domain().sides();
+        for ((slot, side), t) in on.iter_mut().zip(sides).zip(tags.iter_mut()) {
+            let Some(ms) = self.linked().side(*side) else {
+                continue;
+            };
+            if ms.chain.skips_rule(value) {
+                continue;
+            }
+            self.tags(ms, *side, value, t)?;
+            *slot = Some(*side);
+        }
+        Ok(on)
     }
 
     /// The tags of `value` on `side` into `out`, looking up a source vport the domain
@@ -282,19 +299,7 @@ impl Matcher {
         actions: &ActionList,
     ) -> Result<RuleHandle, HtblError> {
         let mut ring = self.table().domain().ring_at(self.linked().ring);
-        let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
-        let res = match tables.insert(&mut ring, tags, fill) {
-            Ok(h) => Ok(h),
-            Err(HtblError::Unconfirmed { rule, source }) => {
-                // Maybe installed: take it out again, so the failed call changes nothing
-                // (if the ring still works).
-                // If that fails too, the rule stays installed, unreachable by handle,
-                // until the tables go.
-                let _ = tables.remove(&mut ring, rule);
-                Err(HtblError::Send(source))
-            }
-            Err(e) => Err(e),
-        };
+        let res = insert_on_ring(tables, &mut ring, side, tags, actions);
         drop(ring);
         tables.drop_released();
         res
@@ -367,6 +372,29 @@ impl Matcher {
         }
         tables.drop_released();
         res
+    }
+}
+
+/// Installs a rule on `side` of `tables` through `ring` (both locked).
+fn insert_on_ring(
+    tables: &mut MatcherTables,
+    ring: &mut SendRing,
+    side: DomainSide,
+    tags: &RuleTags,
+    actions: &ActionList,
+) -> Result<RuleHandle, HtblError> {
+    let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
+    match tables.insert(ring, tags, fill) {
+        Ok(h) => Ok(h),
+        Err(HtblError::Unconfirmed { rule, source }) => {
+            // Maybe installed: take it out again, so the failed call changes nothing
+            // (if the ring still works).
+            // If that fails too, the rule stays installed, unreachable by handle,
+            // until the tables go.
+            let _ = tables.remove(ring, rule);
+            Err(HtblError::Send(source))
+        }
+        Err(e) => Err(e),
     }
 }
 

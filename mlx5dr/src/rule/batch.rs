@@ -1,0 +1,192 @@
+//! Batches of inserts: [`Matcher::insert_batch_raw`].
+//!
+//! A datapath that offloads flows in bursts (a conntrack table's new connections, a
+//! switch's upcall batch) pays for each insert's lock, its own wait for the device and
+//! its own cache misses in a large table. A batch pays for them once per group of
+//! rules instead:
+//!
+//! - every rule's tags are computed first, outside any lock;
+//! - each side's lock and send ring are taken once per group;
+//! - before inserting, the group's slots and chain records are read together
+//!   ([`MatcherTables::warm`]), so their cache misses overlap instead of following one
+//!   another;
+//! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
+//!   whole group ([`MatcherTables::batch`]), and its doorbell carries the group's
+//!   writes together.
+//!
+//! Each rule succeeds or fails on its own, as [`Matcher::insert_raw`] would have in its
+//! place: a value that does not fit, a duplicate (of an installed rule or of an earlier
+//! rule of the batch), exhausted ICM fail that rule only, change nothing, and the rest
+//! goes on. What differs is a send failure with `Completion::Wait`: as with
+//! `Completion::Queue`, it loses the matcher side's tables (every later call fails with
+//! [`HtblError::Lost`]), and every rule of the group that had gone in on that side is
+//! reported failed with it.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use ste_builder::MatchParam;
+
+use super::{insert_on_ring, InsertError, Rule};
+use crate::action::ActionList;
+use crate::domain::PerSide;
+use crate::htbl::{HtblError, RuleHandle};
+use crate::matcher::Matcher;
+use crate::matching::RuleTags;
+use crate::send::SendError;
+
+/// Rules a batch handles under one lock and, with `Completion::Wait`, one wait. Bounds
+/// how long a batch keeps other threads out of a matcher side, and the per-thread tag
+/// buffers (two 700-byte [`RuleTags`] per rule).
+const GROUP: usize = 64;
+
+/// One rule of a batch: its raw 448-byte PRM value and its actions.
+pub type BatchRule<'a> = (&'a MatchParam, &'a Arc<ActionList>);
+
+thread_local! {
+    /// Each thread's tag buffers for a group, reused from batch to batch.
+    static GROUP_TAGS: RefCell<Vec<[RuleTags; 2]>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A rule of a group on its way in.
+#[derive(Default)]
+struct Pending {
+    /// The sides it goes to, in the domain's side order.
+    on: [Option<crate::DomainSide>; 2],
+    handles: PerSide<RuleHandle>,
+    /// Why it failed; it goes no further once set.
+    error: Option<InsertError>,
+}
+
+impl Matcher {
+    /// Installs the rules of `batch` in order, appending one result per rule to `out`:
+    /// the same rules [`Matcher::insert_raw`] would install one by one, for less (see
+    /// the module documentation of `rule::batch` for what is shared and for the one
+    /// difference in failure handling). With [`Completion::Wait`] every rule whose
+    /// result is `Ok` is in ICM when the call returns.
+    ///
+    /// [`Completion::Wait`]: crate::Completion::Wait
+    pub fn insert_batch_raw(
+        self: &Arc<Self>,
+        batch: &[BatchRule<'_>],
+        out: &mut Vec<Result<Rule, InsertError>>,
+    ) {
+        out.reserve(batch.len());
+        GROUP_TAGS.with(|tags| match tags.try_borrow_mut() {
+            Ok(mut tags) => {
+                tags.resize(GROUP, [RuleTags::EMPTY, RuleTags::EMPTY]);
+                for group in batch.chunks(GROUP) {
+                    self.insert_group(group, &mut tags, out);
+                }
+            }
+            // A batch within a batch on this thread (from a drop it caused): buffers of
+            // its own.
+            Err(_) => {
+                let mut tags = vec![[RuleTags::EMPTY, RuleTags::EMPTY]; GROUP];
+                for group in batch.chunks(GROUP) {
+                    self.insert_group(group, &mut tags, out);
+                }
+            }
+        })
+    }
+
+    /// Inserts a group of at most [`GROUP`] rules, with one tag buffer pair per rule.
+    fn insert_group(
+        self: &Arc<Self>,
+        group: &[BatchRule<'_>],
+        tags: &mut [[RuleTags; 2]],
+        out: &mut Vec<Result<Rule, InsertError>>,
+    ) {
+        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+        for (&(value, actions), t) in group.iter().zip(tags.iter_mut()) {
+            let mut p = Pending::default();
+            if !actions.fits(self.table()) {
+                p.error = Some(InsertError::ActionsForOtherTable {
+                    level: self.table().level(),
+                });
+            } else {
+                match self.all_tags(value, t) {
+                    Ok(on) => p.on = on,
+                    Err(e) => p.error = Some(e),
+                }
+            }
+            pending.push(p);
+        }
+
+        for (k, &side) in self.table().domain().sides().iter().enumerate() {
+            let Some(ms) = self.linked().side(side) else {
+                continue;
+            };
+            let goes = |p: &Pending| p.error.is_none() && p.on[k].is_some();
+            if !pending.iter().any(goes) {
+                continue;
+            }
+            ms.tables.with(|tables| {
+                let mut ring = self.table().domain().ring_at(self.linked().ring);
+                let ((), synced) = tables.batch(&mut ring, |tables, ring| {
+                    let mut seen = 0u32;
+                    for (p, t) in pending.iter().zip(tags.iter()) {
+                        if goes(p) {
+                            seen ^= tables.warm(&t[k]);
+                        }
+                    }
+                    std::hint::black_box(seen);
+                    for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags.iter()).zip(group) {
+                        if !goes(p) {
+                            continue;
+                        }
+                        match insert_on_ring(tables, ring, side, &t[k], actions) {
+                            Ok(h) => {
+                                p.handles.insert(side, h);
+                            }
+                            Err(source) => p.error = Some(InsertError::Insert { side, source }),
+                        }
+                    }
+                });
+                if let Err(e) = synced {
+                    // The group's writes on this side did not all land, and which did is
+                    // not known per rule: none of its rules here counts as in.
+                    for p in pending.iter_mut().filter(|p| p.error.is_none()) {
+                        if p.handles.get(side).is_some() {
+                            p.error = Some(InsertError::Insert {
+                                side,
+                                source: lost_like(&e),
+                            });
+                        }
+                    }
+                }
+                drop(ring);
+                tables.drop_released();
+            });
+        }
+
+        for (p, &(_, actions)) in pending.into_iter().zip(group) {
+            let Pending {
+                mut handles, error, ..
+            } = p;
+            match error {
+                None => out.push(Ok(Rule {
+                    handles,
+                    matcher: Arc::clone(self),
+                    actions: Arc::clone(actions),
+                })),
+                Some(e) => {
+                    // Sides already in go out again; one that cannot stays installed,
+                    // out of reach, until the matcher's tables go.
+                    let _ = self.remove_handles(&mut handles, actions);
+                    out.push(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// The error each rule of a group reports when the group's wait failed with `e`: the
+/// tables are lost, for the reason the wait gave.
+fn lost_like(e: &HtblError) -> HtblError {
+    match e {
+        HtblError::Lost(s) | HtblError::Send(s) => HtblError::Lost(s.clone()),
+        // `sync` fails with one of the two above only.
+        _ => HtblError::Lost(SendError::Config("a batch's wait failed")),
+    }
+}

@@ -1,0 +1,319 @@
+//! Batches of inserts (`Matcher::insert_batch_raw`) through the public API on a
+//! simulated ConnectX-6 Dx.
+//!
+//! - A batch installs the rules one-by-one inserts would, with the same tables (rules,
+//!   STEs, growth) and the same verdicts for packets, in every completion mode.
+//! - Each rule fails on its own (a bad value, a duplicate within the batch or of an
+//!   installed rule, actions for another table) and changes nothing; the rest goes in.
+//! - An FDB batch installs every rule on both sides.
+//! - A device failure during a waited-for batch reports the group's rules failed and
+//!   loses the matcher, which still drops cleanly.
+
+#![cfg(feature = "sim")]
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ::sim::endpoint::Terminal;
+use ::sim::packet::{build_from_match, Metadata, Side};
+use ::sim::profile::DeviceModel;
+use ::sim::{Entry, Fate};
+use mlx5dr::device::sim::SimBackend;
+use mlx5dr::htbl::HtblError;
+use mlx5dr::{
+    Action, ActionList, Completion, Device, Domain, DomainType, InsertError, Match, Matcher,
+    MatcherOptions, Rule, Table,
+};
+use ste_builder::wqe::Syndrome;
+use ste_builder::MatchParam;
+
+use common::five_tuple_mask;
+
+struct Rig {
+    be: Arc<SimBackend>,
+    dmn: Arc<Domain>,
+    table: Arc<Table>,
+}
+
+impl Rig {
+    fn new(kind: DomainType) -> Rig {
+        let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
+        let dev: Arc<dyn Device> = be.clone();
+        let dmn = Domain::open(dev, kind).unwrap();
+        let table = Table::new(&dmn, 1).unwrap();
+        Rig { be, dmn, table }
+    }
+
+    fn matcher(&self, completion: Completion) -> Arc<Matcher> {
+        let opts = MatcherOptions {
+            completion,
+            ..MatcherOptions::default()
+        };
+        Matcher::new(&self.table, &five_tuple_mask(), opts).unwrap()
+    }
+
+    /// What a packet of `value` entering the table on `pipe` ends as.
+    fn fate(&self, value: &MatchParam, pipe: Side) -> (Fate, Option<u32>) {
+        let pkt = build_from_match(value, Metadata::new(pipe)).unwrap();
+        let out = self
+            .be
+            .sim()
+            .process(pkt, Entry::Table(self.table.fw_id()))
+            .unwrap();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        (out[0].fate.clone(), out[0].packet.meta.flow_tag)
+    }
+
+    /// The flow tag a NIC RX packet of `value` leaves with (`None`: no rule's).
+    fn tag_of(&self, value: &MatchParam) -> Option<u32> {
+        let (fate, tag) = self.fate(value, Side::Rx);
+        assert_eq!(fate, Fate::Delivered(Terminal::Drop));
+        tag
+    }
+}
+
+fn five_tuple(i: u32) -> MatchParam {
+    Match::new()
+        .outer(|h| {
+            h.ipv4_src(Ipv4Addr::from(
+                0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+            ))
+            .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
+            .ip_protocol(6)
+            .tcp_sport(1000 + (i as u16 % 5000))
+            .tcp_dport(80)
+        })
+        .to_raw()
+        .unwrap()
+        .param
+}
+
+fn flow_tags(m: &Matcher) -> Vec<Arc<ActionList>> {
+    (1..=4)
+        .map(|t| m.actions(&[Action::flow_tag(t).unwrap()]).unwrap())
+        .collect()
+}
+
+/// `n` rules through batches of `size`, or one by one when `size` is 0: each probed
+/// value's tag, and the matcher's rules, STEs and growth events.
+fn install(completion: Completion, n: u32, size: usize) -> (Vec<Option<u32>>, [u64; 3]) {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(completion);
+    let lists = flow_tags(&m);
+    let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
+    let mut rules: Vec<Rule> = Vec::new();
+    if size == 0 {
+        for (i, v) in values.iter().enumerate() {
+            rules.push(m.insert_raw(v, &lists[i % 4]).unwrap());
+        }
+    } else {
+        let batch: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v, &lists[i % 4]))
+            .collect();
+        let mut out = Vec::new();
+        for part in batch.chunks(size) {
+            m.insert_batch_raw(part, &mut out);
+        }
+        rules = out.into_iter().map(Result::unwrap).collect();
+    }
+    if completion == Completion::Wait {
+        // Nothing left to wait for: the batch waited.
+        let before = rig.dmn.send_stats()[0].wqes;
+        m.sync().unwrap();
+        assert_eq!(rig.dmn.send_stats()[0].wqes, before);
+    }
+    m.sync().unwrap();
+    // Every rule, and values never inserted.
+    let tags = (0..n + 50).map(|i| rig.tag_of(&five_tuple(i))).collect();
+    let s = m.stats().sides[0].1;
+    assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
+    drop(rules);
+    m.sync().unwrap();
+    assert_eq!(m.stats().rules(), 0);
+    (tags, [s.rules, s.stes, s.grows])
+}
+
+#[test]
+fn a_batch_installs_what_single_inserts_install() {
+    let n = 700;
+    let (tags, stats) = install(Completion::Wait, n, 0);
+    for (i, t) in tags.iter().enumerate() {
+        let want = (i < n as usize).then_some(i as u32 % 4 + 1);
+        assert_eq!(*t, want, "value {i}");
+    }
+    assert!(stats[2] > 0, "the tables grew: {stats:?}");
+    for completion in [Completion::Wait, Completion::Post, Completion::Queue] {
+        for size in [1, 5, 64, 65, 1000] {
+            let got = install(completion, n, size);
+            assert_eq!(
+                got,
+                (tags.clone(), stats),
+                "{completion:?}, batches of {size}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_rule_of_a_batch_fails_on_its_own() {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(Completion::Wait);
+    let lists = flow_tags(&m);
+    let installed = m.insert_raw(&five_tuple(1), &lists[0]).unwrap();
+    // A value with a bit outside the mask: the destination port is matched, the VLAN
+    // is not.
+    let outside = Match::new()
+        .outer(|h| h.ipv4_dst(Ipv4Addr::new(192, 168, 0, 1)).vlan_id(7))
+        .to_raw()
+        .unwrap()
+        .param;
+    // Actions for a table of another domain.
+    let other = Rig::new(DomainType::NicRx);
+    let other_m = other.matcher(Completion::Wait);
+    let foreign = other_m.actions(&[Action::flow_tag(9).unwrap()]).unwrap();
+    let (v2, v3, v4, v5) = (five_tuple(2), five_tuple(3), five_tuple(4), five_tuple(5));
+    let v1 = five_tuple(1);
+    let batch = [
+        (&v2, &lists[1]),
+        (&v1, &lists[2]),      // a duplicate of an installed rule
+        (&v3, &lists[2]),      //
+        (&v2, &lists[3]),      // a duplicate of the batch's first rule
+        (&outside, &lists[0]), // a bit outside the mask
+        (&v4, &foreign),       // another table's actions
+        (&v5, &lists[3]),
+    ];
+    let mut out = Vec::new();
+    m.insert_batch_raw(&batch, &mut out);
+    assert_eq!(out.len(), batch.len());
+    let duplicate = |r: &Result<Rule, InsertError>| {
+        matches!(
+            r,
+            Err(InsertError::Insert {
+                source: HtblError::Duplicate,
+                ..
+            })
+        )
+    };
+    assert!(
+        out[0].is_ok() && out[2].is_ok() && out[6].is_ok(),
+        "{out:?}"
+    );
+    assert!(duplicate(&out[1]) && duplicate(&out[3]), "{out:?}");
+    assert!(
+        matches!(out[4], Err(InsertError::Refused { .. })),
+        "{:?}",
+        out[4]
+    );
+    assert!(
+        matches!(out[5], Err(InsertError::ActionsForOtherTable { .. })),
+        "{:?}",
+        out[5]
+    );
+    assert_eq!(m.stats().rules(), 4);
+    assert_eq!(rig.tag_of(&v1), Some(1));
+    assert_eq!(rig.tag_of(&v2), Some(2));
+    assert_eq!(rig.tag_of(&v3), Some(3));
+    assert_eq!(rig.tag_of(&v4), None);
+    assert_eq!(rig.tag_of(&v5), Some(4));
+    drop((out, installed));
+    assert_eq!(m.stats().rules(), 0);
+    assert_eq!(rig.tag_of(&v2), None);
+}
+
+#[test]
+fn an_fdb_batch_installs_every_rule_on_both_sides() {
+    let rig = Rig::new(DomainType::Fdb);
+    let m = rig.matcher(Completion::Wait);
+    let to = |vport: u16| {
+        m.actions(&[Action::dest_vport(&rig.dmn, vport).unwrap()])
+            .unwrap()
+    };
+    let lists = [to(1), to(2)];
+    let values: Vec<MatchParam> = (0..150).map(five_tuple).collect();
+    let batch: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v, &lists[i % 2]))
+        .collect();
+    let mut out = Vec::new();
+    m.insert_batch_raw(&batch, &mut out);
+    let rules: Vec<Rule> = out.into_iter().map(Result::unwrap).collect();
+    for (i, (r, v)) in rules.iter().zip(&values).enumerate() {
+        assert_eq!(r.sides().count(), 2);
+        let want = Fate::Delivered(Terminal::Vport(1 + i as u16 % 2));
+        for pipe in [Side::Rx, Side::Tx] {
+            assert_eq!(rig.fate(v, pipe).0, want, "rule {i} on {pipe:?}");
+        }
+    }
+    drop(rules);
+    assert_eq!(m.stats().rules(), 0);
+}
+
+/// An error CQE on each WQE in turn of a waited-for batch: either no WQE failed and every
+/// rule is in, or the failure's group reports its rules failed and the matcher is lost;
+/// the rules that came back `Ok` are reachable, and everything drops cleanly.
+#[test]
+fn a_device_failure_during_a_waited_batch_fails_its_group() {
+    for (round, nth) in (0..).step_by(7).enumerate() {
+        let rig = Rig::new(DomainType::NicRx);
+        let m = rig.matcher(Completion::Wait);
+        let lists = flow_tags(&m);
+        let values: Vec<MatchParam> = (0..100).map(five_tuple).collect();
+        let batch: Vec<_> = values.iter().map(|v| (v, &lists[0])).collect();
+        let qpn = rig.dmn.ring_at(0).qpn();
+        rig.be
+            .sim()
+            .with_queue(qpn, |q| {
+                q.inject_error(nth, Syndrome::LocalProtection, 0x42)
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        m.insert_batch_raw(&batch, &mut out);
+        let failed = out.iter().filter(|r| r.is_err()).count();
+        if failed == 0 {
+            // The batch ended before the error's WQE.
+            assert!(round > 0, "the first WQEs failed nothing");
+            break;
+        }
+        for r in out.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(
+                    r,
+                    InsertError::Insert {
+                        source: HtblError::Lost(_),
+                        ..
+                    }
+                ),
+                "{r:?}"
+            );
+        }
+        // Whole groups fail: 64 rules, or the 36 of the second.
+        assert!(failed == 64 || failed == 36 || failed == 100, "{failed}");
+        for (i, r) in out.iter().enumerate() {
+            if r.is_ok() {
+                assert_eq!(rig.tag_of(&values[i]), Some(1), "rule {i}");
+            }
+        }
+        assert!(matches!(
+            m.insert_raw(&five_tuple(500), &lists[0]),
+            Err(InsertError::Insert {
+                source: HtblError::Lost(_),
+                ..
+            })
+        ));
+        let in_pool = rig.dmn.ste_pool().stats().chunks;
+        drop(out);
+        drop(m);
+        drop(lists);
+        // A lost matcher keeps out of use what a write may still reach, and gives the
+        // rest back; packets skip it.
+        assert!(rig.dmn.ste_pool().stats().chunks < in_pool, "WQE {nth}");
+        for v in &values {
+            assert_eq!(rig.tag_of(v), None);
+        }
+    }
+}

@@ -593,28 +593,6 @@ impl MatcherTables {
         }
     }
 
-    /// Walks the tables as an insert of `tags` would, down to the slot or chain where the
-    /// rule would go, and returns a value that depends on everything it read. Does
-    /// nothing else: a batch calls it for each of its rules before inserting any, so that
-    /// the CPU fetches their slots and chain records (cache misses in a large table)
-    /// together rather than one insert after the other. Tags that do not fit the chain
-    /// are skipped (the insert refuses them).
-    pub fn warm(&self, tags: &RuleTags) -> u32 {
-        let n = self.levels.len();
-        let Ok(tags) = self.check_tags(tags) else {
-            return 0;
-        };
-        let mut table = self.start;
-        for level in 0..n {
-            match self.find(table, tags.get(level)) {
-                Probe::Found(s) if level + 1 < n => table = self.stes[s].link,
-                Probe::Found(s) => return s,
-                Probe::Missing { slot, tail } => return slot ^ tail,
-            }
-        }
-        0
-    }
-
     /// The rule's tags, checked against the chain: one per level, 16 bytes each.
     fn check_tags<'t>(&self, tags: &'t RuleTags) -> Result<Tags<'t>, HtblError> {
         let n = self.levels.len();

@@ -7,11 +7,8 @@
 //!
 //! - every rule's tags are computed first, outside any lock;
 //! - each side's lock and send ring are taken once per group;
-//! - before inserting, the group's slots and chain records are read together
-//!   ([`MatcherTables::warm`]), so their cache misses overlap instead of following one
-//!   another;
 //! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
-//!   whole group ([`MatcherTables::batch`]), and its doorbell carries the group's
+//!   whole group ([`crate::htbl::MatcherTables::batch`]), and its doorbell carries the group's
 //!   writes together.
 //!
 //! Each rule succeeds or fails on its own, as [`Matcher::insert_raw`] would have in its
@@ -21,6 +18,10 @@
 //! `Completion::Queue`, it loses the matcher side's tables (every later call fails with
 //! [`HtblError::Lost`]), and every rule of the group that had gone in on that side is
 //! reported failed with it.
+//!
+//! Tried and left out: reading the group's slots and chain records in a first pass, so
+//! that their cache misses would overlap. It cost 6 % more instructions per insert and
+//! made batches no faster at 1 M rules (BENCHMARKS.md, sixth round).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -124,13 +125,6 @@ impl Matcher {
             ms.tables.with(|tables| {
                 let mut ring = self.table().domain().ring_at(self.linked().ring);
                 let ((), synced) = tables.batch(&mut ring, |tables, ring| {
-                    let mut seen = 0u32;
-                    for (p, t) in pending.iter().zip(tags.iter()) {
-                        if goes(p) {
-                            seen ^= tables.warm(&t[k]);
-                        }
-                    }
-                    std::hint::black_box(seen);
                     for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags.iter()).zip(group) {
                         if !goes(p) {
                             continue;

@@ -29,7 +29,7 @@ use mlx5dr::{
 use ste_builder::wqe::Syndrome;
 use ste_builder::MatchParam;
 
-use common::five_tuple_mask;
+use common::{five_tuple_mask, five_tuple_spread as five_tuple};
 
 struct Rig {
     be: Arc<SimBackend>,
@@ -72,22 +72,6 @@ impl Rig {
         assert_eq!(fate, Fate::Delivered(Terminal::Drop));
         tag
     }
-}
-
-fn five_tuple(i: u32) -> MatchParam {
-    Match::new()
-        .outer(|h| {
-            h.ipv4_src(Ipv4Addr::from(
-                0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
-            ))
-            .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
-            .ip_protocol(6)
-            .tcp_sport(1000 + (i as u16 % 5000))
-            .tcp_dport(80)
-        })
-        .to_raw()
-        .unwrap()
-        .param
 }
 
 fn flow_tags(m: &Matcher) -> Vec<Arc<ActionList>> {

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ::sim::packet::{build_from_match, Metadata, Side};
@@ -25,12 +24,12 @@ use mlx5dr::device::sim::SimBackend;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::{
     Action, ActionList, Completion, Device, Domain, DomainConfig, DomainSide, DomainType,
-    InsertError, Match, Matcher, MatcherOptions, Rule, Table,
+    InsertError, Matcher, MatcherOptions, Rule, Table,
 };
 use ste_builder::wqe::Syndrome;
 use ste_builder::MatchParam;
 
-use common::five_tuple_mask;
+use common::{five_tuple_mask, five_tuple_spread as five_tuple};
 
 struct Rig {
     be: Arc<SimBackend>,
@@ -81,22 +80,6 @@ impl Rig {
     fn wqes(&self) -> u64 {
         self.dmn.send_stats()[0].wqes
     }
-}
-
-fn five_tuple(i: u32) -> MatchParam {
-    Match::new()
-        .outer(|h| {
-            h.ipv4_src(Ipv4Addr::from(
-                0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
-            ))
-            .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
-            .ip_protocol(6)
-            .tcp_sport(1000 + (i as u16 % 5000))
-            .tcp_dport(80)
-        })
-        .to_raw()
-        .unwrap()
-        .param
 }
 
 /// What a run leaves: each probed value's tag, and the matcher's rule and STE counts.

@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 
 use mlx5dr::Match;
+use ste_builder::MatchParam;
 
 /// The outer IPv4 5-tuple: source and destination addresses, protocol, TCP ports (two
 /// lookups on every STE format).
@@ -14,4 +15,23 @@ pub fn five_tuple_mask() -> Match {
             .tcp_sport(0xffff)
             .tcp_dport(0xffff)
     })
+}
+
+/// Distinct raw values for [`five_tuple_mask`]: source addresses spread over the space
+/// (a multiplicative hash of `i`), source ports cycling through 5 000.
+#[allow(dead_code)] // not every test crate uses it
+pub fn five_tuple_spread(i: u32) -> MatchParam {
+    Match::new()
+        .outer(|h| {
+            h.ipv4_src(Ipv4Addr::from(
+                0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+            ))
+            .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
+            .ip_protocol(6)
+            .tcp_sport(1000 + (i as u16 % 5000))
+            .tcp_dport(80)
+        })
+        .to_raw()
+        .unwrap()
+        .param
 }

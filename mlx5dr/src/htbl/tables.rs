@@ -1372,7 +1372,7 @@ impl MatcherTables {
 
     /// Runs `updates` as one batch: with [`Completion::Wait`] tables, its updates are
     /// queued as with [`Completion::Queue`] and waited for together at the end
-    /// ([`MatcherTables::sync`], whose result is returned beside `updates`'); with the
+    /// ([`MatcherTables::sync`], whose result is returned beside the batch's); with the
     /// other modes they go as those modes say and nothing is waited for. A send failure
     /// during the batch therefore loses the tables ([`HtblError::Lost`]) as it would
     /// with `Queue`; refusals change nothing, as always.

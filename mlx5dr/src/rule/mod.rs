@@ -296,7 +296,7 @@ impl Matcher {
         tables: &mut MatcherTables,
         side: DomainSide,
         tags: &RuleTags,
-        actions: &ActionList,
+        actions: &Arc<ActionList>,
     ) -> Result<RuleHandle, HtblError> {
         let mut ring = self.table().domain().ring_at(self.linked().ring);
         let res = insert_on_ring(tables, &mut ring, side, tags, actions);
@@ -363,13 +363,8 @@ impl Matcher {
         actions: &Arc<ActionList>,
     ) -> Result<(), RemoveError> {
         let mut ring = self.table().domain().ring_at(self.linked().ring);
-        let res = tables.remove(&mut ring, h);
+        let res = remove_on_ring(tables, &mut ring, h, actions);
         drop(ring);
-        if res.is_ok() && tables.completion() != Completion::Wait {
-            // The unlink may not have landed: an STE in ICM may still lead where the
-            // actions point, so they outlive this rule until it has.
-            tables.hold(Arc::clone(actions) as Hold);
-        }
         tables.drop_released();
         res
     }
@@ -381,7 +376,7 @@ fn insert_on_ring(
     ring: &mut SendRing,
     side: DomainSide,
     tags: &RuleTags,
-    actions: &ActionList,
+    actions: &Arc<ActionList>,
 ) -> Result<RuleHandle, HtblError> {
     let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
     match tables.insert(ring, tags, fill) {
@@ -391,11 +386,27 @@ fn insert_on_ring(
             // (if the ring still works).
             // If that fails too, the rule stays installed, unreachable by handle,
             // until the tables go.
-            let _ = tables.remove(ring, rule);
+            let _ = remove_on_ring(tables, ring, rule, actions);
             Err(HtblError::Send(source))
         }
         Err(e) => Err(e),
     }
+}
+
+/// Removes rule `h`, whose last STE carries `actions`, from `tables` through `ring`
+/// (both locked). When the tables do not wait for the unlinking write, `actions` are
+/// held until it has landed: an STE in ICM may still lead where they point.
+fn remove_on_ring(
+    tables: &mut MatcherTables,
+    ring: &mut SendRing,
+    h: RuleHandle,
+    actions: &Arc<ActionList>,
+) -> Result<(), RemoveError> {
+    let res = tables.remove(ring, h);
+    if res.is_ok() && tables.completion() != Completion::Wait {
+        tables.hold(Arc::clone(actions) as Hold);
+    }
+    res
 }
 
 impl Rule {

@@ -1,9 +1,8 @@
 //! Batches of inserts: [`Matcher::insert_batch_raw`].
 //!
 //! A datapath that offloads flows in bursts (a conntrack table's new connections, a
-//! switch's upcall batch) pays for each insert's lock, its own wait for the device and
-//! its own cache misses in a large table. A batch pays for them once per group of
-//! rules instead:
+//! switch's upcall batch) pays for each insert's lock and, by default, its own wait for
+//! the device. A batch pays for them once per group of rules instead:
 //!
 //! - every rule's tags are computed first, outside any lock;
 //! - each side's lock and send ring are taken once per group;
@@ -44,9 +43,19 @@ const GROUP: usize = 64;
 /// One rule of a batch: its raw 448-byte PRM value and its actions.
 pub type BatchRule<'a> = (&'a MatchParam, &'a Arc<ActionList>);
 
+/// A group's working memory, kept per thread and reused from batch to batch, so that
+/// a batch allocates nothing once a thread's first group has sized it.
+struct GroupBuffers {
+    /// One tag buffer per rule and side.
+    tags: Vec<[RuleTags; 2]>,
+    /// One entry per rule of the group in progress.
+    pending: Vec<Pending>,
+}
+
 thread_local! {
-    /// Each thread's tag buffers for a group, reused from batch to batch.
-    static GROUP_TAGS: RefCell<Vec<[RuleTags; 2]>> = const { RefCell::new(Vec::new()) };
+    static GROUP_BUFFERS: RefCell<GroupBuffers> = const {
+        RefCell::new(GroupBuffers { tags: Vec::new(), pending: Vec::new() })
+    };
 }
 
 /// A rule of a group on its way in.
@@ -61,44 +70,56 @@ struct Pending {
 
 impl Matcher {
     /// Installs the rules of `batch` in order, appending one result per rule to `out`:
-    /// the same rules [`Matcher::insert_raw`] would install one by one, for less (see
-    /// the module documentation of `rule::batch` for what is shared and for the one
-    /// difference in failure handling). With [`Completion::Wait`] every rule whose
-    /// result is `Ok` is in ICM when the call returns.
+    /// the same rules [`Matcher::insert_raw`] would install one by one, for less. Tags
+    /// are computed first; each side's lock and send ring are then taken once per group
+    /// of 64 rules, and with [`Completion::Wait`] the group's writes are waited for
+    /// once, after which every rule whose result is `Ok` is in ICM.
+    ///
+    /// Each rule succeeds or fails on its own (a value that does not fit, a duplicate of
+    /// an installed rule or of an earlier rule of the batch, exhausted ICM) and a
+    /// failure changes nothing. The one difference from single inserts: with
+    /// `Completion::Wait`, a send failure during a group loses the matcher side's
+    /// tables as it would with [`Completion::Queue`] (every later call fails with
+    /// [`HtblError::Lost`]), and the group's rules on that side are reported failed.
     ///
     /// [`Completion::Wait`]: crate::Completion::Wait
+    /// [`Completion::Queue`]: crate::Completion::Queue
     pub fn insert_batch_raw(
         self: &Arc<Self>,
         batch: &[BatchRule<'_>],
         out: &mut Vec<Result<Rule, InsertError>>,
     ) {
         out.reserve(batch.len());
-        GROUP_TAGS.with(|tags| match tags.try_borrow_mut() {
-            Ok(mut tags) => {
-                tags.resize(GROUP, [RuleTags::EMPTY, RuleTags::EMPTY]);
-                for group in batch.chunks(GROUP) {
-                    self.insert_group(group, &mut tags, out);
-                }
+        let mut run = |buffers: &mut GroupBuffers| {
+            buffers
+                .tags
+                .resize(GROUP, [RuleTags::EMPTY, RuleTags::EMPTY]);
+            for group in batch.chunks(GROUP) {
+                self.insert_group(group, buffers, out);
             }
+        };
+        GROUP_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+            Ok(mut buffers) => run(&mut buffers),
             // A batch within a batch on this thread (from a drop it caused): buffers of
             // its own.
-            Err(_) => {
-                let mut tags = vec![[RuleTags::EMPTY, RuleTags::EMPTY]; GROUP];
-                for group in batch.chunks(GROUP) {
-                    self.insert_group(group, &mut tags, out);
-                }
-            }
+            Err(_) => run(&mut GroupBuffers {
+                tags: Vec::new(),
+                pending: Vec::new(),
+            }),
         })
     }
 
-    /// Inserts a group of at most [`GROUP`] rules, with one tag buffer pair per rule.
+    /// Inserts a group of at most [`GROUP`] rules (`buffers.tags` holds [`GROUP`] tag
+    /// buffer pairs).
     fn insert_group(
         self: &Arc<Self>,
         group: &[BatchRule<'_>],
-        tags: &mut [[RuleTags; 2]],
+        buffers: &mut GroupBuffers,
         out: &mut Vec<Result<Rule, InsertError>>,
     ) {
-        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
+        let GroupBuffers { tags, pending } = buffers;
+        // Empty unless a group before panicked half way.
+        pending.clear();
         for (&(value, actions), t) in group.iter().zip(tags.iter_mut()) {
             let mut p = Pending::default();
             if !actions.fits(self.table()) {
@@ -154,7 +175,7 @@ impl Matcher {
             });
         }
 
-        for (p, &(_, actions)) in pending.into_iter().zip(group) {
+        for (p, &(_, actions)) in pending.drain(..).zip(group) {
             let Pending {
                 mut handles, error, ..
             } = p;

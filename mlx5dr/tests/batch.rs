@@ -1,13 +1,16 @@
-//! Batches of inserts (`Matcher::insert_batch_raw`) through the public API on a
-//! simulated ConnectX-6 Dx.
+//! Batches of inserts (`Matcher::insert_batch_raw`) and removals (`Matcher::remove_batch`)
+//! through the public API on a simulated ConnectX-6 Dx.
 //!
 //! - A batch installs the rules one-by-one inserts would, with the same tables (rules,
 //!   STEs, growth) and the same verdicts for packets, in every completion mode.
 //! - Each rule fails on its own (a bad value, a duplicate within the batch or of an
 //!   installed rule, actions for another table) and changes nothing; the rest goes in.
-//! - An FDB batch installs every rule on both sides.
+//! - An FDB batch installs every rule on both sides, and a removal batch removes it from both.
 //! - A device failure during a waited-for batch reports the group's rules failed and
 //!   loses the matcher, which still drops cleanly.
+//! - A removal batch leaves the tables single removals leave, in every completion mode;
+//!   rules of other matchers in it are removed in their place; a device failure during
+//!   a waited-for removal batch fails its group, as gone, and the rest comes back.
 
 #![cfg(feature = "sim")]
 
@@ -209,7 +212,7 @@ fn each_rule_of_a_batch_fails_on_its_own() {
 }
 
 #[test]
-fn an_fdb_batch_installs_every_rule_on_both_sides() {
+fn an_fdb_batch_installs_and_removes_every_rule_on_both_sides() {
     let rig = Rig::new(DomainType::Fdb);
     let m = rig.matcher(Completion::Wait);
     let to = |vport: u16| {
@@ -233,8 +236,22 @@ fn an_fdb_batch_installs_every_rule_on_both_sides() {
             assert_eq!(rig.fate(v, pipe).0, want, "rule {i} on {pipe:?}");
         }
     }
-    drop(rules);
+    let mut out = Vec::new();
+    m.remove_batch(rules, &mut out);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
     assert_eq!(m.stats().rules(), 0);
+    // Every value now ends as one never inserted does.
+    let never = five_tuple(10_000);
+    for pipe in [Side::Rx, Side::Tx] {
+        let miss = rig.fate(&never, pipe).0;
+        assert!(
+            !matches!(miss, Fate::Delivered(Terminal::Vport(1 | 2))),
+            "{miss:?}"
+        );
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(rig.fate(v, pipe).0, miss, "rule {i} on {pipe:?}");
+        }
+    }
 }
 
 /// An error CQE on each WQE in turn of a waited-for batch: either no WQE failed and every
@@ -300,4 +317,177 @@ fn a_device_failure_during_a_waited_batch_fails_its_group() {
             assert_eq!(rig.tag_of(v), None);
         }
     }
+}
+
+/// `n` rules inserted one by one, then the even ones removed through batches of `size`
+/// (one by one when `size` is 0), then the rest: after the first removals each probed
+/// value's tag, the matcher's rules and STEs, and the pool's chunks and slab bytes.
+fn uninstall(completion: Completion, n: u32, size: usize) -> (Vec<Option<u32>>, [u64; 4]) {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(completion);
+    let lists = flow_tags(&m);
+    let mut rules: Vec<Option<Rule>> = (0..n)
+        .map(|i| {
+            Some(
+                m.insert_raw(&five_tuple(i), &lists[i as usize % 4])
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let remove = |rules: Vec<Rule>| {
+        if size == 0 {
+            for r in rules {
+                r.remove().unwrap();
+            }
+        } else {
+            let mut out = Vec::new();
+            let mut rules = rules.into_iter().peekable();
+            while rules.peek().is_some() {
+                m.remove_batch(rules.by_ref().take(size), &mut out);
+            }
+            assert!(out.iter().all(Result::is_ok), "{out:?}");
+        }
+    };
+    let evens = rules
+        .iter_mut()
+        .step_by(2)
+        .map(|r| r.take().unwrap())
+        .collect();
+    remove(evens);
+    if completion == Completion::Wait {
+        let before = rig.dmn.send_stats()[0].wqes;
+        m.sync().unwrap();
+        assert_eq!(rig.dmn.send_stats()[0].wqes, before, "the batch waited");
+    }
+    m.sync().unwrap();
+    let tags = (0..n + 50).map(|i| rig.tag_of(&five_tuple(i))).collect();
+    let s = m.stats().sides[0].1;
+    let pool = rig.dmn.ste_pool().stats();
+    remove(rules.into_iter().flatten().collect());
+    m.sync().unwrap();
+    assert_eq!(m.stats().rules(), 0);
+    for i in (0..n).step_by(37) {
+        assert_eq!(rig.tag_of(&five_tuple(i)), None, "value {i}");
+    }
+    (tags, [s.rules, s.stes, pool.chunks, pool.slab_bytes])
+}
+
+#[test]
+fn a_removal_batch_leaves_what_single_removals_leave() {
+    let n = 700;
+    let (tags, stats) = uninstall(Completion::Wait, n, 0);
+    for (i, t) in tags.iter().enumerate() {
+        let want = (i < n as usize && i % 2 == 1).then_some(i as u32 % 4 + 1);
+        assert_eq!(*t, want, "value {i}");
+    }
+    assert_eq!(stats[0], u64::from(n / 2));
+    for completion in [Completion::Wait, Completion::Post, Completion::Queue] {
+        for size in [1, 5, 64, 65, 1000] {
+            let got = uninstall(completion, n, size);
+            assert_eq!(
+                got,
+                (tags.clone(), stats),
+                "{completion:?}, batches of {size}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_removal_batch_removes_other_matchers_rules_in_their_place() {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(Completion::Wait);
+    // A second matcher on the destination address only, in the same table.
+    let other = Matcher::new(
+        &rig.table,
+        &Match::new().outer(|h| h.ipv4_dst(Ipv4Addr::BROADCAST)),
+        MatcherOptions::default(),
+    )
+    .unwrap();
+    let lists = flow_tags(&m);
+    let mut rules = Vec::new();
+    for i in 0..150 {
+        rules.push(m.insert_raw(&five_tuple(i), &lists[0]).unwrap());
+        if i % 50 == 7 {
+            let v = Match::new()
+                .outer(|h| h.ipv4_dst(Ipv4Addr::from(0x0a00_0000 + i)))
+                .to_raw()
+                .unwrap()
+                .param;
+            rules.push(other.insert_raw(&v, &lists[1]).unwrap());
+        }
+    }
+    let n = rules.len();
+    let mut out = Vec::new();
+    m.remove_batch(rules, &mut out);
+    assert_eq!(out.len(), n);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert_eq!((m.stats().rules(), other.stats().rules()), (0, 0));
+    for i in 0..150 {
+        assert_eq!(rig.tag_of(&five_tuple(i)), None, "value {i}");
+    }
+}
+
+/// An error CQE on each WQE in turn of a waited-for removal batch: every removal before
+/// the failed group's is done; the failed group's rules are reported lost and gone; the
+/// later groups' rules come back in their errors, still installed; everything drops
+/// cleanly. (An error on a group's last READ, after its last write completed, fails
+/// nothing.)
+#[test]
+fn a_device_failure_during_a_waited_removal_batch_fails_its_group() {
+    // 150 removals, each one WRITE and one READ: groups of 64, 64 and 22 rules.
+    let mut failed_groups = Vec::new();
+    for nth in (0..300).step_by(5) {
+        let rig = Rig::new(DomainType::NicRx);
+        let m = rig.matcher(Completion::Wait);
+        let lists = flow_tags(&m);
+        let values: Vec<MatchParam> = (0..150).map(five_tuple).collect();
+        let rules: Vec<Rule> = values
+            .iter()
+            .map(|v| m.insert_raw(v, &lists[0]).unwrap())
+            .collect();
+        let qpn = rig.dmn.ring_at(0).qpn();
+        rig.be
+            .sim()
+            .with_queue(qpn, |q| {
+                q.inject_error(nth, Syndrome::LocalProtection, 0x42)
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        m.remove_batch(rules, &mut out);
+        assert_eq!(out.len(), values.len());
+        let Some(first) = out.iter().position(Result::is_err) else {
+            continue;
+        };
+        failed_groups.push(first / 64);
+        // Whole groups of 64 fail; the ones before are out of the hardware.
+        assert_eq!(first % 64, 0, "{out:?}");
+        for (i, v) in values.iter().enumerate().take(first) {
+            assert_eq!(rig.tag_of(v), None, "rule {i}");
+        }
+        for (i, v) in values.iter().enumerate().skip(first + 64) {
+            assert_eq!(rig.tag_of(v), Some(1), "rule {i}");
+        }
+        let mut back = Vec::new();
+        for (i, r) in out.into_iter().enumerate().skip(first) {
+            let e = r.expect_err("every rule from the failed group on fails");
+            assert!(matches!(e.error, HtblError::Lost(_)), "rule {i}: {e:?}");
+            if i < first + 64 {
+                assert!(e.rule.is_none(), "rule {i} of the failed group is gone");
+            } else {
+                back.push(e.rule.expect("a later group's rule is still installed"));
+            }
+        }
+        assert_eq!(back.len(), values.len().saturating_sub(first + 64));
+        let in_pool = rig.dmn.ste_pool().stats().chunks;
+        drop(back);
+        drop(m);
+        drop(lists);
+        assert!(rig.dmn.ste_pool().stats().chunks < in_pool, "WQE {nth}");
+        for v in &values {
+            assert_eq!(rig.tag_of(v), None);
+        }
+    }
+    failed_groups.dedup();
+    assert_eq!(failed_groups, [0, 1, 2], "a failure in each group");
 }

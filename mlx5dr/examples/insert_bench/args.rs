@@ -17,7 +17,8 @@ pub struct Args {
     pub completion: Completion,
     /// `SendConfig::doorbell_batch` (None: the default).
     pub doorbell_batch: Option<u16>,
-    /// Rules per `Matcher::insert_batch_raw` call (0: one `insert_raw` per rule).
+    /// Rules per `Matcher::insert_batch_raw` and `Matcher::remove_batch` call (0: one
+    /// `insert_raw` and one `Rule::remove` per rule).
     pub batch: usize,
     pub latency: bool,
     pub check: u64,

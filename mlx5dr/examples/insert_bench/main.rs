@@ -12,8 +12,9 @@
 //! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
 //! (`MatcherOptions::completion`, wait), `--doorbell-batch W` (`SendConfig::doorbell_batch`,
 //! WQEs per doorbell when updates are queued; 128), `--batch K` (inserts go through
-//! `Matcher::insert_batch_raw`, K rules per call; the latencies recorded are then whole
-//! batches'; 0, one `insert_raw` per rule), `--no-latency` (no per-operation
+//! `Matcher::insert_batch_raw` and deletes through `Matcher::remove_batch`, K rules per
+//! call; the latencies recorded are then whole batches'; 0, one `insert_raw` and one
+//! `Rule::remove` per rule), `--no-latency` (no per-operation
 //! timing: only the phase's wall time), `--check K` (packets per check, 1000),
 //! `--vni-rules R` (vxlan: rules per VNI, 256), `--seed S`, `--model cx5|cx6dx|cx7`
 //! (cx6dx), `--json` (the results as one JSON object on the last line).
@@ -248,7 +249,7 @@ fn run(args: &Args) -> Result<bool> {
         work.push((std::mem::take(&mut t.out), Histogram::default()));
     }
     let before_del = Snapshot::take(&rig.dmn, &rig.matchers);
-    let del = timed(work, |w| delete_loop(w, args.latency))?;
+    let del = timed(work, |w| delete_loop(w, args.latency, args.batch))?;
     let after_del = Snapshot::take(&rig.dmn, &rig.matchers);
 
     let mut gone = Tally::default();

@@ -199,16 +199,37 @@ pub fn insert_loop(
 }
 
 /// Removes a thread's rules in insertion order, timing every removal into the histogram
-/// when `latency`.
+/// when `latency`; with a nonzero `batch`, through `Matcher::remove_batch` calls of
+/// `batch` rules, each timed as one.
 pub fn delete_loop(
     (mut rules, mut hist): (Vec<Rule>, Histogram),
     latency: bool,
+    batch: usize,
 ) -> std::result::Result<Done<Vec<Rule>>, String> {
     let fail =
         |j: usize, e: mlx5dr::RuleRemoveError| format!("delete of the thread's rule {j}: {e}");
     let matcher = rules.first().map(|r| Arc::clone(r.matcher()));
+    let mut results = Vec::with_capacity(batch);
     let start = Instant::now();
-    if latency {
+    if let (true, Some(m)) = (batch > 0, &matcher) {
+        let mut prev = start;
+        let mut j = 0;
+        let mut left = rules.drain(..);
+        while left.len() > 0 {
+            // Each latency recorded is a batch's, under its first rule.
+            let first = j;
+            m.remove_batch(left.by_ref().take(batch), &mut results);
+            for r in results.drain(..) {
+                r.map_err(|e| fail(j, e))?;
+                j += 1;
+            }
+            if latency {
+                let now = Instant::now();
+                hist.record((now - prev).as_nanos() as u64, first as u64);
+                prev = now;
+            }
+        }
+    } else if latency {
         let mut prev = start;
         for (j, r) in rules.drain(..).enumerate() {
             r.remove().map_err(|e| fail(j, e))?;

@@ -1,44 +1,17 @@
-//! Batches of inserts: [`Matcher::insert_batch_raw`].
-//!
-//! A datapath that offloads flows in bursts (a conntrack table's new connections, a
-//! switch's upcall batch) pays for each insert's lock and, by default, its own wait for
-//! the device. A batch pays for them once per group of rules instead:
-//!
-//! - every rule's tags are computed first, outside any lock;
-//! - each side's lock and send ring are taken once per group;
-//! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
-//!   whole group ([`crate::htbl::MatcherTables::batch`]), and its doorbell carries the group's
-//!   writes together.
-//!
-//! Each rule succeeds or fails on its own, as [`Matcher::insert_raw`] would have in its
-//! place: a value that does not fit, a duplicate (of an installed rule or of an earlier
-//! rule of the batch), exhausted ICM fail that rule only, change nothing, and the rest
-//! goes on. What differs is a send failure with `Completion::Wait`: as with
-//! `Completion::Queue`, it loses the matcher side's tables (every later call fails with
-//! [`HtblError::Lost`]), and every rule of the group that had gone in on that side is
-//! reported failed with it.
-//!
-//! Tried and left out: reading the group's slots and chain records in a first pass, so
-//! that their cache misses would overlap. It cost 6 % more instructions per insert and
-//! made batches no faster at 1 M rules (BENCHMARKS.md, sixth round).
+//! Batch inserts: [`Matcher::insert_batch_raw`].
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use ste_builder::MatchParam;
 
-use super::{insert_on_ring, InsertError, Rule};
+use super::{lost_like, GROUP};
 use crate::action::ActionList;
 use crate::domain::PerSide;
-use crate::htbl::{HtblError, RuleHandle};
+use crate::htbl::RuleHandle;
 use crate::matcher::Matcher;
 use crate::matching::RuleTags;
-use crate::send::SendError;
-
-/// Rules a batch handles under one lock and, with `Completion::Wait`, one wait. Bounds
-/// how long a batch keeps other threads out of a matcher side, and the per-thread tag
-/// buffers (two 700-byte [`RuleTags`] per rule).
-const GROUP: usize = 64;
+use crate::rule::{insert_on_ring, InsertError, Rule};
 
 /// One rule of a batch: its raw 448-byte PRM value and its actions.
 pub type BatchRule<'a> = (&'a MatchParam, &'a Arc<ActionList>);
@@ -82,6 +55,7 @@ impl Matcher {
     /// tables as it would with [`Completion::Queue`] (every later call fails with
     /// [`HtblError::Lost`]), and the group's rules on that side are reported failed.
     ///
+    /// [`HtblError::Lost`]: crate::htbl::HtblError::Lost
     /// [`Completion::Wait`]: crate::Completion::Wait
     /// [`Completion::Queue`]: crate::Completion::Queue
     pub fn insert_batch_raw(
@@ -193,15 +167,5 @@ impl Matcher {
                 }
             }
         }
-    }
-}
-
-/// The error each rule of a group reports when the group's wait failed with `e`: the
-/// tables are lost, for the reason the wait gave.
-fn lost_like(e: &HtblError) -> HtblError {
-    match e {
-        HtblError::Lost(s) | HtblError::Send(s) => HtblError::Lost(s.clone()),
-        // `sync` fails with one of the two above only.
-        _ => HtblError::Lost(SendError::Config("a batch's wait failed")),
     }
 }

@@ -1,0 +1,49 @@
+//! Batches of updates: [`Matcher::insert_batch_raw`] and [`Matcher::remove_batch`].
+//!
+//! A datapath that offloads flows in bursts (a conntrack table's new connections and
+//! its aged-out ones, a switch's upcall batch and its revalidator's deletions) pays for
+//! each update's lock and, by default, its own wait for the device. A batch pays for
+//! them once per group of rules instead:
+//!
+//! - each side's lock and send ring are taken once per group;
+//! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
+//!   whole group ([`crate::htbl::MatcherTables::batch`]), and its doorbell carries the
+//!   group's writes together;
+//! - an insert batch computes every rule's tags first, outside any lock.
+//!
+//! Each rule succeeds or fails on its own, as a single insert or removal would have in
+//! its place, and the rest goes on. What differs is a send failure with
+//! `Completion::Wait`: as with `Completion::Queue`, it loses the matcher side's tables
+//! (every later call fails with [`HtblError::Lost`]), and every rule of the group that
+//! had been updated on that side is reported failed with it.
+//!
+//! Tried and left out: reading the group's slots and chain records in a first pass, so
+//! that their cache misses would overlap. It cost 6 % more instructions per insert and
+//! made batches no faster at 1 M rules (BENCHMARKS.md, sixth round).
+//!
+//! [`Completion::Wait`]: crate::Completion::Wait
+//! [`Matcher::insert_batch_raw`]: crate::Matcher::insert_batch_raw
+//! [`Matcher::remove_batch`]: crate::Matcher::remove_batch
+
+mod insert;
+mod remove;
+
+pub use insert::BatchRule;
+
+use crate::htbl::HtblError;
+use crate::send::SendError;
+
+/// Rules a batch updates under one lock and, with `Completion::Wait`, one wait. Bounds
+/// how long a batch keeps other threads out of a matcher side, and the per-thread tag
+/// buffers of an insert batch (two 700-byte `RuleTags` per rule).
+const GROUP: usize = 64;
+
+/// The error each rule of a group reports when the group's wait failed with `e`: the
+/// tables are lost, for the reason the wait gave.
+fn lost_like(e: &HtblError) -> HtblError {
+    match e {
+        HtblError::Lost(s) | HtblError::Send(s) => HtblError::Lost(s.clone()),
+        // `sync` fails with one of the two above only.
+        _ => HtblError::Lost(SendError::Config("a batch's wait failed")),
+    }
+}

@@ -1,0 +1,129 @@
+//! Batch removals: [`Matcher::remove_batch`].
+
+use std::sync::Arc;
+
+use super::{lost_like, GROUP};
+use crate::htbl::HtblError;
+use crate::matcher::Matcher;
+use crate::matching::DomainSide;
+use crate::rule::{remove_on_ring, Rule, RuleRemoveError};
+
+/// A rule of a group on its way out. Its handles are taken out side by side as each
+/// side's removal is posted, and put back if that side refuses.
+struct Leaving {
+    rule: Rule,
+    /// Whether its removal was posted on the side in progress.
+    posted: bool,
+    /// Why it failed, on which side; it goes no further once set.
+    error: Option<(DomainSide, HtblError)>,
+}
+
+impl Matcher {
+    /// Removes `rules` in order, appending one result per rule to `out`: what
+    /// [`Rule::remove`] would do rule by rule, for less. Each side's lock and send ring
+    /// are taken once per group of 64 rules of this matcher, and with
+    /// [`Completion::Wait`] the group's unlinking writes are waited for once, after
+    /// which every rule whose result is `Ok` is out of ICM. A rule of another matcher
+    /// is removed on its own, in its place.
+    ///
+    /// Each rule succeeds or fails on its own, and a failed rule comes back in its
+    /// [`RuleRemoveError`] when a side of it is still installed. The one difference
+    /// from single removals: with `Completion::Wait`, a send failure during a group
+    /// loses the matcher side's tables as it would with [`Completion::Queue`] (every
+    /// later call fails with [`HtblError::Lost`]), and the group's rules removed on that
+    /// side are reported failed, as gone (their memory is not reused).
+    ///
+    /// [`Completion::Wait`]: crate::Completion::Wait
+    /// [`Completion::Queue`]: crate::Completion::Queue
+    pub fn remove_batch(
+        self: &Arc<Self>,
+        rules: impl IntoIterator<Item = Rule>,
+        out: &mut Vec<Result<(), RuleRemoveError>>,
+    ) {
+        let rules = rules.into_iter();
+        out.reserve(rules.size_hint().0);
+        let mut group: Vec<Leaving> = Vec::with_capacity(rules.size_hint().0.min(GROUP));
+        for rule in rules {
+            if !Arc::ptr_eq(&rule.matcher, self) {
+                // Results stay in order: the group before it goes first.
+                self.remove_group(&mut group, out);
+                out.push(rule.remove());
+                continue;
+            }
+            group.push(Leaving {
+                rule,
+                posted: false,
+                error: None,
+            });
+            if group.len() == GROUP {
+                self.remove_group(&mut group, out);
+            }
+        }
+        self.remove_group(&mut group, out);
+    }
+
+    /// Removes the rules of `group` (this matcher's), side after side in the domain's
+    /// order, and appends their results to `out`, leaving `group` empty.
+    fn remove_group(
+        self: &Arc<Self>,
+        group: &mut Vec<Leaving>,
+        out: &mut Vec<Result<(), RuleRemoveError>>,
+    ) {
+        for &side in self.table().domain().sides() {
+            let Some(ms) = self.linked().side(side) else {
+                continue;
+            };
+            let goes = |l: &Leaving| l.error.is_none() && l.rule.handles.get(side).is_some();
+            if !group.iter().any(goes) {
+                continue;
+            }
+            ms.tables.with(|tables| {
+                let mut ring = self.table().domain().ring_at(self.linked().ring);
+                let ((), synced) = tables.batch(&mut ring, |tables, ring| {
+                    for l in group.iter_mut() {
+                        l.posted = false;
+                        if l.error.is_some() {
+                            continue;
+                        }
+                        let Some(h) = l.rule.handles.take(side) else {
+                            continue;
+                        };
+                        match remove_on_ring(tables, ring, h, &l.rule.actions) {
+                            Ok(()) => l.posted = true,
+                            Err(e) => {
+                                if let Some(h) = e.rule {
+                                    l.rule.handles.insert(side, h);
+                                }
+                                l.error = Some((side, e.error));
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = synced {
+                    // Which of the group's unlinking writes landed is not known: every
+                    // rule posted here is gone, and failed.
+                    for l in group.iter_mut().filter(|l| l.posted) {
+                        l.error = Some((side, lost_like(&e)));
+                    }
+                }
+                drop(ring);
+                tables.drop_released();
+            });
+        }
+
+        for l in group.drain(..) {
+            let Leaving { rule, error, .. } = l;
+            out.push(match error {
+                None => Ok(()),
+                Some((side, error)) => {
+                    let left = rule.handles.values().next().is_some();
+                    Err(RuleRemoveError {
+                        side,
+                        error,
+                        rule: left.then_some(rule),
+                    })
+                }
+            });
+        }
+    }
+}

@@ -37,6 +37,12 @@ for r in $(seq "$repeat"); do
     done
     run --rules 1000000 --shape 5tuple --threads 2 --completion queue
     run --rules 1000000 --shape 5tuple --threads 2 --shared --completion queue
+    # Batches (Matcher::insert_batch_raw and Matcher::remove_batch, 64 rules per call).
+    run --rules 100000 --shape 5tuple --threads 1 --batch 64
+    run --rules 1000000 --shape 5tuple --threads 1 --batch 64
+    run --rules 1000000 --shape 5tuple --threads 1 --batch 64 --completion queue
+    run --rules 1000000 --shape 5tuple --threads 2 --batch 64
+    run --rules 1000000 --shape 5tuple --threads 2 --shared --batch 64
     for shape in dmac vxlan; do
         for n in 10000 100000 1000000; do
             run --rules "$n" --shape "$shape" --threads 1

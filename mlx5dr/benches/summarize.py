@@ -20,11 +20,12 @@ def key(r):
         r["expected_log"],
         r["latency_timing"],
         r.get("completion", "Wait"),
+        r.get("batch", 0),
     )
 
 
 def label(k):
-    shape, rules, threads, matchers, log, timing, completion = k
+    shape, rules, threads, matchers, log, timing, completion, batch = k
     mode = "1 thread" if threads == 1 else f"{threads} threads, {matchers} matcher{'s' if matchers > 1 else ''}"
     extra = []
     if log:
@@ -33,6 +34,8 @@ def label(k):
         extra.append("no per-op timing")
     if completion != "Wait":
         extra.append(f"completion {completion}")
+    if batch:
+        extra.append(f"batches of {batch}")
     return f"{shape} {rules:,} {mode}" + (f" ({', '.join(extra)})" if extra else "")
 
 

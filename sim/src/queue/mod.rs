@@ -78,9 +78,12 @@ use event::InjectedError;
 /// tell a full ring from an empty one.
 pub const MAX_LOG_SQ_BBS: u8 = 15;
 /// Doorbells of at least this many BBs have their WRITEs' ICM lines touched before they
-/// execute ([`SteeringQueue::warm`]). A doorbell of one update (two to six WQEs) has
-/// little to overlap, and the pass would only cost it instructions.
-const WARM_MIN_BBS: usize = 8;
+/// execute ([`SteeringQueue::warm`]): batches of queued updates (up to 128 WQEs by
+/// default). A doorbell of one update has little to overlap. With 8 BBs as the bound,
+/// an update carrying a growth step (a doorbell of its own) took ~8 µs longer, which
+/// moved the insert p99.9 at 1 M rules from ~45 to ~53 µs (BENCHMARKS.md, seventh
+/// round); with 64 it did not, and batches of queued deletes kept their gain.
+const WARM_MIN_BBS: usize = 64;
 /// The largest completion ring, in log2 of CQEs: the consumer index is 24 bits.
 pub const MAX_LOG_CQ_SIZE: u8 = 23;
 

@@ -9,7 +9,8 @@
 //!
 //! A [`Rule`] is the installed rule: dropping it removes it from the hardware (one
 //! linking write per side, flushed), and [`Rule::remove`] does the same with the error
-//! reported. [`Rule::set_actions`] changes its actions in place, atomically for packets
+//! reported. [`Matcher::insert_batch_raw`] and [`Matcher::remove_batch`] do the same for
+//! bursts of rules, for less per rule. [`Rule::set_actions`] changes its actions in place, atomically for packets
 //! on each side. A second insert of an installed value is refused, or, with
 //! [`crate::matcher::Duplicates::ShareIdentical`] and identical actions, shares the
 //! installed entries. It holds its matcher and its action list, so neither the matcher's tables

@@ -124,6 +124,23 @@ fn install(completion: Completion, n: u32, size: usize) -> (Vec<Option<u32>>, [u
     (tags, [s.rules, s.stes, s.grows])
 }
 
+/// Asserts that `run` gives `want` in every completion mode, with batches of 1, 5, 64,
+/// 65 and 1000 rules.
+fn in_every_mode_and_size<T: PartialEq + std::fmt::Debug>(
+    want: &T,
+    run: impl Fn(Completion, usize) -> T,
+) {
+    for completion in [Completion::Wait, Completion::Post, Completion::Queue] {
+        for size in [1, 5, 64, 65, 1000] {
+            assert_eq!(
+                &run(completion, size),
+                want,
+                "{completion:?}, batches of {size}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_batch_installs_what_single_inserts_install() {
     let n = 700;
@@ -133,16 +150,9 @@ fn a_batch_installs_what_single_inserts_install() {
         assert_eq!(*t, want, "value {i}");
     }
     assert!(stats[2] > 0, "the tables grew: {stats:?}");
-    for completion in [Completion::Wait, Completion::Post, Completion::Queue] {
-        for size in [1, 5, 64, 65, 1000] {
-            let got = install(completion, n, size);
-            assert_eq!(
-                got,
-                (tags.clone(), stats),
-                "{completion:?}, batches of {size}"
-            );
-        }
-    }
+    in_every_mode_and_size(&(tags, stats), |completion, size| {
+        install(completion, n, size)
+    });
 }
 
 #[test]
@@ -381,16 +391,9 @@ fn a_removal_batch_leaves_what_single_removals_leave() {
         assert_eq!(*t, want, "value {i}");
     }
     assert_eq!(stats[0], u64::from(n / 2));
-    for completion in [Completion::Wait, Completion::Post, Completion::Queue] {
-        for size in [1, 5, 64, 65, 1000] {
-            let got = uninstall(completion, n, size);
-            assert_eq!(
-                got,
-                (tags.clone(), stats),
-                "{completion:?}, batches of {size}"
-            );
-        }
-    }
+    in_every_mode_and_size(&(tags, stats), |completion, size| {
+        uninstall(completion, n, size)
+    });
 }
 
 #[test]

@@ -117,36 +117,31 @@ impl Matcher {
             if !pending.iter().any(goes) {
                 continue;
             }
-            ms.tables.with(|tables| {
-                let mut ring = self.table().domain().ring_at(self.linked().ring);
-                let ((), synced) = tables.batch(&mut ring, |tables, ring| {
-                    for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags.iter()).zip(group) {
-                        if !goes(p) {
-                            continue;
-                        }
-                        match insert_on_ring(tables, ring, side, &t[k], actions) {
-                            Ok(h) => {
-                                p.handles.insert(side, h);
-                            }
-                            Err(source) => p.error = Some(InsertError::Insert { side, source }),
-                        }
+            let synced = self.side_batch(ms, |tables, ring| {
+                for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags.iter()).zip(group) {
+                    if !goes(p) {
+                        continue;
                     }
-                });
-                if let Err(e) = synced {
-                    // The group's writes on this side did not all land, and which did is
-                    // not known per rule: none of its rules here counts as in.
-                    for p in pending.iter_mut().filter(|p| p.error.is_none()) {
-                        if p.handles.get(side).is_some() {
-                            p.error = Some(InsertError::Insert {
-                                side,
-                                source: lost_like(&e),
-                            });
+                    match insert_on_ring(tables, ring, side, &t[k], actions) {
+                        Ok(h) => {
+                            p.handles.insert(side, h);
                         }
+                        Err(source) => p.error = Some(InsertError::Insert { side, source }),
                     }
                 }
-                drop(ring);
-                tables.drop_released();
             });
+            if let Err(e) = synced {
+                // The group's writes on this side did not all land, and which did is not
+                // known per rule: none of its rules here counts as in.
+                for p in pending.iter_mut().filter(|p| p.error.is_none()) {
+                    if p.handles.get(side).is_some() {
+                        p.error = Some(InsertError::Insert {
+                            side,
+                            source: lost_like(&e),
+                        });
+                    }
+                }
+            }
         }
 
         for (p, &(_, actions)) in pending.drain(..).zip(group) {

@@ -30,8 +30,9 @@ mod remove;
 
 pub use insert::BatchRule;
 
-use crate::htbl::HtblError;
-use crate::send::SendError;
+use crate::htbl::{HtblError, MatcherTables};
+use crate::matcher::{Matcher, MatcherSide};
+use crate::send::{SendError, SendRing};
 
 /// Rules a batch updates under one lock and, with `Completion::Wait`, one wait. Bounds
 /// how long a batch keeps other threads out of a matcher side, and the per-thread tag
@@ -45,5 +46,25 @@ fn lost_like(e: &HtblError) -> HtblError {
         HtblError::Lost(s) | HtblError::Send(s) => HtblError::Lost(s.clone()),
         // `sync` fails with one of the two above only.
         _ => HtblError::Lost(SendError::Config("a batch's wait failed")),
+    }
+}
+
+impl Matcher {
+    /// Runs `updates` as one batch ([`MatcherTables::batch`]) on side `ms`, under its
+    /// lock and on the matcher's send ring, then drops the holds that landed. Returns the
+    /// batch's wait: with `Completion::Wait`, an error means the tables are lost and the
+    /// batch's updates on this side may not have landed.
+    fn side_batch(
+        &self,
+        ms: &MatcherSide,
+        updates: impl FnOnce(&mut MatcherTables, &mut SendRing),
+    ) -> Result<(), HtblError> {
+        ms.tables.with(|tables| {
+            let mut ring = self.table().domain().ring_at(self.linked().ring);
+            let ((), synced) = tables.batch(&mut ring, updates);
+            drop(ring);
+            tables.drop_released();
+            synced
+        })
     }
 }

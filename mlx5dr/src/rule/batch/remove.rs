@@ -77,38 +77,33 @@ impl Matcher {
             if !group.iter().any(goes) {
                 continue;
             }
-            ms.tables.with(|tables| {
-                let mut ring = self.table().domain().ring_at(self.linked().ring);
-                let ((), synced) = tables.batch(&mut ring, |tables, ring| {
-                    for l in group.iter_mut() {
-                        l.posted = false;
-                        if l.error.is_some() {
-                            continue;
-                        }
-                        let Some(h) = l.rule.handles.take(side) else {
-                            continue;
-                        };
-                        match remove_on_ring(tables, ring, h, &l.rule.actions) {
-                            Ok(()) => l.posted = true,
-                            Err(e) => {
-                                if let Some(h) = e.rule {
-                                    l.rule.handles.insert(side, h);
-                                }
-                                l.error = Some((side, e.error));
-                            }
-                        }
+            let synced = self.side_batch(ms, |tables, ring| {
+                for l in group.iter_mut() {
+                    l.posted = false;
+                    if l.error.is_some() {
+                        continue;
                     }
-                });
-                if let Err(e) = synced {
-                    // Which of the group's unlinking writes landed is not known: every
-                    // rule posted here is gone, and failed.
-                    for l in group.iter_mut().filter(|l| l.posted) {
-                        l.error = Some((side, lost_like(&e)));
+                    let Some(h) = l.rule.handles.take(side) else {
+                        continue;
+                    };
+                    match remove_on_ring(tables, ring, h, &l.rule.actions) {
+                        Ok(()) => l.posted = true,
+                        Err(e) => {
+                            if let Some(h) = e.rule {
+                                l.rule.handles.insert(side, h);
+                            }
+                            l.error = Some((side, e.error));
+                        }
                     }
                 }
-                drop(ring);
-                tables.drop_released();
             });
+            if let Err(e) = synced {
+                // Which of the group's unlinking writes landed is not known: every rule
+                // posted here is gone, and failed.
+                for l in group.iter_mut().filter(|l| l.posted) {
+                    l.error = Some((side, lost_like(&e)));
+                }
+            }
         }
 
         for l in group.drain(..) {

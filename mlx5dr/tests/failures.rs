@@ -5,7 +5,8 @@
 //!   pools are trimmed and the domains gone, the device's ICM is back to where it
 //!   started.
 //! - Errors: a mask no lookup can match, ICM exhausted (before and in the middle of
-//!   a matcher creation or a rule insert, and on the second side of an FDB insert), an
+//!   a matcher creation, of a sharded one's later shards, or a rule insert, and on the
+//!   second side of an FDB insert), an
 //!   error CQE on each WQE in turn of an insert, a matcher creation and a removal, a
 //!   value outside the mask, a duplicate, actions made for another table. Each fails
 //!   with its typed error, and leaves every packet's way through ICM (hop by hop) and
@@ -503,43 +504,63 @@ fn unmatchable_masks_are_refused_naming_the_field() {
 }
 
 /// ICM exhausted when a matcher is made: before its first table (nothing free) and
-/// between its tables (one entry free): a typed error, and nothing changed.
+/// between its tables (one entry free), in one shard and, for a sharded matcher, in each
+/// of its shards after the first ones are linked: a typed error, and nothing changed.
 #[test]
 fn matcher_creation_out_of_icm_changes_nothing() {
     for model in MODELS {
-        let rig = Rig::small_icm(model, DomainType::NicRx);
-        let m = Matcher::new(&rig.table, &five_tuple_mask(), Default::default()).unwrap();
-        let live: Vec<Live> = (0..20)
-            .map(|i| insert(&rig, &m, five_tuple(i), i + 1))
-            .collect();
-        let values: Vec<MatchParam> = (0..21).map(five_tuple).collect();
-        let mut hog = rig.hog_icm();
-        let mut failures = 0;
-        let made = loop {
-            let (walks, in_use) = (rig.walks(&values), rig.in_use(&[&m]));
-            match Matcher::new(&rig.table, &vxlan_mask(), MatcherOptions::priority(9)) {
-                Ok(made) => break made,
-                Err(MatcherError::Tables {
-                    side: DomainSide::NicRx,
-                    source: HtblError::Icm(IcmError::Exhausted { .. }),
-                }) => {
-                    failures += 1;
-                    assert_eq!(rig.walks(&values), walks, "{model:?}");
-                    assert_eq!(rig.in_use(&[&m]), in_use, "{model:?}");
-                    // One more entry free for the next try.
-                    rig.dmn.ste_pool().free(hog.pop().unwrap()).unwrap();
+        // The failures one shard goes through: a sharded matcher's first shard goes
+        // through the same, so any more fail after it was linked.
+        let mut one_shard = 0;
+        for shards in [1u8, 3] {
+            let rig = Rig::small_icm(model, DomainType::NicRx);
+            let m = Matcher::new(&rig.table, &five_tuple_mask(), Default::default()).unwrap();
+            let live: Vec<Live> = (0..20)
+                .map(|i| insert(&rig, &m, five_tuple(i), i + 1))
+                .collect();
+            let values: Vec<MatchParam> = (0..21).map(five_tuple).collect();
+            let mut hog = rig.hog_icm();
+            let mut failures = 0;
+            let opts = MatcherOptions {
+                priority: 9,
+                shards,
+                ..MatcherOptions::default()
+            };
+            let made = loop {
+                let (walks, in_use) = (rig.walks(&values), rig.in_use(&[&m]));
+                match Matcher::new(&rig.table, &vxlan_mask(), opts) {
+                    Ok(made) => break made,
+                    Err(MatcherError::Tables {
+                        side: DomainSide::NicRx,
+                        source: HtblError::Icm(IcmError::Exhausted { .. }),
+                    }) => {
+                        failures += 1;
+                        assert_eq!(rig.walks(&values), walks, "{model:?}, {shards} shards");
+                        assert_eq!(rig.in_use(&[&m]), in_use, "{model:?}, {shards} shards");
+                        assert_eq!(rig.table.matcher_count(), 1);
+                        // One more entry free for the next try.
+                        rig.dmn.ste_pool().free(hog.pop().unwrap()).unwrap();
+                    }
+                    Err(e) => panic!("{model:?}: {e}"),
                 }
-                Err(e) => panic!("{model:?}: {e}"),
+            };
+            // A matcher needs a start table and an end anchor: with nothing free it fails
+            // at the first, with one entry free at the second.
+            if shards == 1 {
+                assert!(failures >= 2, "{model:?}: {failures}");
+                one_shard = failures;
+            } else {
+                assert!(
+                    failures > one_shard,
+                    "{model:?}, {shards} shards: {failures}"
+                );
             }
-        };
-        // A matcher needs a start table and an end anchor: with nothing free it fails
-        // at the first, with one entry free at the second.
-        assert!(failures >= 2, "{model:?}: {failures}");
-        assert_eq!(rig.table.matcher_count(), 2);
-        assert_all_hit(&rig, &live, "after the matcher was made");
-        drop(made);
-        for c in hog {
-            rig.dmn.ste_pool().free(c).unwrap();
+            assert_eq!(rig.table.matcher_count(), 2);
+            assert_all_hit(&rig, &live, "after the matcher was made");
+            drop(made);
+            for c in hog {
+                rig.dmn.ste_pool().free(c).unwrap();
+            }
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Args {
     pub expected_log: u8,
     pub grow: bool,
     pub completion: Completion,
+    /// `MatcherOptions::shards`.
+    pub shards: u8,
     /// `SendConfig::doorbell_batch` (None: the default).
     pub doorbell_batch: Option<u16>,
     /// Rules per `Matcher::insert_batch_raw` and `Matcher::remove_batch` call (0: one
@@ -29,7 +31,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--shards S] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -42,6 +44,7 @@ impl Args {
             expected_log: 0,
             grow: true,
             completion: Completion::Wait,
+            shards: 1,
             doorbell_batch: None,
             batch: 0,
             latency: true,
@@ -68,6 +71,7 @@ impl Args {
                         c => return Err(format!("unknown completion {c:?} (wait, post or queue)")),
                     }
                 }
+                "--shards" => a.shards = num(&value("--shards")?)?,
                 "--doorbell-batch" => {
                     a.doorbell_batch = Some(num(&value("--doorbell-batch")?)?);
                 }

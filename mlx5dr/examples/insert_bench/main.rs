@@ -10,7 +10,8 @@
 //! `--threads T` (1), `--shared` (the T threads insert into one matcher instead of one
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
 //! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
-//! (`MatcherOptions::completion`, wait), `--doorbell-batch W` (`SendConfig::doorbell_batch`,
+//! (`MatcherOptions::completion`, wait), `--shards S` (`MatcherOptions::shards`, 1),
+//! `--doorbell-batch W` (`SendConfig::doorbell_batch`,
 //! WQEs per doorbell when updates are queued; 128), `--batch K` (inserts go through
 //! `Matcher::insert_batch_raw` and deletes through `Matcher::remove_batch`, K rules per
 //! call; the latencies recorded are then whole batches'; 0, one `insert_raw` and one
@@ -123,6 +124,7 @@ impl Rig {
             expected_log_rules: args.expected_log,
             grow: args.grow,
             completion: args.completion,
+            shards: args.shards,
             ..MatcherOptions::default()
         };
         let count = if args.shared { 1 } else { args.threads };

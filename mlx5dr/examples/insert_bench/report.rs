@@ -253,7 +253,7 @@ impl Report<'_> {
         let w = &mut out;
         writeln!(
             w,
-            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, batch {}, per-op timing {}",
+            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, shards {}, batch {}, per-op timing {}",
             a.rules,
             a.shape.name(),
             a.threads,
@@ -263,6 +263,7 @@ impl Report<'_> {
             a.expected_log,
             a.grow,
             a.completion,
+            a.shards,
             a.batch,
             if a.latency { "on" } else { "off" },
         )?;
@@ -407,6 +408,7 @@ impl Report<'_> {
             "expected_log": a.expected_log,
             "grow": a.grow,
             "completion": format!("{:?}", a.completion),
+            "shards": a.shards,
             "doorbell_batch": a.doorbell_batch,
             "batch": a.batch,
             "latency_timing": a.latency,

@@ -117,8 +117,9 @@ struct FwTable {
 pub struct Table {
     fw: FwTable,
     anchors: Anchors,
-    /// The table's matchers in lookup order (see [`crate::matcher`]); the lock is the
-    /// table's control lock, taken only to add or remove a matcher.
+    /// The table's matchers in lookup order, each as its shards one after the other
+    /// (see [`crate::matcher`]); the lock is the table's control lock, taken only to
+    /// add or remove a matcher.
     matchers: Mutex<Vec<Arc<Linked>>>,
     level: u8,
     dmn: Arc<Domain>,
@@ -217,14 +218,14 @@ impl Table {
         })
     }
 
-    /// The matchers in lookup order, locked: the table's control lock.
+    /// The matchers' shards in lookup order, locked: the table's control lock.
     pub(crate) fn matchers(&self) -> MutexGuard<'_, Vec<Arc<Linked>>> {
         self.matchers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many matchers the table has.
     pub fn matcher_count(&self) -> usize {
-        self.matchers().len()
+        self.matchers().iter().filter(|m| m.shard == 0).count()
     }
 
     /// Rewrites the root anchor of `side` as an anchor that `connect` says: always hit

@@ -275,6 +275,13 @@ pub struct RuleHandle {
     ste: u32,
 }
 
+impl RuleHandle {
+    /// The [`MatcherTables::id`] of the tables the rule is in.
+    pub fn tables_id(&self) -> NonZeroU32 {
+        self.tables
+    }
+}
+
 /// An anchor STE in ICM (a table root or a matcher's end anchor) that points at a start
 /// table: the engine rewrites it when the start table moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,4 +329,44 @@ pub struct HtblStats {
     pub presize_fallbacks: u64,
     /// Host bytes of the records, the entry slab included.
     pub host_bytes: usize,
+}
+
+impl HtblStats {
+    /// Adds `other`'s counts and sizes to these (the longest chain is the longer one):
+    /// the statistics of two sets of tables taken as one.
+    pub fn merge(&mut self, other: &HtblStats) {
+        // Destructured, so that a new field cannot be left out.
+        let HtblStats {
+            rules,
+            shared_handles,
+            stes,
+            tables,
+            table_entries,
+            collision_entries,
+            action_stes,
+            ctrl_blocks,
+            longest_chain,
+            grows,
+            grow_failures,
+            leaked_chunks,
+            leaked_entries,
+            presize_fallbacks,
+            host_bytes,
+        } = *other;
+        self.rules += rules;
+        self.shared_handles += shared_handles;
+        self.stes += stes;
+        self.tables += tables;
+        self.table_entries += table_entries;
+        self.collision_entries += collision_entries;
+        self.action_stes += action_stes;
+        self.ctrl_blocks += ctrl_blocks;
+        self.longest_chain = self.longest_chain.max(longest_chain);
+        self.grows += grows;
+        self.grow_failures += grow_failures;
+        self.leaked_chunks += leaked_chunks;
+        self.leaked_entries += leaked_entries;
+        self.presize_fallbacks += presize_fallbacks;
+        self.host_bytes += host_bytes;
+    }
 }

@@ -443,6 +443,12 @@ impl MatcherTables {
         self.start_pointer
     }
 
+    /// What tells these tables apart from every other [`MatcherTables`] of the process:
+    /// their rules' handles carry it ([`RuleHandle::tables_id`]).
+    pub fn id(&self) -> NonZeroU32 {
+        self.id
+    }
+
     /// Rules installed: their handles (identical duplicates sharing one rule count once
     /// each, see [`TablesConfig::share_identical`]).
     pub fn rules(&self) -> u64 {

@@ -1,5 +1,9 @@
 //! A table's matchers in lookup order: linking a matcher in and out of the anchors.
 //!
+//! The list holds each matcher's shards ([`super::MatcherOptions::shards`]) one after
+//! the other; each shard is linked and unlinked as a matcher of its own, so "matcher"
+//! below means one shard.
+//!
 //! ```text
 //!  table root ──▶ start(M1) … end anchor(M1) ──▶ start(M2) … end anchor(M2) ──▶ default miss
 //! ```
@@ -34,6 +38,7 @@
 //! to P's anchor. M's tables are freed after that write has completed (their ICM is
 //! reused only after a `SYNC_STEERING`, so packets still inside them finish their walk).
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, MutexGuard};
 
 use ste_builder::ste::Connect;
@@ -52,9 +57,19 @@ pub(crate) struct MatcherSide {
     /// Rule updates go through [`Combining::run`], so that threads sharing the matcher
     /// hand their updates to whoever holds the lock; control paths take the lock.
     pub(crate) tables: Combining<MatcherTables>,
+    /// The tables' [`MatcherTables::id`], which their rules' handles carry.
+    pub(crate) id: NonZeroU32,
 }
 
 impl MatcherSide {
+    pub(crate) fn new(chain: BuilderChain, tables: MatcherTables) -> MatcherSide {
+        MatcherSide {
+            chain,
+            id: tables.id(),
+            tables: Combining::new(tables),
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, MatcherTables> {
         // A panic under the lock cannot leave the tables half-updated for packets (every
         // update is one linking write); the host records may be, which the engine's
@@ -63,11 +78,14 @@ impl MatcherSide {
     }
 }
 
-/// A matcher as its table lists it: priority, send ring and sides. Shared between the
+/// A matcher's shard as its table lists it: priority, send ring and sides. Shared between the
 /// user's [`super::Matcher`] and the table's matcher list.
 #[derive(Debug)]
 pub(crate) struct Linked {
     pub(crate) priority: u32,
+    /// Which of its matcher's shards this is (0: the first, which the table counts as
+    /// the matcher).
+    pub(crate) shard: u8,
     pub(crate) ring: usize,
     pub(crate) sides: PerSide<MatcherSide>,
 }

@@ -19,9 +19,12 @@
 //!
 //! Each side of a matcher has its own lock and its own send ring (assigned round robin
 //! over the domain's rings), so rules of different matchers are inserted and removed in
-//! parallel. Adding or removing a matcher takes the table's control lock and, briefly,
-//! the locks of its neighbours; it never waits on a firmware command under a lock that a
-//! rule update takes.
+//! parallel. Threads sharing one matcher take turns on its lock, unless the matcher is
+//! split into shards ([`MatcherOptions::shards`]): each shard is a set of hash tables
+//! with its own lock and ring, listed in the table as consecutive matchers of the same
+//! priority, and a rule lives in the shard its tags hash to. Adding or removing a
+//! matcher takes the table's control lock and, briefly, the locks of its neighbours; it
+//! never waits on a firmware command under a lock that a rule update takes.
 
 mod combine;
 mod link;
@@ -33,9 +36,9 @@ use ste_builder::Caps;
 use crate::action::{Action, ActionError, ActionList};
 use crate::caps::CapsError;
 use crate::domain::{PerSide, Table, TableError};
-use crate::htbl::{Completion, HtblError, HtblStats, MatcherTables, TablesConfig};
+use crate::htbl::{Completion, HtblError, HtblStats, MatcherTables, RuleHandle, TablesConfig};
 use crate::matching::{
-    BuilderChain, ChainCaps, ChainError, DomainSide, Match, MatchError, RawMatch,
+    BuilderChain, ChainCaps, ChainError, DomainSide, Match, MatchError, RawMatch, RuleTags,
 };
 
 pub(crate) use link::{Linked, MatcherSide};
@@ -79,11 +82,30 @@ pub struct MatcherOptions {
     /// [`HtblError::Lost`] on every later call (see [`Completion`]). Changing a rule's
     /// actions always waits. [`Matcher::sync`] waits for everything posted.
     pub completion: Completion,
+    /// Into how many shards the rules are split, 1 (the default) to [`MAX_SHARDS`].
+    ///
+    /// Each shard is a whole set of the matcher's hash tables, with its own lock and
+    /// send ring, and a rule goes into the shard its tags hash to. The shards follow
+    /// one another in the table's lookup order, each one's misses leading into the
+    /// next, so packets see one matcher. Threads that insert into or remove from the
+    /// matcher at the same time then mostly update different shards in parallel,
+    /// where with one shard they take turns (see the module documentation).
+    ///
+    /// The price is paid in the device's lookups: a packet that matches no rule of
+    /// the matcher walks every shard's tables instead of one set, and one that matches
+    /// walks half of them on average. Each shard also has its own start table, end
+    /// anchor and copies of shared STEs (rules whose first tags are equal share those
+    /// STEs only within a shard). Use more than one shard for a matcher that several
+    /// threads update at high rates.
+    pub shards: u8,
 }
+
+/// The most shards a matcher can have ([`MatcherOptions::shards`]).
+pub const MAX_SHARDS: u8 = 16;
 
 impl Default for MatcherOptions {
     /// Priority 0, no size hint, growing tables, duplicates refused, every update waited
-    /// for.
+    /// for, one shard.
     fn default() -> Self {
         MatcherOptions {
             priority: 0,
@@ -91,6 +113,7 @@ impl Default for MatcherOptions {
             grow: true,
             duplicates: Duplicates::Refuse,
             completion: Completion::Wait,
+            shards: 1,
         }
     }
 }
@@ -153,6 +176,12 @@ pub enum MatcherError {
         #[source]
         source: TableError,
     },
+    /// [`MatcherOptions::shards`] is 0 or more than [`MAX_SHARDS`].
+    #[error("{shards} shards: a matcher has 1 to {MAX_SHARDS}")]
+    Shards {
+        /// The number asked for.
+        shards: u8,
+    },
     /// A side the table's domain does not have (an internal inconsistency).
     #[error("the matcher has no {side} side")]
     NoSuchSide {
@@ -174,8 +203,11 @@ pub struct MatcherInUse {
 /// Sizes and counters of a matcher, per side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MatcherStats {
-    /// The hash tables' statistics of each side the matcher has.
+    /// The hash tables' statistics of each side the matcher has (all shards').
     pub sides: Vec<(DomainSide, HtblStats)>,
+    /// Rules in each shard ([`MatcherOptions::shards`]; the largest count over the
+    /// sides, as [`MatcherStats::rules`]).
+    pub shard_rules: Vec<u64>,
 }
 
 impl MatcherStats {
@@ -191,13 +223,15 @@ impl MatcherStats {
 }
 
 /// A matcher: a mask, a priority, and per side of its table's domain the STE lookups
-/// chosen for the mask and the hash tables its rules live in. See the module
-/// documentation.
+/// chosen for the mask and the hash tables its rules live in, in one or more shards.
+/// See the module documentation.
 #[derive(Debug)]
 pub struct Matcher {
-    // Field order is drop order: `Drop` unlinks, then the tables go with `linked`, then
+    // Field order is drop order: `Drop` unlinks, then the tables go with `shards`, then
     // the table.
-    linked: Arc<Linked>,
+    /// Never empty; the shards stand in this order, one after the other, in the table's
+    /// matcher list.
+    shards: Box<[Arc<Linked>]>,
     mask: RawMatch,
     /// The capabilities rule tags are computed with (vports looked up on demand).
     pub(crate) caps: Caps,
@@ -221,6 +255,11 @@ impl Matcher {
         mask: &RawMatch,
         opts: MatcherOptions,
     ) -> Result<Arc<Matcher>, MatcherError> {
+        if !(1..=MAX_SHARDS).contains(&opts.shards) {
+            return Err(MatcherError::Shards {
+                shards: opts.shards,
+            });
+        }
         let dmn = table.domain();
         let caps = dmn.ste_caps();
         let mut chain_caps = ChainCaps::new(dmn.caps(), &caps)?;
@@ -237,59 +276,25 @@ impl Matcher {
             chains.insert(side, chain);
         }
 
-        let ring = dmn.assign_ring();
         let mut list = table.matchers();
         let at = link::position(&list, opts.priority);
-        let mut sides: PerSide<MatcherSide> = PerSide::default();
-        for &side in dmn.sides() {
-            let Some(chain) = chains.take(side) else {
-                continue;
-            };
-            let cfg = TablesConfig {
-                grow: opts.grow,
-                initial_log: opts.expected_log_rules,
-                share_identical: opts.duplicates == Duplicates::ShareIdentical,
-                completion: opts.completion,
-                ..TablesConfig::new(dmn.format(), side.rx(), dmn.gvmi())
-            };
-            let build = |end| {
-                let mut r = dmn.ring_at(ring);
-                MatcherTables::new(dmn.ste_pool().clone(), &chain, cfg, end, &mut r)
-                    .map_err(|source| MatcherError::Tables { side, source })
-            };
-            match link::link_side(table, link::neighbours(&list, at, false), side, build) {
-                Ok(tables) => {
-                    sides.insert(
-                        side,
-                        MatcherSide {
-                            chain,
-                            tables: combine::Combining::new(tables),
-                        },
-                    );
-                }
+        let mut shards = Vec::with_capacity(usize::from(opts.shards));
+        for k in 0..usize::from(opts.shards) {
+            match link_shard(table, &mut list, (at, at + k), &chains, opts) {
+                Ok(shard) => shards.push(shard),
                 Err(e) => {
-                    // Sides linked already go out again (best effort: a second failure
-                    // leaves that side's empty tables in the lookup, never freed).
-                    for linked_side in sides.take_all() {
-                        let s = linked_side.chain.side();
-                        if link::unlink_side(table, link::neighbours(&list, at, false), s).is_err()
-                        {
-                            std::mem::forget(linked_side);
-                        }
+                    // Shards linked already go out again, the last first (best effort, as
+                    // in `link_shard`).
+                    for k in (0..shards.len()).rev() {
+                        unlink_shard(table, &mut list, at + k, false);
                     }
                     return Err(e);
                 }
             }
         }
-        let linked = Arc::new(Linked {
-            priority: opts.priority,
-            ring,
-            sides,
-        });
-        list.insert(at, Arc::clone(&linked));
         drop(list);
         Ok(Arc::new(Matcher {
-            linked,
+            shards: shards.into_boxed_slice(),
             mask: mask.clone(),
             caps,
             table: Arc::clone(table),
@@ -318,7 +323,7 @@ impl Matcher {
 
     /// The priority.
     pub fn priority(&self) -> u32 {
-        self.linked.priority
+        self.shards[0].priority
     }
 
     /// The mask, as given (raw form).
@@ -326,31 +331,38 @@ impl Matcher {
         &self.mask
     }
 
-    /// The send ring the matcher's updates use.
+    /// How many shards the rules are split into ([`MatcherOptions::shards`]).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The send ring the updates of the matcher's first shard use (the others' follow
+    /// round robin over the domain's rings).
     pub fn ring_index(&self) -> usize {
-        self.linked.ring
+        self.shards[0].ring
     }
 
     /// The lookup types of a rule's STEs on `side`, in chain order.
     pub fn lu_types(&self, side: DomainSide) -> Option<Vec<u16>> {
-        self.linked.side(side).map(|s| s.chain.lu_types().collect())
+        self.chain(side).map(|c| c.lu_types().collect())
     }
 
     /// The lookups of `side`.
     pub fn chain(&self, side: DomainSide) -> Option<&BuilderChain> {
-        self.linked.side(side).map(|s| &s.chain)
+        self.shards[0].side(side).map(|s| &s.chain)
     }
 
     /// The ICM addresses of `side`'s start table and end anchor now (the start table
-    /// moves when it grows).
+    /// moves when it grows): the first shard's start table, and the last shard's end
+    /// anchor, through which every miss of the matcher leaves.
     pub fn anchors(&self, side: DomainSide) -> Option<(u64, u64)> {
-        let s = self.linked.side(side)?;
-        let t = s.lock();
-        let start = match t.start() {
+        let start = match self.shards[0].side(side)?.lock().start() {
             ste_builder::ste::Connect::Hit { icm_addr, .. } => icm_addr,
             ste_builder::ste::Connect::Miss { miss_addr } => miss_addr,
         };
-        Some((start, t.end_anchor()))
+        let last = self.shards.last()?.side(side)?;
+        let end = last.lock().end_anchor();
+        Some((start, end))
     }
 
     /// Waits until every insert and removal made so far on the matcher is in ICM, and
@@ -359,28 +371,39 @@ impl Matcher {
     /// [`HtblError::Lost`] if an update posted earlier failed (the matcher then takes no
     /// more updates; see [`MatcherOptions::completion`]).
     pub fn sync(&self) -> Result<(), (DomainSide, HtblError)> {
-        for s in self.linked.sides.values() {
-            let side = s.chain.side();
-            let mut tables = s.lock();
-            let mut ring = self.table.domain().ring_at(self.linked.ring);
-            let res = tables.sync(&mut ring);
-            drop(ring);
-            tables.drop_released();
-            res.map_err(|e| (side, e))?;
+        for shard in self.shards.iter() {
+            for s in shard.sides.values() {
+                let side = s.chain.side();
+                let mut tables = s.lock();
+                let mut ring = self.table.domain().ring_at(shard.ring);
+                let res = tables.sync(&mut ring);
+                drop(ring);
+                tables.drop_released();
+                res.map_err(|e| (side, e))?;
+            }
         }
         Ok(())
     }
 
-    /// The hash tables' statistics of each side.
+    /// The hash tables' statistics of each side (all shards' together), and each
+    /// shard's rule count.
     pub fn stats(&self) -> MatcherStats {
-        MatcherStats {
-            sides: self
-                .linked
-                .sides
-                .values()
-                .map(|s| (s.chain.side(), s.lock().stats()))
-                .collect(),
+        let mut sides: Vec<(DomainSide, HtblStats)> = Vec::new();
+        let mut shard_rules = Vec::with_capacity(self.shards.len());
+        for shard in self.shards.iter() {
+            let mut rules = 0;
+            for s in shard.sides.values() {
+                let side = s.chain.side();
+                let stats = s.lock().stats();
+                rules = rules.max(stats.rules);
+                match sides.iter_mut().find(|(d, _)| *d == side) {
+                    Some((_, sum)) => sum.merge(&stats),
+                    None => sides.push((side, stats)),
+                }
+            }
+            shard_rules.push(rules);
         }
+        MatcherStats { sides, shard_rules }
     }
 
     /// An action list for rules of this matcher (checked for its table); the same list
@@ -389,8 +412,40 @@ impl Matcher {
         ActionList::new(&self.table, actions).map(Arc::new)
     }
 
-    pub(crate) fn linked(&self) -> &Linked {
-        &self.linked
+    /// The shards, in lookup order.
+    pub(crate) fn shards(&self) -> &[Arc<Linked>] {
+        &self.shards
+    }
+
+    /// The shard a rule whose tags (on the first side it goes to) are `tags` belongs
+    /// in. The same value always lands in the same shard, where a duplicate of it is
+    /// found.
+    pub(crate) fn shard_for(&self, tags: &RuleTags) -> usize {
+        let n = self.shards.len();
+        if n == 1 {
+            return 0;
+        }
+        // The tables hash a tag's CRC into their slots; an unrelated hash here keeps a
+        // shard's rules spread over all of its slots.
+        let mut h: u64 = 0;
+        for tag in tags.iter() {
+            for word in tag.chunks(8) {
+                let mut w = [0u8; 8];
+                w[..word.len()].copy_from_slice(word);
+                h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
+            }
+        }
+        // The high half is the best mixed; scaled to 0..n without a division.
+        (((h >> 32) * n as u64) >> 32) as usize
+    }
+
+    /// The index of the shard whose tables on `side` hold `handle`; `None` for a
+    /// handle of another matcher.
+    pub(crate) fn shard_of(&self, side: DomainSide, handle: &RuleHandle) -> Option<usize> {
+        let id = handle.tables_id();
+        self.shards
+            .iter()
+            .position(|shard| shard.side(side).is_some_and(|s| s.id == id))
     }
 }
 
@@ -398,32 +453,101 @@ impl Drop for Matcher {
     fn drop(&mut self) {
         // No rule holds the matcher any more, so no update runs on its tables. Updates
         // posted without waiting land first: their memory is freed with the tables. If
-        // some may still land later (a completion timeout), nothing is freed.
-        let mut leak = false;
-        for s in self.linked.sides.values() {
-            let mut tables = s.lock();
-            let mut ring = self.table.domain().ring_at(self.linked.ring);
-            if let Err(HtblError::Send(e)) = tables.sync(&mut ring) {
-                leak |= !e.breaks_ring();
-            }
-        }
+        // some may still land later (a completion timeout), nothing of that shard is
+        // freed.
+        let unsettled: Vec<bool> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let mut leak = false;
+                for s in shard.sides.values() {
+                    let mut tables = s.lock();
+                    let mut ring = self.table.domain().ring_at(shard.ring);
+                    if let Err(HtblError::Send(e)) = tables.sync(&mut ring) {
+                        leak |= !e.breaks_ring();
+                    }
+                }
+                leak
+            })
+            .collect();
         let mut list = self.table.matchers();
-        let Some(at) = list.iter().position(|m| Arc::ptr_eq(m, &self.linked)) else {
-            return;
-        };
-        // Each side goes out of the lookup; a side whose anchor rewrite failed stays
-        // reachable, so its tables are never freed (the rest of the chain stays
-        // consistent: the matcher is gone from the list, and its neighbours' pointers
-        // are untouched).
-        for &side in self.table.domain().sides() {
-            if link::unlink_side(&self.table, link::neighbours(&list, at, true), side).is_err() {
-                leak = true;
+        for (shard, leak) in self.shards.iter().zip(unsettled) {
+            if let Some(at) = list.iter().position(|m| Arc::ptr_eq(m, shard)) {
+                unlink_shard(&self.table, &mut list, at, leak);
             }
         }
-        list.remove(at);
-        drop(list);
-        if leak {
-            std::mem::forget(Arc::clone(&self.linked));
+    }
+}
+
+/// Builds one shard's tables on every side and links them in at position `at` of the
+/// table's matcher `list`, where it is then listed; its matcher's first shard is at
+/// `first`. On error nothing of it is linked.
+fn link_shard(
+    table: &Arc<Table>,
+    list: &mut Vec<Arc<Linked>>,
+    (first, at): (usize, usize),
+    chains: &PerSide<BuilderChain>,
+    opts: MatcherOptions,
+) -> Result<Arc<Linked>, MatcherError> {
+    let dmn = table.domain();
+    let ring = dmn.assign_ring();
+    let mut sides: PerSide<MatcherSide> = PerSide::default();
+    for &side in dmn.sides() {
+        let Some(chain) = chains.get(side) else {
+            continue;
+        };
+        let cfg = TablesConfig {
+            grow: opts.grow,
+            initial_log: opts.expected_log_rules,
+            share_identical: opts.duplicates == Duplicates::ShareIdentical,
+            completion: opts.completion,
+            ..TablesConfig::new(dmn.format(), side.rx(), dmn.gvmi())
+        };
+        let build = |end| {
+            let mut r = dmn.ring_at(ring);
+            MatcherTables::new(dmn.ste_pool().clone(), chain, cfg, end, &mut r)
+                .map_err(|source| MatcherError::Tables { side, source })
+        };
+        match link::link_side(table, link::neighbours(list, at, false), side, build) {
+            Ok(tables) => {
+                sides.insert(side, MatcherSide::new(chain.clone(), tables));
+            }
+            Err(e) => {
+                // Sides linked already go out again (best effort: a second failure
+                // leaves that side's empty tables in the lookup, never freed).
+                for linked_side in sides.take_all() {
+                    let s = linked_side.chain.side();
+                    if link::unlink_side(table, link::neighbours(list, at, false), s).is_err() {
+                        std::mem::forget(linked_side);
+                    }
+                }
+                return Err(e);
+            }
         }
+    }
+    let shard = Arc::new(Linked {
+        priority: opts.priority,
+        shard: u8::try_from(at - first).unwrap_or(u8::MAX),
+        ring,
+        sides,
+    });
+    list.insert(at, Arc::clone(&shard));
+    Ok(shard)
+}
+
+/// Takes the shard at position `at` of the table's matcher `list` out of the lookup on
+/// every side and out of the list. A side whose anchor rewrite failed stays reachable,
+/// so the shard's tables are then never freed (the rest of the chain stays consistent:
+/// the shard is gone from the list, and its neighbours' pointers are untouched); with
+/// `leak` they never are either way (writes to them may still land).
+fn unlink_shard(table: &Table, list: &mut Vec<Arc<Linked>>, at: usize, mut leak: bool) {
+    for &side in table.domain().sides() {
+        if link::unlink_side(table, link::neighbours(list, at, true), side).is_err() {
+            leak = true;
+        }
+    }
+    let shard = list.remove(at);
+    if leak {
+        std::mem::forget(shard);
     }
 }

@@ -199,13 +199,14 @@ impl Matcher {
     ) -> Result<Rule, InsertError> {
         // Every side's tags first: a value that does not fit fails before any write.
         let on = self.all_tags(value, tags)?;
+        let shard = self.shard_for_rule(&on, tags);
 
         let mut handles = PerSide::default();
         for (side, t) in on.iter().zip(tags.iter()) {
             let Some(side) = side else {
                 continue;
             };
-            match self.insert_side(*side, t, actions) {
+            match self.insert_side(shard, *side, t, actions) {
                 Ok(h) => {
                     handles.insert(*side, h);
                 }
@@ -238,7 +239,8 @@ impl Matcher {
         let mut on: [Option<DomainSide>; 2] = [None, None];
         let sides = self.table().domain().sides();
         for ((slot, side), t) in on.iter_mut().zip(sides).zip(tags.iter_mut()) {
-            let Some(ms) = self.linked().side(*side) else {
+            // Every shard has the same lookups.
+            let Some(ms) = self.shards()[0].side(*side) else {
                 continue;
             };
             if ms.chain.skips_rule(value) {
@@ -248,6 +250,19 @@ impl Matcher {
             *slot = Some(*side);
         }
         Ok(on)
+    }
+
+    /// The shard of a rule that goes to sides `on` with `tags` (from
+    /// [`Matcher::all_tags`]): the one its tags on the first of those sides hash to.
+    pub(super) fn shard_for_rule(
+        &self,
+        on: &[Option<DomainSide>; 2],
+        tags: &[RuleTags; 2],
+    ) -> usize {
+        match on.iter().zip(tags).find(|(side, _)| side.is_some()) {
+            Some((_, t)) => self.shard_for(t),
+            None => 0,
+        }
     }
 
     /// The tags of `value` on `side` into `out`, looking up a source vport the domain
@@ -271,35 +286,42 @@ impl Matcher {
         }
     }
 
-    /// Installs the rule on `side`. Under the side's lock, or, when another thread
-    /// holds it, handed to that thread over owned copies of the inputs
+    /// Installs the rule on `side` of shard `shard`. Under the side's lock, or, when
+    /// another thread holds it, handed to that thread over owned copies of the inputs
     /// ([`crate::matcher`]'s combining lock).
     fn insert_side(
         self: &Arc<Self>,
+        shard: usize,
         side: DomainSide,
         tags: &RuleTags,
         actions: &Arc<ActionList>,
     ) -> Result<RuleHandle, HtblError> {
-        let ms = self.linked().side(side).ok_or(HtblError::ForeignHandle)?;
+        let linked = &self.shards()[shard];
+        let ms = linked.side(side).ok_or(HtblError::ForeignHandle)?;
+        let ring = linked.ring;
         ms.tables.run(
             (),
-            |tables, ()| self.insert_locked(tables, side, tags, actions),
+            |tables, ()| self.insert_locked(tables, ring, side, tags, actions),
             |()| {
                 let (m, tags, actions) = (Arc::clone(self), tags.clone(), Arc::clone(actions));
-                move |tables: &mut MatcherTables| m.insert_locked(tables, side, &tags, &actions)
+                move |tables: &mut MatcherTables| {
+                    m.insert_locked(tables, ring, side, &tags, &actions)
+                }
             },
         )
     }
 
-    /// [`Matcher::insert_side`] with the side's tables locked.
+    /// [`Matcher::insert_side`] with the side's tables locked; they use send ring
+    /// `ring`.
     fn insert_locked(
         &self,
         tables: &mut MatcherTables,
+        ring: usize,
         side: DomainSide,
         tags: &RuleTags,
         actions: &Arc<ActionList>,
     ) -> Result<RuleHandle, HtblError> {
-        let mut ring = self.table().domain().ring_at(self.linked().ring);
+        let mut ring = self.table().domain().ring_at(ring);
         let res = insert_on_ring(tables, &mut ring, side, tags, actions);
         drop(ring);
         tables.drop_released();
@@ -312,9 +334,13 @@ impl Matcher {
         handle: &RuleHandle,
         actions: &ActionList,
     ) -> Result<(), HtblError> {
-        let ms = self.linked().side(side).ok_or(HtblError::ForeignHandle)?;
+        let shard = self
+            .shard_of(side, handle)
+            .ok_or(HtblError::ForeignHandle)?;
+        let linked = &self.shards()[shard];
+        let ms = linked.side(side).ok_or(HtblError::ForeignHandle)?;
         let mut tables = ms.lock();
-        let mut ring = self.table().domain().ring_at(self.linked().ring);
+        let mut ring = self.table().domain().ring_at(linked.ring);
         let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
         let res = tables.update_actions(&mut ring, handle, fill);
         drop(ring);
@@ -334,16 +360,20 @@ impl Matcher {
             let Some(h) = handles.take(side) else {
                 continue;
             };
-            let Some(ms) = self.linked().side(side) else {
+            let Some(linked) = self.shard_of(side, &h).map(|k| &self.shards()[k]) else {
                 continue;
             };
+            let Some(ms) = linked.side(side) else {
+                continue;
+            };
+            let ring = linked.ring;
             // Like an insert, handed to the lock's holder if another thread has it.
             let res = ms.tables.run(
                 h,
-                |tables, h| self.remove_locked(tables, h, actions),
+                |tables, h| self.remove_locked(tables, ring, h, actions),
                 |h| {
                     let (m, actions) = (Arc::clone(self), Arc::clone(actions));
-                    move |tables: &mut MatcherTables| m.remove_locked(tables, h, &actions)
+                    move |tables: &mut MatcherTables| m.remove_locked(tables, ring, h, &actions)
                 },
             );
             if let Err(e) = res {
@@ -356,14 +386,16 @@ impl Matcher {
         Ok(())
     }
 
-    /// Removes one side's handle with that side's tables locked.
+    /// Removes one side's handle with that side's tables locked; they use send ring
+    /// `ring`.
     fn remove_locked(
         &self,
         tables: &mut MatcherTables,
+        ring: usize,
         h: RuleHandle,
         actions: &Arc<ActionList>,
     ) -> Result<(), RemoveError> {
-        let mut ring = self.table().domain().ring_at(self.linked().ring);
+        let mut ring = self.table().domain().ring_at(ring);
         let res = remove_on_ring(tables, &mut ring, h, actions);
         drop(ring);
         tables.drop_released();
@@ -437,7 +469,8 @@ impl Rule {
     /// table grows or a rule before it in its miss chain goes).
     pub fn icm_addr(&self, side: DomainSide) -> Option<u64> {
         let h = self.handles.get(side)?;
-        let ms = self.matcher.linked().side(side)?;
+        let shard = self.matcher.shard_of(side, h)?;
+        let ms = self.matcher.shards()[shard].side(side)?;
         let addr = ms.lock().rule_addr(h);
         addr
     }

@@ -17,19 +17,24 @@ pub fn five_tuple_mask() -> Match {
     })
 }
 
-/// Distinct raw values for [`five_tuple_mask`]: source addresses spread over the space
-/// (a multiplicative hash of `i`), source ports cycling through 5 000.
+/// The source address of [`five_tuple_spread`]`(i)`: spread over the space (a
+/// multiplicative hash of `i`), distinct for every `i`.
+#[allow(dead_code)] // not every test crate uses it
+pub fn spread_src(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)))
+}
+
+/// Distinct raw values for [`five_tuple_mask`]: source addresses from [`spread_src`],
+/// source ports cycling through 5 000.
 #[allow(dead_code)] // not every test crate uses it
 pub fn five_tuple_spread(i: u32) -> MatchParam {
     Match::new()
         .outer(|h| {
-            h.ipv4_src(Ipv4Addr::from(
-                0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
-            ))
-            .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
-            .ip_protocol(6)
-            .tcp_sport(1000 + (i as u16 % 5000))
-            .tcp_dport(80)
+            h.ipv4_src(spread_src(i))
+                .ipv4_dst(Ipv4Addr::new(192, 168, 0, 1))
+                .ip_protocol(6)
+                .tcp_sport(1000 + (i as u16 % 5000))
+                .tcp_dport(80)
         })
         .to_raw()
         .unwrap()

@@ -221,6 +221,11 @@ impl Run {
             },
             completion: [Completion::Wait, Completion::Post, Completion::Queue]
                 [rng.below(3) as usize],
+            shards: if rng.chance(25) {
+                2 + rng.below(3) as u8
+            } else {
+                1
+            },
         };
         let id = self.id();
         self.log.push(format!(

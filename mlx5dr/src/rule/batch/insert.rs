@@ -9,8 +9,8 @@ use super::{lost_like, GROUP};
 use crate::action::ActionList;
 use crate::domain::PerSide;
 use crate::htbl::RuleHandle;
-use crate::matcher::Matcher;
-use crate::matching::RuleTags;
+use crate::matcher::{Linked, Matcher};
+use crate::matching::{DomainSide, RuleTags};
 use crate::rule::{insert_on_ring, InsertError, Rule};
 
 /// One rule of a batch: its raw 448-byte PRM value and its actions.
@@ -35,7 +35,9 @@ thread_local! {
 #[derive(Default)]
 struct Pending {
     /// The sides it goes to, in the domain's side order.
-    on: [Option<crate::DomainSide>; 2],
+    on: [Option<DomainSide>; 2],
+    /// The matcher's shard it goes to.
+    shard: usize,
     handles: PerSide<RuleHandle>,
     /// Why it failed; it goes no further once set.
     error: Option<InsertError>,
@@ -102,45 +104,19 @@ impl Matcher {
                 });
             } else {
                 match self.all_tags(value, t) {
-                    Ok(on) => p.on = on,
+                    Ok(on) => {
+                        p.shard = self.shard_for_rule(&on, t);
+                        p.on = on;
+                    }
                     Err(e) => p.error = Some(e),
                 }
             }
             pending.push(p);
         }
 
-        for (k, &side) in self.table().domain().sides().iter().enumerate() {
-            let Some(ms) = self.linked().side(side) else {
-                continue;
-            };
-            let goes = |p: &Pending| p.error.is_none() && p.on[k].is_some();
-            if !pending.iter().any(goes) {
-                continue;
-            }
-            let synced = self.side_batch(ms, |tables, ring| {
-                for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags.iter()).zip(group) {
-                    if !goes(p) {
-                        continue;
-                    }
-                    match insert_on_ring(tables, ring, side, &t[k], actions) {
-                        Ok(h) => {
-                            p.handles.insert(side, h);
-                        }
-                        Err(source) => p.error = Some(InsertError::Insert { side, source }),
-                    }
-                }
-            });
-            if let Err(e) = synced {
-                // The group's writes on this side did not all land, and which did is not
-                // known per rule: none of its rules here counts as in.
-                for p in pending.iter_mut().filter(|p| p.error.is_none()) {
-                    if p.handles.get(side).is_some() {
-                        p.error = Some(InsertError::Insert {
-                            side,
-                            source: lost_like(&e),
-                        });
-                    }
-                }
+        for (shard, linked) in self.shards().iter().enumerate() {
+            for (k, &side) in self.table().domain().sides().iter().enumerate() {
+                self.insert_group_side(group, tags, pending, shard, linked, (k, side));
             }
         }
 
@@ -159,6 +135,55 @@ impl Matcher {
                     // out of reach, until the matcher's tables go.
                     let _ = self.remove_handles(&mut handles, actions);
                     out.push(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Inserts the rules of `group` that go to `shard` on `side` (the `k`th of the
+    /// domain's sides), under that side's lock, recording each one's handle or error
+    /// in `pending`.
+    fn insert_group_side(
+        &self,
+        group: &[BatchRule<'_>],
+        tags: &[[RuleTags; 2]],
+        pending: &mut [Pending],
+        shard: usize,
+        linked: &Linked,
+        (k, side): (usize, DomainSide),
+    ) {
+        let Some(ms) = linked.side(side) else {
+            return;
+        };
+        let goes = |p: &Pending| p.error.is_none() && p.shard == shard && p.on[k].is_some();
+        if !pending.iter().any(goes) {
+            return;
+        }
+        let synced = self.side_batch(linked, ms, |tables, ring| {
+            for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags).zip(group) {
+                if !goes(p) {
+                    continue;
+                }
+                match insert_on_ring(tables, ring, side, &t[k], actions) {
+                    Ok(h) => {
+                        p.handles.insert(side, h);
+                    }
+                    Err(source) => p.error = Some(InsertError::Insert { side, source }),
+                }
+            }
+        });
+        if let Err(e) = synced {
+            // The group's writes on this side did not all land, and which did is not
+            // known per rule: none of its rules here counts as in.
+            for p in pending
+                .iter_mut()
+                .filter(|p| p.error.is_none() && p.shard == shard)
+            {
+                if p.handles.get(side).is_some() {
+                    p.error = Some(InsertError::Insert {
+                        side,
+                        source: lost_like(&e),
+                    });
                 }
             }
         }

@@ -5,7 +5,8 @@
 //! each update's lock and, by default, its own wait for the device. A batch pays for
 //! them once per group of rules instead:
 //!
-//! - each side's lock and send ring are taken once per group;
+//! - each side's lock and send ring are taken once per group (per shard the group's
+//!   rules go to, see [`crate::MatcherOptions::shards`]);
 //! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
 //!   whole group ([`crate::htbl::MatcherTables::batch`]), and its doorbell carries the
 //!   group's writes together;
@@ -31,7 +32,7 @@ mod remove;
 pub use insert::BatchRule;
 
 use crate::htbl::{HtblError, MatcherTables};
-use crate::matcher::{Matcher, MatcherSide};
+use crate::matcher::{Linked, Matcher, MatcherSide};
 use crate::send::{SendError, SendRing};
 
 /// Rules a batch updates under one lock and, with `Completion::Wait`, one wait. Bounds
@@ -50,17 +51,18 @@ fn lost_like(e: &HtblError) -> HtblError {
 }
 
 impl Matcher {
-    /// Runs `updates` as one batch ([`MatcherTables::batch`]) on side `ms`, under its
-    /// lock and on the matcher's send ring, then drops the holds that landed. Returns the
-    /// batch's wait: with `Completion::Wait`, an error means the tables are lost and the
-    /// batch's updates on this side may not have landed.
+    /// Runs `updates` as one batch ([`MatcherTables::batch`]) on side `ms` of `shard`,
+    /// under its lock and on the shard's send ring, then drops the holds that landed.
+    /// Returns the batch's wait: with `Completion::Wait`, an error means the tables are
+    /// lost and the batch's updates on this side may not have landed.
     fn side_batch(
         &self,
+        shard: &Linked,
         ms: &MatcherSide,
         updates: impl FnOnce(&mut MatcherTables, &mut SendRing),
     ) -> Result<(), HtblError> {
         ms.tables.with(|tables| {
-            let mut ring = self.table().domain().ring_at(self.linked().ring);
+            let mut ring = self.table().domain().ring_at(shard.ring);
             let ((), synced) = tables.batch(&mut ring, updates);
             drop(ring);
             tables.drop_released();

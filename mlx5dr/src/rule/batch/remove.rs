@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{lost_like, GROUP};
 use crate::htbl::HtblError;
-use crate::matcher::Matcher;
+use crate::matcher::{Linked, Matcher};
 use crate::matching::DomainSide;
 use crate::rule::{remove_on_ring, Rule, RuleRemoveError};
 
@@ -12,6 +12,8 @@ use crate::rule::{remove_on_ring, Rule, RuleRemoveError};
 /// side's removal is posted, and put back if that side refuses.
 struct Leaving {
     rule: Rule,
+    /// The matcher's shard it is in.
+    shard: usize,
     /// Whether its removal was posted on the side in progress.
     posted: bool,
     /// Why it failed, on which side; it goes no further once set.
@@ -51,6 +53,7 @@ impl Matcher {
                 continue;
             }
             group.push(Leaving {
+                shard: self.shard_of_rule(&rule),
                 rule,
                 posted: false,
                 error: None,
@@ -69,40 +72,9 @@ impl Matcher {
         group: &mut Vec<Leaving>,
         out: &mut Vec<Result<(), RuleRemoveError>>,
     ) {
-        for &side in self.table().domain().sides() {
-            let Some(ms) = self.linked().side(side) else {
-                continue;
-            };
-            let goes = |l: &Leaving| l.error.is_none() && l.rule.handles.get(side).is_some();
-            if !group.iter().any(goes) {
-                continue;
-            }
-            let synced = self.side_batch(ms, |tables, ring| {
-                for l in group.iter_mut() {
-                    l.posted = false;
-                    if l.error.is_some() {
-                        continue;
-                    }
-                    let Some(h) = l.rule.handles.take(side) else {
-                        continue;
-                    };
-                    match remove_on_ring(tables, ring, h, &l.rule.actions) {
-                        Ok(()) => l.posted = true,
-                        Err(e) => {
-                            if let Some(h) = e.rule {
-                                l.rule.handles.insert(side, h);
-                            }
-                            l.error = Some((side, e.error));
-                        }
-                    }
-                }
-            });
-            if let Err(e) = synced {
-                // Which of the group's unlinking writes landed is not known: every rule
-                // posted here is gone, and failed.
-                for l in group.iter_mut().filter(|l| l.posted) {
-                    l.error = Some((side, lost_like(&e)));
-                }
+        for (shard, linked) in self.shards().iter().enumerate() {
+            for &side in self.table().domain().sides() {
+                self.remove_group_side(group, shard, linked, side);
             }
         }
 
@@ -119,6 +91,64 @@ impl Matcher {
                     })
                 }
             });
+        }
+    }
+
+    /// The shard `rule` (this matcher's) is in: where its handle on the first side it
+    /// is installed on lives.
+    fn shard_of_rule(&self, rule: &Rule) -> usize {
+        self.table()
+            .domain()
+            .sides()
+            .iter()
+            .find_map(|&side| self.shard_of(side, rule.handles.get(side)?))
+            .unwrap_or(0)
+    }
+
+    /// Removes the rules of `group` that are in `shard` from `side`, under that side's
+    /// lock, recording each one's failure in the group.
+    fn remove_group_side(
+        &self,
+        group: &mut [Leaving],
+        shard: usize,
+        linked: &Linked,
+        side: DomainSide,
+    ) {
+        let Some(ms) = linked.side(side) else {
+            return;
+        };
+        let goes = |l: &Leaving| {
+            l.error.is_none() && l.shard == shard && l.rule.handles.get(side).is_some()
+        };
+        if !group.iter().any(goes) {
+            return;
+        }
+        let synced = self.side_batch(linked, ms, |tables, ring| {
+            for l in group.iter_mut() {
+                l.posted = false;
+                if !goes(l) {
+                    continue;
+                }
+                let Some(h) = l.rule.handles.take(side) else {
+                    continue;
+                };
+                match remove_on_ring(tables, ring, h, &l.rule.actions) {
+                    Ok(()) => l.posted = true,
+                    Err(e) => {
+                        if let Some(h) = e.rule {
+                            l.rule.handles.insert(side, h);
+                        }
+                        l.error = Some((side, e.error));
+                    }
+                }
+            }
+        });
+        if let Err(e) = synced {
+            // Which of the group's unlinking writes landed is not known: every rule
+            // posted here is gone, and failed.
+            for l in group.iter_mut().filter(|l| l.posted) {
+                l.error = Some((side, lost_like(&e)));
+            }
         }
     }
 }

@@ -1,0 +1,462 @@
+//! Sharded matchers (`MatcherOptions::shards`) through the public API on a simulated
+//! ConnectX-6 Dx.
+//!
+//! - A sharded matcher gives every packet the verdict a one-shard matcher gives, its
+//!   rules spread over all shards, and it counts as one matcher of its table.
+//! - Duplicates are refused (or shared) across the whole matcher, since a value always
+//!   lands in the same shard.
+//! - Single and batch removals leave the verdicts of the rules that stay, and dropping
+//!   the matcher takes every shard out of the lookup.
+//! - Matchers of other priorities stay before and after all of the shards, and a new
+//!   matcher of the same priority goes before them.
+//! - An FDB sharded matcher serves both sides.
+//! - Two threads inserting into and removing from one sharded matcher end with the
+//!   rules their logs predict.
+//! - Shard counts out of range are refused.
+
+#![cfg(feature = "sim")]
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::thread;
+
+use ::sim::endpoint::Terminal;
+use ::sim::packet::{build_from_match, Metadata, Side};
+use ::sim::profile::DeviceModel;
+use ::sim::{Entry, Fate};
+use mlx5dr::device::sim::SimBackend;
+use mlx5dr::htbl::HtblError;
+use mlx5dr::{
+    Action, ActionList, Completion, Device, Domain, DomainType, Duplicates, InsertError, Match,
+    Matcher, MatcherError, MatcherOptions, Rule, Table, MAX_SHARDS,
+};
+use ste_builder::MatchParam;
+
+use common::{five_tuple_mask, five_tuple_spread as five_tuple, spread_src};
+
+struct Rig {
+    be: Arc<SimBackend>,
+    dmn: Arc<Domain>,
+    table: Arc<Table>,
+}
+
+impl Rig {
+    fn new(kind: DomainType) -> Rig {
+        let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
+        let dev: Arc<dyn Device> = be.clone();
+        let dmn = Domain::open(dev, kind).unwrap();
+        let table = Table::new(&dmn, 1).unwrap();
+        Rig { be, dmn, table }
+    }
+
+    fn matcher(&self, shards: u8, completion: Completion) -> Arc<Matcher> {
+        let opts = MatcherOptions {
+            shards,
+            completion,
+            ..MatcherOptions::default()
+        };
+        Matcher::new(&self.table, &five_tuple_mask(), opts).unwrap()
+    }
+
+    /// What a packet of `value` entering the table on `pipe` ends as.
+    fn fate(&self, value: &MatchParam, pipe: Side) -> (Fate, Option<u32>) {
+        let pkt = build_from_match(value, Metadata::new(pipe)).unwrap();
+        let out = self
+            .be
+            .sim()
+            .process(pkt, Entry::Table(self.table.fw_id()))
+            .unwrap();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        (out[0].fate.clone(), out[0].packet.meta.flow_tag)
+    }
+
+    /// The flow tag a NIC RX packet of `value` leaves with (`None`: no rule's).
+    fn tag_of(&self, value: &MatchParam) -> Option<u32> {
+        let (fate, tag) = self.fate(value, Side::Rx);
+        assert_eq!(fate, Fate::Delivered(Terminal::Drop));
+        tag
+    }
+}
+
+/// Action lists setting flow tags `first..first + 4`.
+fn flow_tags(m: &Matcher, first: u32) -> Vec<Arc<ActionList>> {
+    (first..first + 4)
+        .map(|t| m.actions(&[Action::flow_tag(t).unwrap()]).unwrap())
+        .collect()
+}
+
+/// Inserts `n` rules one by one into a matcher of `shards` shards, then removes every
+/// third (one by one) and every third after it (in a batch); each value's tag after the
+/// inserts and after the removals, with 50 never-inserted values after them.
+fn verdicts(shards: u8, completion: Completion, n: u32) -> [Vec<Option<u32>>; 2] {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(shards, completion);
+    assert_eq!(m.shard_count(), usize::from(shards));
+    assert_eq!(rig.table.matcher_count(), 1);
+    let lists = flow_tags(&m, 1);
+    let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
+    let mut rules: Vec<Option<Rule>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Some(m.insert_raw(v, &lists[i % 4]).unwrap()))
+        .collect();
+    m.sync().unwrap();
+    let stats = m.stats();
+    assert_eq!(stats.rules(), u64::from(n));
+    assert_eq!(stats.shard_rules.len(), usize::from(shards));
+    assert_eq!(stats.shard_rules.iter().sum::<u64>(), u64::from(n));
+    // Spread: no shard has less than half its share (2 000 rules over at most 16).
+    for (k, &r) in stats.shard_rules.iter().enumerate() {
+        assert!(
+            r * 2 * u64::from(shards) >= u64::from(n),
+            "shard {k}: {r} of {n} rules"
+        );
+    }
+    let probe = |rig: &Rig| -> Vec<Option<u32>> {
+        (0..n + 50).map(|i| rig.tag_of(&five_tuple(i))).collect()
+    };
+    let installed = probe(&rig);
+
+    for r in rules.iter_mut().step_by(3) {
+        r.take().unwrap().remove().unwrap();
+    }
+    let batch: Vec<Rule> = rules
+        .iter_mut()
+        .skip(1)
+        .step_by(3)
+        .filter_map(Option::take)
+        .collect();
+    let mut out = Vec::new();
+    m.remove_batch(batch, &mut out);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    m.sync().unwrap();
+    assert_eq!(
+        m.stats().rules(),
+        rules.iter().filter(|r| r.is_some()).count() as u64
+    );
+    let after = probe(&rig);
+    drop(rules);
+    m.sync().unwrap();
+    let s = m.stats();
+    assert_eq!(s.rules(), 0);
+    assert_eq!(
+        (s.sides[0].1.leaked_chunks, s.sides[0].1.leaked_entries),
+        (0, 0)
+    );
+    [installed, after]
+}
+
+#[test]
+fn a_sharded_matcher_gives_the_verdicts_of_one_shard() {
+    let n = 2000;
+    let want = verdicts(1, Completion::Wait, n);
+    // The reference itself: every rule's tag, then two thirds gone.
+    for (i, tag) in want[0].iter().enumerate() {
+        let i = i as u32;
+        assert_eq!(*tag, (i < n).then_some(1 + i % 4), "value {i}");
+    }
+    for (i, tag) in want[1].iter().enumerate() {
+        let i = i as u32;
+        assert_eq!(
+            *tag,
+            (i < n && i % 3 == 2).then_some(1 + i % 4),
+            "value {i}"
+        );
+    }
+    for shards in [2, 3, 4, MAX_SHARDS] {
+        for completion in [Completion::Wait, Completion::Queue] {
+            assert_eq!(
+                verdicts(shards, completion, n),
+                want,
+                "{shards} shards, {completion:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_into_shards_installs_what_single_inserts_install() {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(4, Completion::Wait);
+    let lists = flow_tags(&m, 1);
+    let values: Vec<MatchParam> = (0..1000).map(five_tuple).collect();
+    let batch: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v, &lists[i % 4]))
+        .collect();
+    let mut out = Vec::new();
+    for part in batch.chunks(100) {
+        m.insert_batch_raw(part, &mut out);
+    }
+    let rules: Vec<Rule> = out.into_iter().map(Result::unwrap).collect();
+    assert!(
+        m.stats().shard_rules.iter().all(|&r| r > 0),
+        "{:?}",
+        m.stats()
+    );
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(rig.tag_of(v), Some(1 + i as u32 % 4), "rule {i}");
+    }
+    assert_eq!(rig.tag_of(&five_tuple(5000)), None);
+    // A batch of duplicates: each refused on its own, whatever its shard.
+    let mut out = Vec::new();
+    m.insert_batch_raw(&batch[..200], &mut out);
+    assert_eq!(out.len(), 200);
+    for r in &out {
+        assert!(
+            matches!(
+                r,
+                Err(InsertError::Insert {
+                    source: HtblError::Duplicate,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
+    let mut out = Vec::new();
+    m.remove_batch(rules, &mut out);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert_eq!(m.stats().rules(), 0);
+    for v in &values {
+        assert_eq!(rig.tag_of(v), None);
+    }
+}
+
+#[test]
+fn duplicates_are_found_in_whichever_shard_holds_the_rule() {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(8, Completion::Wait);
+    let lists = flow_tags(&m, 1);
+    let rules: Vec<Rule> = (0..200)
+        .map(|i| m.insert_raw(&five_tuple(i), &lists[0]).unwrap())
+        .collect();
+    for i in 0..200 {
+        let again = m.insert_raw(&five_tuple(i), &lists[1]);
+        assert!(
+            matches!(
+                again,
+                Err(InsertError::Insert {
+                    source: HtblError::Duplicate,
+                    ..
+                })
+            ),
+            "value {i}: {again:?}"
+        );
+    }
+    assert_eq!(m.stats().rules(), 200);
+    drop(rules);
+
+    // Shared identical duplicates: one installed rule per value, in its shard.
+    let opts = MatcherOptions {
+        shards: 8,
+        duplicates: Duplicates::ShareIdentical,
+        priority: 1,
+        ..MatcherOptions::default()
+    };
+    let shared = Matcher::new(&rig.table, &five_tuple_mask(), opts).unwrap();
+    let list = shared.actions(&[Action::flow_tag(9).unwrap()]).unwrap();
+    let first: Vec<Rule> = (0..100)
+        .map(|i| shared.insert_raw(&five_tuple(i), &list).unwrap())
+        .collect();
+    let second: Vec<Rule> = (0..100)
+        .map(|i| shared.insert_raw(&five_tuple(i), &list).unwrap())
+        .collect();
+    let s = shared.stats();
+    assert_eq!((s.rules(), s.sides[0].1.shared_handles), (200, 100));
+    drop(first);
+    for i in 0..100 {
+        assert_eq!(rig.tag_of(&five_tuple(i)), Some(9), "value {i}");
+    }
+    drop(second);
+    assert_eq!(shared.stats().rules(), 0);
+    assert_eq!(rig.tag_of(&five_tuple(0)), None);
+}
+
+#[test]
+fn other_matchers_stay_before_and_after_all_shards() {
+    let rig = Rig::new(DomainType::NicRx);
+    // Source address only: catches the values the 5-tuple matchers have too.
+    let by_src = Match::new().outer(|h| h.ipv4_src(Ipv4Addr::BROADCAST));
+    let early = |prio| Matcher::new(&rig.table, &by_src, MatcherOptions::priority(prio)).unwrap();
+    let sharded = |prio| {
+        let opts = MatcherOptions {
+            priority: prio,
+            shards: 4,
+            ..MatcherOptions::default()
+        };
+        Matcher::new(&rig.table, &five_tuple_mask(), opts).unwrap()
+    };
+    let late = early(3);
+    let m = sharded(2);
+    let first = early(1);
+    assert_eq!(rig.table.matcher_count(), 3);
+    let tag = |m: &Matcher, t: u32| m.actions(&[Action::flow_tag(t).unwrap()]).unwrap();
+    let (t_first, t_m, t_late) = (tag(&first, 1), tag(&m, 2), tag(&late, 3));
+
+    let values: Vec<MatchParam> = (0..300).map(five_tuple).collect();
+    let _in_m: Vec<Rule> = values
+        .iter()
+        .map(|v| m.insert_raw(v, &t_m).unwrap())
+        .collect();
+    // Every 10th value is caught before the sharded matcher; every value is in the last.
+    let src_only = |i: usize| {
+        Match::new()
+            .outer(|h| h.ipv4_src(spread_src(i as u32)))
+            .to_raw()
+            .unwrap()
+            .param
+    };
+    let _in_first: Vec<Rule> = (0..values.len())
+        .step_by(10)
+        .map(|i| first.insert_raw(&src_only(i), &t_first).unwrap())
+        .collect();
+    let _in_late: Vec<Rule> = (0..values.len())
+        .map(|i| late.insert_raw(&src_only(i), &t_late).unwrap())
+        .collect();
+    for (i, v) in values.iter().enumerate() {
+        let want = if i % 10 == 0 { 1 } else { 2 };
+        assert_eq!(rig.tag_of(v), Some(want), "value {i}");
+    }
+    // Same priority as the sharded matcher: before all of its shards.
+    let same = Matcher::new(&rig.table, &by_src, MatcherOptions::priority(2)).unwrap();
+    let t_same = tag(&same, 4);
+    let _in_same = same.insert_raw(&src_only(1), &t_same).unwrap();
+    assert_eq!(rig.tag_of(&values[1]), Some(4));
+    assert_eq!(rig.tag_of(&values[2]), Some(2));
+    assert_eq!(rig.table.matcher_count(), 4);
+
+    // Without the sharded matcher every value falls through to the last matcher.
+    drop(_in_m);
+    assert!(Matcher::destroy(m).is_ok());
+    assert_eq!(rig.table.matcher_count(), 3);
+    for (i, v) in values.iter().enumerate() {
+        let want = match i {
+            _ if i % 10 == 0 => 1,
+            1 => 4,
+            _ => 3,
+        };
+        assert_eq!(rig.tag_of(v), Some(want), "value {i}");
+    }
+    // And a new sharded matcher links in where the old one was.
+    let again = sharded(2);
+    let t_again = tag(&again, 5);
+    let _in_again = again.insert_raw(&values[2], &t_again).unwrap();
+    assert_eq!(rig.tag_of(&values[2]), Some(5));
+    assert_eq!(rig.tag_of(&values[3]), Some(3));
+}
+
+#[test]
+fn an_fdb_sharded_matcher_serves_both_sides() {
+    let rig = Rig::new(DomainType::Fdb);
+    let m = rig.matcher(3, Completion::Queue);
+    let to = |vport: u16| {
+        m.actions(&[Action::dest_vport(&rig.dmn, vport).unwrap()])
+            .unwrap()
+    };
+    let lists = [to(1), to(2)];
+    let values: Vec<MatchParam> = (0..150).map(five_tuple).collect();
+    let rules: Vec<Rule> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| m.insert_raw(v, &lists[i % 2]).unwrap())
+        .collect();
+    m.sync().unwrap();
+    assert_eq!(m.stats().sides.len(), 2);
+    for (i, (r, v)) in rules.iter().zip(&values).enumerate() {
+        assert_eq!(r.sides().count(), 2);
+        let want = Fate::Delivered(Terminal::Vport(1 + i as u16 % 2));
+        for pipe in [Side::Rx, Side::Tx] {
+            assert_eq!(rig.fate(v, pipe).0, want, "rule {i} on {pipe:?}");
+        }
+        for side in r.sides() {
+            assert!(r.icm_addr(side).is_some(), "rule {i} on {side:?}");
+        }
+    }
+    drop(rules);
+    m.sync().unwrap();
+    assert_eq!(m.stats().rules(), 0);
+    let never = five_tuple(10_000);
+    for pipe in [Side::Rx, Side::Tx] {
+        let miss = rig.fate(&never, pipe).0;
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(rig.fate(v, pipe).0, miss, "rule {i} on {pipe:?}");
+        }
+    }
+}
+
+#[test]
+fn two_threads_share_a_sharded_matcher() {
+    let rig = Rig::new(DomainType::NicRx);
+    for completion in [Completion::Wait, Completion::Queue] {
+        let m = rig.matcher(4, completion);
+        let lists = flow_tags(&m, 1);
+        // Each thread inserts its half, removes every other of its rules and keeps the rest.
+        let kept: Vec<Vec<Rule>> = thread::scope(|s| {
+            let workers: Vec<_> = (0..2u32)
+                .map(|t| {
+                    let (m, lists) = (&m, &lists);
+                    s.spawn(move || {
+                        let mut rules: Vec<(u32, Rule)> = (0..1000)
+                            .map(|i| 2 * i + t)
+                            .map(|i| {
+                                (
+                                    i,
+                                    m.insert_raw(&five_tuple(i), &lists[i as usize % 4])
+                                        .unwrap(),
+                                )
+                            })
+                            .collect();
+                        let mut kept = Vec::new();
+                        for (i, r) in rules.drain(..) {
+                            if i % 4 < 2 {
+                                r.remove().unwrap();
+                            } else {
+                                kept.push(r);
+                            }
+                        }
+                        kept
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        m.sync().unwrap();
+        assert_eq!(m.stats().rules(), 1000);
+        for i in 0..2000u32 {
+            let want = (i % 4 >= 2).then_some(1 + i % 4);
+            assert_eq!(
+                rig.tag_of(&five_tuple(i)),
+                want,
+                "value {i}, {completion:?}"
+            );
+        }
+        drop(kept);
+        m.sync().unwrap();
+        assert_eq!(m.stats().rules(), 0);
+        assert!(Matcher::destroy(m).is_ok());
+    }
+}
+
+#[test]
+fn shard_counts_out_of_range_are_refused() {
+    let rig = Rig::new(DomainType::NicRx);
+    for shards in [0, MAX_SHARDS + 1, u8::MAX] {
+        let opts = MatcherOptions {
+            shards,
+            ..MatcherOptions::default()
+        };
+        let e = Matcher::new(&rig.table, &five_tuple_mask(), opts).unwrap_err();
+        assert!(
+            matches!(e, MatcherError::Shards { shards: s } if s == shards),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&shards.to_string()), "{e}");
+    }
+    assert_eq!(rig.table.matcher_count(), 0);
+    // Nothing was written: the table still lets every packet through to its default.
+    assert_eq!(rig.tag_of(&five_tuple(0)), None);
+}

@@ -21,11 +21,12 @@ def key(r):
         r["latency_timing"],
         r.get("completion", "Wait"),
         r.get("batch", 0),
+        r.get("shards", 1),
     )
 
 
 def label(k):
-    shape, rules, threads, matchers, log, timing, completion, batch = k
+    shape, rules, threads, matchers, log, timing, completion, batch, shards = k
     mode = "1 thread" if threads == 1 else f"{threads} threads, {matchers} matcher{'s' if matchers > 1 else ''}"
     extra = []
     if log:
@@ -36,6 +37,8 @@ def label(k):
         extra.append(f"completion {completion}")
     if batch:
         extra.append(f"batches of {batch}")
+    if shards > 1:
+        extra.append(f"{shards} shards")
     return f"{shape} {rules:,} {mode}" + (f" ({', '.join(extra)})" if extra else "")
 
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ste_builder::MatchParam;
 
-use super::{lost_like, GROUP};
+use super::lost_like;
 use crate::action::ActionList;
 use crate::domain::PerSide;
 use crate::htbl::RuleHandle;
@@ -47,8 +47,9 @@ impl Matcher {
     /// Installs the rules of `batch` in order, appending one result per rule to `out`:
     /// the same rules [`Matcher::insert_raw`] would install one by one, for less. Tags
     /// are computed first; each side's lock and send ring are then taken once per group
-    /// of 64 rules, and with [`Completion::Wait`] the group's writes are waited for
-    /// once, after which every rule whose result is `Ok` is in ICM.
+    /// of 64 rules (in a sharded matcher, once per shard and group of 64 rules per
+    /// shard, up to 256), and with [`Completion::Wait`] the group's writes are waited
+    /// for once, after which every rule whose result is `Ok` is in ICM.
     ///
     /// Each rule succeeds or fails on its own (a value that does not fit, a duplicate of
     /// an installed rule or of an earlier rule of the batch, exhausted ICM) and a
@@ -69,8 +70,8 @@ impl Matcher {
         let mut run = |buffers: &mut GroupBuffers| {
             buffers
                 .tags
-                .resize(GROUP, [RuleTags::EMPTY, RuleTags::EMPTY]);
-            for group in batch.chunks(GROUP) {
+                .resize(self.group_len(), [RuleTags::EMPTY, RuleTags::EMPTY]);
+            for group in batch.chunks(self.group_len()) {
                 self.insert_group(group, buffers, out);
             }
         };
@@ -85,8 +86,8 @@ impl Matcher {
         })
     }
 
-    /// Inserts a group of at most [`GROUP`] rules (`buffers.tags` holds [`GROUP`] tag
-    /// buffer pairs).
+    /// Inserts a group of at most [`Matcher::group_len`] rules (`buffers.tags` holds as
+    /// many tag buffer pairs).
     fn insert_group(
         self: &Arc<Self>,
         group: &[BatchRule<'_>],

@@ -5,8 +5,9 @@
 //! each update's lock and, by default, its own wait for the device. A batch pays for
 //! them once per group of rules instead:
 //!
-//! - each side's lock and send ring are taken once per group (per shard the group's
-//!   rules go to, see [`crate::MatcherOptions::shards`]);
+//! - each side's lock and send ring are taken once per group of 64 rules (in a sharded
+//!   matcher, see [`crate::MatcherOptions::shards`], once per shard and group of 64
+//!   rules per shard, up to 256);
 //! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
 //!   whole group ([`crate::htbl::MatcherTables::batch`]), and its doorbell carries the
 //!   group's writes together;
@@ -40,6 +41,14 @@ use crate::send::{SendError, SendRing};
 /// buffers of an insert batch (two 700-byte `RuleTags` per rule).
 const GROUP: usize = 64;
 
+/// A sharded matcher's group is [`GROUP`] rules per shard, up to this many shards: its
+/// rules are split by shard, and each shard's lock is taken once per group, so each
+/// turn on a lock still covers about [`GROUP`] rules. Every turn moves the shard's
+/// state (its lock, ring and bookkeeping) to the thread's core; fewer, longer turns are
+/// what lets threads sharing a matcher gain from its shards (BENCHMARKS.md, eighth
+/// round). The cap bounds the tag buffers at 256 rules (360 KB per thread).
+const GROUP_SHARDS: usize = 4;
+
 /// The error each rule of a group reports when the group's wait failed with `e`: the
 /// tables are lost, for the reason the wait gave.
 fn lost_like(e: &HtblError) -> HtblError {
@@ -51,6 +60,12 @@ fn lost_like(e: &HtblError) -> HtblError {
 }
 
 impl Matcher {
+    /// Rules per group of a batch on this matcher: [`GROUP`] per shard, for up to
+    /// [`GROUP_SHARDS`] shards.
+    fn group_len(&self) -> usize {
+        GROUP * self.shard_count().min(GROUP_SHARDS)
+    }
+
     /// Runs `updates` as one batch ([`MatcherTables::batch`]) on side `ms` of `shard`,
     /// under its lock and on the shard's send ring, then drops the holds that landed.
     /// Returns the batch's wait: with `Completion::Wait`, an error means the tables are

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{lost_like, GROUP};
+use super::lost_like;
 use crate::htbl::HtblError;
 use crate::matcher::{Linked, Matcher};
 use crate::matching::DomainSide;
@@ -23,7 +23,8 @@ struct Leaving {
 impl Matcher {
     /// Removes `rules` in order, appending one result per rule to `out`: what
     /// [`Rule::remove`] would do rule by rule, for less. Each side's lock and send ring
-    /// are taken once per group of 64 rules of this matcher, and with
+    /// are taken once per group of 64 rules of this matcher (in a sharded matcher, once
+    /// per shard and group of 64 rules per shard, up to 256), and with
     /// [`Completion::Wait`] the group's unlinking writes are waited for once, after
     /// which every rule whose result is `Ok` is out of ICM. A rule of another matcher
     /// is removed on its own, in its place.
@@ -44,7 +45,8 @@ impl Matcher {
     ) {
         let rules = rules.into_iter();
         out.reserve(rules.size_hint().0);
-        let mut group: Vec<Leaving> = Vec::with_capacity(rules.size_hint().0.min(GROUP));
+        let group_len = self.group_len();
+        let mut group: Vec<Leaving> = Vec::with_capacity(rules.size_hint().0.min(group_len));
         for rule in rules {
             if !Arc::ptr_eq(&rule.matcher, self) {
                 // Results stay in order: the group before it goes first.
@@ -58,7 +60,7 @@ impl Matcher {
                 posted: false,
                 error: None,
             });
-            if group.len() == GROUP {
+            if group.len() == group_len {
                 self.remove_group(&mut group, out);
             }
         }

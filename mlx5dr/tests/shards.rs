@@ -393,53 +393,70 @@ fn an_fdb_sharded_matcher_serves_both_sides() {
 fn two_threads_share_a_sharded_matcher() {
     let rig = Rig::new(DomainType::NicRx);
     for completion in [Completion::Wait, Completion::Queue] {
-        let m = rig.matcher(4, completion);
-        let lists = flow_tags(&m, 1);
-        // Each thread inserts its half, removes every other of its rules and keeps the rest.
-        let kept: Vec<Vec<Rule>> = thread::scope(|s| {
-            let workers: Vec<_> = (0..2u32)
-                .map(|t| {
-                    let (m, lists) = (&m, &lists);
-                    s.spawn(move || {
-                        let mut rules: Vec<(u32, Rule)> = (0..1000)
-                            .map(|i| 2 * i + t)
-                            .map(|i| {
-                                (
-                                    i,
-                                    m.insert_raw(&five_tuple(i), &lists[i as usize % 4])
-                                        .unwrap(),
-                                )
-                            })
-                            .collect();
-                        let mut kept = Vec::new();
-                        for (i, r) in rules.drain(..) {
-                            if i % 4 < 2 {
-                                r.remove().unwrap();
-                            } else {
-                                kept.push(r);
-                            }
-                        }
-                        kept
+        for batched in [false, true] {
+            let m = rig.matcher(4, completion);
+            let lists = flow_tags(&m, 1);
+            // Each thread inserts its half, removes every other of its rules and keeps
+            // the rest: one by one, or in batches that take the shards in turns.
+            let kept: Vec<Vec<Rule>> = thread::scope(|s| {
+                let workers: Vec<_> = (0..2u32)
+                    .map(|t| {
+                        let (m, lists) = (&m, &lists);
+                        s.spawn(move || share(m, lists, t, batched))
                     })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).collect()
-        });
-        m.sync().unwrap();
-        assert_eq!(m.stats().rules(), 1000);
-        for i in 0..2000u32 {
-            let want = (i % 4 >= 2).then_some(1 + i % 4);
-            assert_eq!(
-                rig.tag_of(&five_tuple(i)),
-                want,
-                "value {i}, {completion:?}"
-            );
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).collect()
+            });
+            let how = format!("{completion:?}, batched {batched}");
+            m.sync().unwrap();
+            assert_eq!(m.stats().rules(), 1000, "{how}");
+            for i in 0..2000u32 {
+                let want = (i % 4 >= 2).then_some(1 + i % 4);
+                assert_eq!(rig.tag_of(&five_tuple(i)), want, "value {i}, {how}");
+            }
+            drop(kept);
+            m.sync().unwrap();
+            assert_eq!(m.stats().rules(), 0);
+            assert!(Matcher::destroy(m).is_ok());
         }
-        drop(kept);
-        m.sync().unwrap();
-        assert_eq!(m.stats().rules(), 0);
-        assert!(Matcher::destroy(m).is_ok());
     }
+}
+
+/// Thread `t`'s part of [`two_threads_share_a_sharded_matcher`]: values `2i + t`, those
+/// with `value % 4 < 2` removed again; returns the rules kept.
+fn share(m: &Arc<Matcher>, lists: &[Arc<ActionList>], t: u32, batched: bool) -> Vec<Rule> {
+    let ids: Vec<u32> = (0..1000).map(|i| 2 * i + t).collect();
+    let values: Vec<MatchParam> = ids.iter().map(|&i| five_tuple(i)).collect();
+    let rules: Vec<Rule> = if batched {
+        let batch: Vec<_> = values
+            .iter()
+            .zip(&ids)
+            .map(|(v, &i)| (v, &lists[i as usize % 4]))
+            .collect();
+        let mut out = Vec::new();
+        for part in batch.chunks(300) {
+            m.insert_batch_raw(part, &mut out);
+        }
+        out.into_iter().map(Result::unwrap).collect()
+    } else {
+        values
+            .iter()
+            .zip(&ids)
+            .map(|(v, &i)| m.insert_raw(v, &lists[i as usize % 4]).unwrap())
+            .collect()
+    };
+    let (gone, kept): (Vec<_>, Vec<_>) = ids.iter().zip(rules).partition(|(&i, _)| i % 4 < 2);
+    let gone = gone.into_iter().map(|(_, r)| r);
+    if batched {
+        let mut out = Vec::new();
+        m.remove_batch(gone, &mut out);
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
+    } else {
+        for r in gone {
+            r.remove().unwrap();
+        }
+    }
+    kept.into_iter().map(|(_, r)| r).collect()
 }
 
 #[test]

@@ -90,6 +90,16 @@ impl<T> Combining<T> {
         result
     }
 
+    /// [`Combining::with`] if the lock is free now; otherwise `f` comes back unrun.
+    pub(crate) fn try_with<R, F: FnOnce(&mut T) -> R>(&self, f: F) -> Result<R, F> {
+        let Some(mut guard) = self.try_lock() else {
+            return Err(f);
+        };
+        let result = f(&mut guard);
+        self.serve(guard);
+        Ok(result)
+    }
+
     /// The oldest queued job, taken off the queue.
     fn pop(&self) -> Option<Job<T>> {
         let mut queue = self.queue();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ste_builder::MatchParam;
 
-use super::lost_like;
+use super::{lost_like, Turn};
 use crate::action::ActionList;
 use crate::domain::PerSide;
 use crate::htbl::RuleHandle;
@@ -115,11 +115,9 @@ impl Matcher {
             pending.push(p);
         }
 
-        for (shard, linked) in self.shards().iter().enumerate() {
-            for (k, &side) in self.table().domain().sides().iter().enumerate() {
-                self.insert_group_side(group, tags, pending, shard, linked, (k, side));
-            }
-        }
+        self.each_shard_side(|shard, linked, side, turn| {
+            self.insert_group_side(group, tags, pending, (shard, linked), side, turn)
+        });
 
         for (p, &(_, actions)) in pending.drain(..).zip(group) {
             let Pending {
@@ -143,24 +141,25 @@ impl Matcher {
 
     /// Inserts the rules of `group` that go to `shard` on `side` (the `k`th of the
     /// domain's sides), under that side's lock, recording each one's handle or error
-    /// in `pending`.
+    /// in `pending`. Returns whether that is done: with `Turn::Try` and the lock taken,
+    /// nothing is.
     fn insert_group_side(
         &self,
         group: &[BatchRule<'_>],
         tags: &[[RuleTags; 2]],
         pending: &mut [Pending],
-        shard: usize,
-        linked: &Linked,
+        (shard, linked): (usize, &Linked),
         (k, side): (usize, DomainSide),
-    ) {
+        turn: Turn,
+    ) -> bool {
         let Some(ms) = linked.side(side) else {
-            return;
+            return true;
         };
         let goes = |p: &Pending| p.error.is_none() && p.shard == shard && p.on[k].is_some();
         if !pending.iter().any(goes) {
-            return;
+            return true;
         }
-        let synced = self.side_batch(linked, ms, |tables, ring| {
+        let Some(synced) = self.side_batch(linked, ms, turn, |tables, ring| {
             for ((p, t), &(_, actions)) in pending.iter_mut().zip(tags).zip(group) {
                 if !goes(p) {
                     continue;
@@ -172,7 +171,9 @@ impl Matcher {
                     Err(source) => p.error = Some(InsertError::Insert { side, source }),
                 }
             }
-        });
+        }) else {
+            return false;
+        };
         if let Err(e) = synced {
             // The group's writes on this side did not all land, and which did is not
             // known per rule: none of its rules here counts as in.
@@ -188,5 +189,6 @@ impl Matcher {
                 }
             }
         }
+        true
     }
 }

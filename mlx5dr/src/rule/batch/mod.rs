@@ -34,6 +34,7 @@ pub use insert::BatchRule;
 
 use crate::htbl::{HtblError, MatcherTables};
 use crate::matcher::{Linked, Matcher, MatcherSide};
+use crate::matching::DomainSide;
 use crate::send::{SendError, SendRing};
 
 /// Rules a batch updates under one lock and, with `Completion::Wait`, one wait. Bounds
@@ -48,6 +49,15 @@ const GROUP: usize = 64;
 /// what lets threads sharing a matcher gain from its shards (BENCHMARKS.md, eighth
 /// round). The cap bounds the tag buffers at 256 rules (360 KB per thread).
 const GROUP_SHARDS: usize = 4;
+
+/// Whether a step of a batch waits for a shard side's lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Only if the lock is free.
+    Try,
+    /// Waiting for it.
+    Wait,
+}
 
 /// The error each rule of a group reports when the group's wait failed with `e`: the
 /// tables are lost, for the reason the wait gave.
@@ -69,19 +79,54 @@ impl Matcher {
     /// Runs `updates` as one batch ([`MatcherTables::batch`]) on side `ms` of `shard`,
     /// under its lock and on the shard's send ring, then drops the holds that landed.
     /// Returns the batch's wait: with `Completion::Wait`, an error means the tables are
-    /// lost and the batch's updates on this side may not have landed.
+    /// lost and the batch's updates on this side may not have landed. With `Turn::Try`
+    /// and the lock taken by another thread, nothing runs and `None` comes back.
     fn side_batch(
         &self,
         shard: &Linked,
         ms: &MatcherSide,
+        turn: Turn,
         updates: impl FnOnce(&mut MatcherTables, &mut SendRing),
-    ) -> Result<(), HtblError> {
-        ms.tables.with(|tables| {
+    ) -> Option<Result<(), HtblError>> {
+        let run = |tables: &mut MatcherTables| {
             let mut ring = self.table().domain().ring_at(shard.ring);
             let ((), synced) = tables.batch(&mut ring, updates);
             drop(ring);
             tables.drop_released();
             synced
-        })
+        };
+        match turn {
+            Turn::Wait => Some(ms.tables.with(run)),
+            Turn::Try => ms.tables.try_with(run).ok(),
+        }
+    }
+
+    /// Runs `step(shard, linked, (k, side), turn)` for every shard and every side (the
+    /// `k`th of the domain's) of a group, `step` saying whether it ran: first on each
+    /// whose lock is free (`Turn::Try`), then, waiting, on those left (`Turn::Wait`). A
+    /// thread that shares the matcher with another then takes the shards the other
+    /// does not hold before it waits for one.
+    fn each_shard_side(
+        &self,
+        mut step: impl FnMut(usize, &Linked, (usize, DomainSide), Turn) -> bool,
+    ) {
+        let sides = self.table().domain().sides();
+        // One bit per shard and side.
+        const _: () = assert!(crate::MAX_SHARDS as usize * 2 <= u32::BITS as usize);
+        let mut left: u32 = 0;
+        for bit in 0..self.shards().len() * sides.len() {
+            left |= 1 << bit;
+        }
+        for turn in [Turn::Try, Turn::Wait] {
+            for bit in 0..self.shards().len() * sides.len() {
+                if left & (1 << bit) == 0 {
+                    continue;
+                }
+                let (shard, k) = (bit / sides.len(), bit % sides.len());
+                if step(shard, &self.shards()[shard], (k, sides[k]), turn) {
+                    left &= !(1 << bit);
+                }
+            }
+        }
     }
 }

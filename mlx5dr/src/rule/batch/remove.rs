@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::lost_like;
+use super::{lost_like, Turn};
 use crate::htbl::HtblError;
 use crate::matcher::{Linked, Matcher};
 use crate::matching::DomainSide;
@@ -74,11 +74,9 @@ impl Matcher {
         group: &mut Vec<Leaving>,
         out: &mut Vec<Result<(), RuleRemoveError>>,
     ) {
-        for (shard, linked) in self.shards().iter().enumerate() {
-            for &side in self.table().domain().sides() {
-                self.remove_group_side(group, shard, linked, side);
-            }
-        }
+        self.each_shard_side(|shard, linked, (_, side), turn| {
+            self.remove_group_side(group, (shard, linked), side, turn)
+        });
 
         for l in group.drain(..) {
             let Leaving { rule, error, .. } = l;
@@ -108,24 +106,25 @@ impl Matcher {
     }
 
     /// Removes the rules of `group` that are in `shard` from `side`, under that side's
-    /// lock, recording each one's failure in the group.
+    /// lock, recording each one's failure in the group. Returns whether that is done:
+    /// with `Turn::Try` and the lock taken, nothing is.
     fn remove_group_side(
         &self,
         group: &mut [Leaving],
-        shard: usize,
-        linked: &Linked,
+        (shard, linked): (usize, &Linked),
         side: DomainSide,
-    ) {
+        turn: Turn,
+    ) -> bool {
         let Some(ms) = linked.side(side) else {
-            return;
+            return true;
         };
         let goes = |l: &Leaving| {
             l.error.is_none() && l.shard == shard && l.rule.handles.get(side).is_some()
         };
         if !group.iter().any(goes) {
-            return;
+            return true;
         }
-        let synced = self.side_batch(linked, ms, |tables, ring| {
+        let Some(synced) = self.side_batch(linked, ms, turn, |tables, ring| {
             for l in group.iter_mut() {
                 l.posted = false;
                 if !goes(l) {
@@ -144,7 +143,9 @@ impl Matcher {
                     }
                 }
             }
-        });
+        }) else {
+            return false;
+        };
         if let Err(e) = synced {
             // Which of the group's unlinking writes landed is not known: every rule
             // posted here is gone, and failed.
@@ -152,5 +153,6 @@ impl Matcher {
                 l.error = Some((side, lost_like(&e)));
             }
         }
+        true
     }
 }

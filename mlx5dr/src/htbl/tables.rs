@@ -1347,14 +1347,15 @@ impl MatcherTables {
         if self.deferred.idle() {
             return Ok(());
         }
-        self.settle_with(ring, false)
+        self.settle_with(ring, false).map_err(HtblError::Lost)
     }
 
-    fn settle_with(&mut self, ring: &mut SendRing, thorough: bool) -> Result<(), HtblError> {
+    /// [`MatcherTables::settle`]; an error is the send failure that lost the tables.
+    fn settle_with(&mut self, ring: &mut SendRing, thorough: bool) -> Result<(), SendError> {
         self.deferred
             .settle(ring, &self.pool, &mut self.slab, thorough);
         match self.deferred.lost() {
-            Some(e) => Err(HtblError::Lost(e.clone())),
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
     }
@@ -1364,36 +1365,46 @@ impl MatcherTables {
     /// after the last of these updates landed is not theirs: still `Ok` (the ring is
     /// replaced when next taken).
     pub fn sync(&mut self, ring: &mut SendRing) -> Result<(), HtblError> {
+        self.wait_all(ring).map_err(|(e, lost)| match lost {
+            true => HtblError::Lost(e),
+            false => HtblError::Send(e),
+        })
+    }
+
+    /// [`MatcherTables::sync`]; an error is the send failure, and whether it lost the
+    /// tables (`false`: the flush failed with updates of these tables in flight).
+    fn wait_all(&mut self, ring: &mut SendRing) -> Result<(), (SendError, bool)> {
         let flushed = if self.deferred.in_flight() {
             ring.flush()
         } else {
             Ok(())
         };
-        self.settle_with(ring, true)?;
+        self.settle_with(ring, true).map_err(|e| (e, true))?;
         match flushed {
-            Err(e) if self.deferred.in_flight() => Err(HtblError::Send(e)),
+            Err(e) if self.deferred.in_flight() => Err((e, false)),
             _ => Ok(()),
         }
     }
 
     /// Runs `updates` as one batch: with [`Completion::Wait`] tables, its updates are
     /// queued as with [`Completion::Queue`] and waited for together at the end
-    /// ([`MatcherTables::sync`], whose result is returned beside the batch's); with the
-    /// other modes they go as those modes say and nothing is waited for. A send failure
-    /// during the batch therefore loses the tables ([`HtblError::Lost`]) as it would
-    /// with `Queue`; refusals change nothing, as always.
+    /// ([`MatcherTables::sync`]; its failure, the send error, is returned beside the
+    /// batch's result); with the other modes they go as those modes say and nothing is
+    /// waited for. A send failure during the batch therefore loses the tables
+    /// ([`HtblError::Lost`]) as it would with `Queue`; refusals change nothing, as
+    /// always.
     pub fn batch<R>(
         &mut self,
         ring: &mut SendRing,
         updates: impl FnOnce(&mut MatcherTables, &mut SendRing) -> R,
-    ) -> (R, Result<(), HtblError>) {
+    ) -> (R, Result<(), SendError>) {
         if self.completion != Completion::Wait {
             return (updates(self, ring), Ok(()));
         }
         self.completion = Completion::Queue;
         let done = updates(self, ring);
         self.completion = Completion::Wait;
-        let synced = self.sync(ring);
+        let synced = self.wait_all(ring).map_err(|(e, _)| e);
         (done, synced)
     }
 

@@ -61,12 +61,8 @@ enum Turn {
 
 /// The error each rule of a group reports when the group's wait failed with `e`: the
 /// tables are lost, for the reason the wait gave.
-fn lost_like(e: &HtblError) -> HtblError {
-    match e {
-        HtblError::Lost(s) | HtblError::Send(s) => HtblError::Lost(s.clone()),
-        // `sync` fails with one of the two above only.
-        _ => HtblError::Lost(SendError::Config("a batch's wait failed")),
-    }
+fn lost_like(e: &SendError) -> HtblError {
+    HtblError::Lost(e.clone())
 }
 
 impl Matcher {
@@ -78,8 +74,9 @@ impl Matcher {
 
     /// Runs `updates` as one batch ([`MatcherTables::batch`]) on side `ms` of `shard`,
     /// under its lock and on the shard's send ring, then drops the holds that landed.
-    /// Returns the batch's wait: with `Completion::Wait`, an error means the tables are
-    /// lost and the batch's updates on this side may not have landed. With `Turn::Try`
+    /// Returns the batch's wait: with `Completion::Wait`, an error (the send failure)
+    /// means the tables are lost and the batch's updates on this side may not have
+    /// landed. With `Turn::Try`
     /// and the lock taken by another thread, nothing runs and `None` comes back.
     fn side_batch(
         &self,
@@ -87,7 +84,7 @@ impl Matcher {
         ms: &MatcherSide,
         turn: Turn,
         updates: impl FnOnce(&mut MatcherTables, &mut SendRing),
-    ) -> Option<Result<(), HtblError>> {
+    ) -> Option<Result<(), SendError>> {
         let run = |tables: &mut MatcherTables| {
             let mut ring = self.table().domain().ring_at(shard.ring);
             let ((), synced) = tables.batch(&mut ring, updates);

@@ -110,6 +110,8 @@ pub mod record;
 pub mod rule;
 pub mod send;
 #[cfg(test)]
+mod test_masks;
+#[cfg(test)]
 mod test_rng;
 
 pub use action::{Action, ActionError, ActionList, Counter};

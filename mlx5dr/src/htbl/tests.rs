@@ -26,6 +26,7 @@ use crate::device::Device;
 use crate::icm::{Chunk, IcmError, IcmPool, PoolConfig};
 use crate::matching::{BuilderChain, ChainCaps, DomainSide, Match};
 use crate::send::{SendConfig, SendRing};
+use crate::test_masks::five_tuple_mask;
 use crate::test_rng::Rng;
 
 const MODELS: [DeviceModel; 3] = [
@@ -221,16 +222,6 @@ fn walk_from(be: &SimBackend, root: u64, value: &MatchParam) -> Verdict {
             _ => None,
         })
         .unwrap()
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 fn five_tuple(rng: &mut Rng) -> MatchParam {

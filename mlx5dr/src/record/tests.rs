@@ -13,6 +13,7 @@ use super::log::{testing, WriteLog, LINE};
 use super::*;
 use crate::device::sim::SimBackend;
 use crate::device::IcmKind;
+use crate::test_masks::five_tuple_mask;
 use crate::{Action, Device, Match, MatcherOptions};
 
 #[test]
@@ -78,16 +79,6 @@ fn the_image_keeps_what_partial_writes_leave() {
     let phases = log.phases_json();
     let Json::Arr(p) = phases else { panic!() };
     assert_eq!(p.len(), 2, "consecutive inserts share a phase");
-}
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
 }
 
 fn five_tuple(i: u32) -> MatchParam {

@@ -16,6 +16,7 @@ use crate::device::sim::SimBackend;
 use crate::matching::{
     BuilderChain, ChainCaps, ChainError, DomainSide, MaskBits, Match, RawMatch, RuleError,
 };
+use crate::test_masks::five_tuple_mask;
 
 /// A device's capabilities as the driver discovers them, with every vport of the
 /// profile in the STE caps.
@@ -62,16 +63,6 @@ const ALL: [DeviceModel; 3] = [
     DeviceModel::ConnectX6Dx,
     DeviceModel::ConnectX7,
 ];
-
-fn five_tuple_mask() -> Match {
-    Match::new().outer(|h| {
-        h.ipv4_src(Ipv4Addr::BROADCAST)
-            .ipv4_dst(Ipv4Addr::BROADCAST)
-            .ip_protocol(0xff)
-            .tcp_sport(0xffff)
-            .tcp_dport(0xffff)
-    })
-}
 
 fn ipv6_mask() -> Match {
     let all = Ipv6Addr::from([0xff; 16]);

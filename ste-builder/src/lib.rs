@@ -23,6 +23,7 @@ pub mod hash;
 pub mod match_param;
 pub mod modify_header;
 pub mod prm;
+pub mod prm_kernel;
 pub mod ste;
 pub mod wqe;
 

@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use ste_builder::prm::{alloc_flow_counter_out, dealloc_flow_counter_in};
 
-use super::prm::traffic_counter;
-use super::prm::{alloc_flow_counter_in, query_flow_counter_in, query_flow_counter_out};
 use crate::cmd::{CmdError, CmdIn};
 use crate::device::{Device, ObjectId};
 use crate::domain::{create_object, destroy_object, opcode, out_get, Domain};
+use ste_builder::prm_kernel::traffic_counter;
+use ste_builder::prm_kernel::{
+    alloc_flow_counter_in, query_flow_counter_in, query_flow_counter_out,
+};
 
 /// The classic bulk field counts in units of 128 counters.
 const LOG_CLASSIC_UNIT: u8 = 7;

@@ -64,7 +64,6 @@
 
 pub mod counter;
 mod list;
-mod prm;
 mod replay;
 pub mod state;
 pub mod tir;

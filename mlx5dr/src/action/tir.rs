@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use ste_builder::prm::{create_tir_out, destroy_tir_in};
 
-use super::prm::create_tir_in;
 use crate::cmd::{CmdError, CmdIn};
 use crate::device::{Device, ObjectId};
 use crate::domain::{create_object, destroy_object, opcode, out_get, Domain};
+use ste_builder::prm_kernel::create_tir_in;
 
 /// What a TIR dispatching to one receive queue needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

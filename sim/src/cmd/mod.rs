@@ -20,7 +20,9 @@ mod caps;
 mod counter;
 pub mod fault;
 mod flow;
-pub mod layout;
+/// The PRM facts of the command interface that rdma-core's `mlx5_ifc.h` leaves out
+/// (kept in `ste_builder`, which the driver shares).
+pub use ste_builder::prm_kernel as layout;
 mod mailbox;
 mod reformat;
 pub mod status;

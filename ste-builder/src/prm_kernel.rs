@@ -1,10 +1,11 @@
-//! PRM facts of the command interface that `ste_builder::prm` does not carry: opcodes,
+//! PRM facts of the command interface that [`crate::prm`] does not carry: opcodes,
 //! enumerations, and the fields that rdma-core's `mlx5_ifc.h` leaves out (it declares
 //! only what rdma-core itself sends; the kernel and DPDK send the rest). These come from
 //! the PRM as the Linux kernel's `mlx5_ifc.h` states it, in the same numbering as
-//! [`ste_builder::prm`]: a field is a bit offset and width, bit 0 the MSB of byte 0.
+//! [`crate::prm`]: a field is a bit offset and width, bit 0 the MSB of byte 0. The
+//! driver builds these commands and the simulator decodes them from the same layouts.
 
-use ste_builder::bits::BitField;
+use crate::bits::BitField;
 
 /// Command opcodes.
 pub mod opcode {
@@ -195,7 +196,7 @@ pub mod query_nic_vport_context_in {
 /// `alloc_packet_reformat_context_in`: the header, then `packet_reformat_context_in`
 /// at bit 0xe0 whose data runs on past the fixed part.
 pub mod alloc_packet_reformat_context_in {
-    use ste_builder::bits::BitField;
+    use super::BitField;
     /// Through the first two data bytes.
     pub const SIZE_BITS: usize = 0x120;
     /// `packet_reformat_context.reformat_type`.
@@ -208,7 +209,7 @@ pub mod alloc_packet_reformat_context_in {
 
 /// `alloc_packet_reformat_context_out`.
 pub mod alloc_packet_reformat_context_out {
-    use ste_builder::bits::BitField;
+    use super::BitField;
     /// Size.
     pub const SIZE_BITS: usize = 0x80;
     /// The new context's id.
@@ -217,17 +218,24 @@ pub mod alloc_packet_reformat_context_out {
 
 /// `dealloc_packet_reformat_context_in`.
 pub mod dealloc_packet_reformat_context_in {
-    use ste_builder::bits::BitField;
+    use super::BitField;
     /// Size.
     pub const SIZE_BITS: usize = 0x80;
     /// The context to free.
     pub const PACKET_REFORMAT_ID: BitField = BitField::new(0x40, 0x20);
 }
 
-/// `create_tir_in`.
+/// `create_tir_in`: the header, then the `tirc` context at bit 0x100.
 pub mod create_tir_in {
+    use super::BitField;
     /// Size: the header and a `tirc` of 0x780 bits.
     pub const SIZE_BITS: usize = 0x880;
+    /// `tirc.disp_type`: 0 dispatches to one RQ (`inline_rqn`), 1 spreads by hash.
+    pub const DISP_TYPE: BitField = BitField::new(0x120, 0x4);
+    /// `tirc.inline_rqn`.
+    pub const INLINE_RQN: BitField = BitField::new(0x1e8, 0x18);
+    /// `tirc.transport_domain`.
+    pub const TRANSPORT_DOMAIN: BitField = BitField::new(0x228, 0x18);
 }
 
 /// `query_esw_functions_out`.

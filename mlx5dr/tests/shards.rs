@@ -460,6 +460,33 @@ fn share(m: &Arc<Matcher>, lists: &[Arc<ActionList>], t: u32, batched: bool) -> 
 }
 
 #[test]
+fn a_size_hint_is_shared_out_between_the_shards() {
+    let rig = Rig::new(DomainType::NicRx);
+    let entries = |shards: u8| {
+        let opts = MatcherOptions {
+            shards,
+            expected_log_rules: 14,
+            ..MatcherOptions::default()
+        };
+        let m = Matcher::new(&rig.table, &five_tuple_mask(), opts).unwrap();
+        let e = m.stats().sides[0].1.table_entries;
+        assert!(Matcher::destroy(m).is_ok());
+        e
+    };
+    let one = entries(1);
+    assert!(one >= 1 << 14, "{one}");
+    // Each shard presizes its share (3 shards: a third each, rounded up to a half), so
+    // the matcher's tables are about as large as one set's, not S times.
+    for (shards, at_most) in [(2, one + 64), (4, one + 64), (3, one * 3 / 2 + 64)] {
+        let e = entries(shards);
+        assert!(
+            e >= one * 3 / 4 && e <= at_most,
+            "{shards} shards: {e} entries, one: {one}"
+        );
+    }
+}
+
+#[test]
 fn shard_counts_out_of_range_are_refused() {
     let rig = Rig::new(DomainType::NicRx);
     for shards in [0, MAX_SHARDS + 1, u8::MAX] {

@@ -70,7 +70,9 @@ pub struct MatcherOptions {
     /// and the first hash table of every lower level start at that size (capped by the
     /// bits the level hashes and the largest ICM chunk) instead of growing to it. Fits
     /// matchers whose rules share their first STEs (a 5-tuple matcher); costs a full
-    /// table at a level where all rules share one STE.
+    /// table at a level where all rules share one STE. With several
+    /// [`MatcherOptions::shards`] it counts the whole matcher's rules: each shard starts
+    /// at its share.
     pub expected_log_rules: u8,
     /// The hash tables may grow when crowded; if not they keep their size and miss
     /// chains get longer.
@@ -498,7 +500,7 @@ fn link_shard(
         };
         let cfg = TablesConfig {
             grow: opts.grow,
-            initial_log: opts.expected_log_rules,
+            initial_log: shard_log(opts.expected_log_rules, opts.shards),
             share_identical: opts.duplicates == Duplicates::ShareIdentical,
             completion: opts.completion,
             ..TablesConfig::new(dmn.format(), side.rx(), dmn.gvmi())
@@ -533,6 +535,18 @@ fn link_shard(
     });
     list.insert(at, Arc::clone(&shard));
     Ok(shard)
+}
+
+/// The size hint of one of `shards` shards when the matcher expects about
+/// `2^expected_log` rules: each gets its share (rounded up to a power of two), so the
+/// shards together presize what one set of tables would (0 stays "no hint").
+fn shard_log(expected_log: u8, shards: u8) -> u8 {
+    if expected_log == 0 {
+        return 0;
+    }
+    // log2 of the shard count, rounded down: the shares round up.
+    let split = (u8::BITS - 1 - shards.max(1).leading_zeros()) as u8;
+    expected_log.saturating_sub(split).max(1)
 }
 
 /// Takes the shard at position `at` of the table's matcher `list` out of the lookup on

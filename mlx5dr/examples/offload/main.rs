@@ -390,7 +390,7 @@ fn record_if_asked() -> Result<()> {
         return Ok(());
     }
     let start = Instant::now();
-    let run = record::record(RECORDED_CONNECTIONS, mlx5dr::record::from_env)?
+    let run = record::record(RECORDED_CONNECTIONS, 1, mlx5dr::record::from_env)?
         .ok_or("MLX5DR_RECORD names no file")?;
     let path = run.recorder.finish()?;
     let bytes = std::fs::metadata(&path)?.len();

@@ -84,9 +84,11 @@ fn log2_ceil(n: u32) -> u8 {
 /// Builds the rule set with the first `connections` connections (`2 × connections`
 /// conntrack rules, half in each matcher) on a new simulated ConnectX-6 Dx, recorded
 /// by the recorder `start` attaches to the new domain; `None` if `start` gives none
-/// (`mlx5dr::record::from_env` without `MLX5DR_RECORD`).
+/// (`mlx5dr::record::from_env` without `MLX5DR_RECORD`). Each conntrack matcher is split
+/// into `shards` shards (`MatcherOptions::shards`; the example runs with 1).
 pub fn record(
     connections: u32,
+    shards: u8,
     start: impl FnOnce(&Arc<Domain>) -> Option<Arc<Recorder>>,
 ) -> Result<Option<Recorded>> {
     let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
@@ -118,6 +120,7 @@ pub fn record(
     // the timed run presizes for its 50 000.
     let sized = MatcherOptions {
         expected_log_rules: log2_ceil(connections),
+        shards,
         ..MatcherOptions::default()
     };
     let mut ct = Vec::new();

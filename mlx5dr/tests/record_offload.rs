@@ -88,13 +88,14 @@ fn check_text(dir: &Path, text: &str) -> lookups::Tally {
     check::check_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn offload_recording_passes_the_simulator_checker() {
-    let text = recording(1);
-    let dir = scratch("clean");
-    let tally = check_text(&dir, &text);
+/// Checks the recording `text` in a scratch folder `name`: every check passes, and every
+/// check ran (replay and read-back, each rule on its one side and each probe side, each
+/// walked as a value and as a packet). Returns the parsed recording.
+fn assert_passes(text: &str, name: &str) -> schema::Recording {
+    let dir = scratch(name);
+    let tally = check_text(&dir, text);
     say(&format!(
-        "offload recording ({} bytes): {} passed, {} failed",
+        "offload recording, {name} ({} bytes): {} passed, {} failed",
         text.len(),
         tally.passed,
         tally.failed.len()
@@ -108,18 +109,22 @@ fn offload_recording_passes_the_simulator_checker() {
         tally.failed.len()
     );
     assert!(tally.skipped.is_empty(), "skipped: {:?}", tally.skipped);
+    let rec = schema::parse(&serde_json::from_str(text).expect("JSON")).expect("schema");
+    let expect = rec.expect.as_ref().expect("expect entries");
+    let probe_sides: usize = rec.probes.iter().map(|p| p.expect.len()).sum();
+    assert_eq!(tally.passed, 2 + 2 * (expect.len() + probe_sides));
+    let _ = std::fs::remove_dir_all(dir);
+    rec
+}
 
-    // Every check ran: replay and read-back, each rule on its one side and each probe
-    // side, each walked as a value and as a packet.
-    let rec = schema::parse(&serde_json::from_str(&text).expect("JSON")).expect("schema");
+#[test]
+fn offload_recording_passes_the_simulator_checker() {
+    let rec = assert_passes(&recording(1), "clean");
     let rules = 8 + 2 * CONNECTIONS as usize;
     assert_eq!(rec.rules.iter().filter(|r| r.deleted).count(), 20);
     assert_eq!(rec.rules.len(), rules);
     let expect = rec.expect.as_ref().expect("expect entries");
     assert_eq!(expect.len(), rules, "one side per rule");
-    let probe_sides: usize = rec.probes.iter().map(|p| p.expect.len()).sum();
-    assert_eq!(tally.passed, 2 + 2 * (expect.len() + probe_sides));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The same rule set with each conntrack matcher in 3 shards: packets that miss a shard
@@ -127,23 +132,8 @@ fn offload_recording_passes_the_simulator_checker() {
 /// deleted rule's packet leaves through) and probe still holds.
 #[test]
 fn a_sharded_offload_recording_passes_the_simulator_checker() {
-    let text = recording(3);
-    let dir = scratch("sharded");
-    let tally = check_text(&dir, &text);
-    for f in tally.failed.iter().take(10) {
-        say(&format!("  FAILED {f}"));
-    }
-    assert!(
-        tally.failed.is_empty(),
-        "{} checks failed",
-        tally.failed.len()
-    );
-    assert!(tally.skipped.is_empty(), "skipped: {:?}", tally.skipped);
-    let rec = schema::parse(&serde_json::from_str(&text).expect("JSON")).expect("schema");
-    let expect = rec.expect.as_ref().expect("expect entries");
-    let probe_sides: usize = rec.probes.iter().map(|p| p.expect.len()).sum();
-    assert_eq!(tally.passed, 2 + 2 * (expect.len() + probe_sides));
-    let _ = std::fs::remove_dir_all(dir);
+    let rec = assert_passes(&recording(3), "sharded");
+    assert_eq!(rec.rules.len(), 8 + 2 * CONNECTIONS as usize);
 }
 
 /// The first two live conntrack rules with counters, as `(rule index, counter action)`.

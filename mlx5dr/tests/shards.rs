@@ -17,38 +17,39 @@
 #![cfg(feature = "sim")]
 
 mod common;
+#[path = "common/sim_table.rs"]
+mod sim_table;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::thread;
 
 use ::sim::endpoint::Terminal;
-use ::sim::packet::{build_from_match, Metadata, Side};
-use ::sim::profile::DeviceModel;
-use ::sim::{Entry, Fate};
-use mlx5dr::device::sim::SimBackend;
+use ::sim::packet::Side;
+use ::sim::Fate;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::{
-    Action, ActionList, Completion, Device, Domain, DomainType, Duplicates, InsertError, Match,
-    Matcher, MatcherError, MatcherOptions, Rule, Table, MAX_SHARDS,
+    Action, ActionList, Completion, DomainType, Duplicates, InsertError, Match, Matcher,
+    MatcherError, MatcherOptions, Rule, MAX_SHARDS,
 };
 use ste_builder::MatchParam;
 
 use common::{five_tuple_mask, five_tuple_spread as five_tuple, spread_src};
+use sim_table::SimTable;
 
-struct Rig {
-    be: Arc<SimBackend>,
-    dmn: Arc<Domain>,
-    table: Arc<Table>,
+/// The shared rig, and this file's matchers.
+struct Rig(SimTable);
+
+impl std::ops::Deref for Rig {
+    type Target = SimTable;
+    fn deref(&self) -> &SimTable {
+        &self.0
+    }
 }
 
 impl Rig {
     fn new(kind: DomainType) -> Rig {
-        let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
-        let dev: Arc<dyn Device> = be.clone();
-        let dmn = Domain::open(dev, kind).unwrap();
-        let table = Table::new(&dmn, 1).unwrap();
-        Rig { be, dmn, table }
+        Rig(SimTable::new(kind))
     }
 
     fn matcher(&self, shards: u8, completion: Completion) -> Arc<Matcher> {
@@ -58,25 +59,6 @@ impl Rig {
             ..MatcherOptions::default()
         };
         Matcher::new(&self.table, &five_tuple_mask(), opts).unwrap()
-    }
-
-    /// What a packet of `value` entering the table on `pipe` ends as.
-    fn fate(&self, value: &MatchParam, pipe: Side) -> (Fate, Option<u32>) {
-        let pkt = build_from_match(value, Metadata::new(pipe)).unwrap();
-        let out = self
-            .be
-            .sim()
-            .process(pkt, Entry::Table(self.table.fw_id()))
-            .unwrap();
-        assert_eq!(out.len(), 1, "{out:#?}");
-        (out[0].fate.clone(), out[0].packet.meta.flow_tag)
-    }
-
-    /// The flow tag a NIC RX packet of `value` leaves with (`None`: no rule's).
-    fn tag_of(&self, value: &MatchParam) -> Option<u32> {
-        let (fate, tag) = self.fate(value, Side::Rx);
-        assert_eq!(fate, Fate::Delivered(Terminal::Drop));
-        tag
     }
 }
 

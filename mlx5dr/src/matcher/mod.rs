@@ -419,14 +419,17 @@ impl Matcher {
         &self.shards
     }
 
-    /// The shard a rule whose tags (on the first side it goes to) are `tags` belongs
-    /// in. The same value always lands in the same shard, where a duplicate of it is
-    /// found.
-    pub(crate) fn shard_for(&self, tags: &RuleTags) -> usize {
+    /// The shard of a rule that goes to sides `on` with `tags` (one per side, in the
+    /// domain's side order): the one its tags on the first of those sides hash to. The
+    /// same value always lands in the same shard, where a duplicate of it is found.
+    pub(crate) fn shard_for(&self, on: &[Option<DomainSide>; 2], tags: &[RuleTags; 2]) -> usize {
         let n = self.shards.len();
         if n == 1 {
             return 0;
         }
+        let Some((_, tags)) = on.iter().zip(tags).find(|(side, _)| side.is_some()) else {
+            return 0;
+        };
         // The tables hash a tag's CRC into their slots; an unrelated hash here keeps a
         // shard's rules spread over all of its slots.
         let mut h: u64 = 0;

@@ -199,7 +199,7 @@ impl Matcher {
     ) -> Result<Rule, InsertError> {
         // Every side's tags first: a value that does not fit fails before any write.
         let on = self.all_tags(value, tags)?;
-        let shard = self.shard_for_rule(&on, tags);
+        let shard = self.shard_for(&on, tags);
 
         let mut handles = PerSide::default();
         for (side, t) in on.iter().zip(tags.iter()) {
@@ -250,19 +250,6 @@ impl Matcher {
             *slot = Some(*side);
         }
         Ok(on)
-    }
-
-    /// The shard of a rule that goes to sides `on` with `tags` (from
-    /// [`Matcher::all_tags`]): the one its tags on the first of those sides hash to.
-    pub(super) fn shard_for_rule(
-        &self,
-        on: &[Option<DomainSide>; 2],
-        tags: &[RuleTags; 2],
-    ) -> usize {
-        match on.iter().zip(tags).find(|(side, _)| side.is_some()) {
-            Some((_, t)) => self.shard_for(t),
-            None => 0,
-        }
     }
 
     /// The tags of `value` on `side` into `out`, looking up a source vport the domain

@@ -106,7 +106,7 @@ impl Matcher {
             } else {
                 match self.all_tags(value, t) {
                     Ok(on) => {
-                        p.shard = self.shard_for_rule(&on, t);
+                        p.shard = self.shard_for(&on, t);
                         p.on = on;
                     }
                     Err(e) => p.error = Some(e),

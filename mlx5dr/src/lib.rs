@@ -120,7 +120,7 @@ pub use cmd::CmdError;
 pub use device::{Device, DeviceError, IcmKind, IcmRegion};
 pub use domain::{Domain, DomainConfig, DomainError, DomainType, Table, TableError};
 pub use htbl::Completion;
-pub use matcher::{Duplicates, Matcher, MatcherError, MatcherOptions, MAX_SHARDS};
+pub use matcher::{Duplicates, Matcher, MatcherError, MatcherOptions, ShardPlacement, MAX_SHARDS};
 pub use matching::{DomainSide, Match, RawMatch};
 pub use rule::{BatchRule, InsertError, Rule, RuleRemoveError, UpdateError};
 pub use send::{SendConfig, SendError, SendRing, WriteId, WriteTap};

@@ -37,7 +37,8 @@ use mlx5dr::icm::{Chunk, IcmError};
 use mlx5dr::matching::{ChainError, MaskBits, RuleError};
 use mlx5dr::{
     Action, ActionList, Counter, Device, Domain, DomainSide, DomainType, InsertError, Match,
-    Matcher, MatcherError, MatcherOptions, Rule, RuleRemoveError, SendError, Table, TableError,
+    Matcher, MatcherError, MatcherOptions, Rule, RuleRemoveError, SendError, ShardPlacement, Table,
+    TableError,
 };
 use ste_builder::wqe::{RdmaOp, Syndrome};
 use ste_builder::MatchParam;
@@ -71,6 +72,8 @@ struct Walk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct InUse {
     matchers: Vec<Vec<(DomainSide, HtblStats)>>,
+    /// The matchers' routes (matchers placed by thread).
+    routes: Vec<usize>,
     chunks: u64,
     chunk_bytes: u64,
     objects: usize,
@@ -197,11 +200,26 @@ impl Rig {
                         .collect()
                 })
                 .collect(),
+            routes: matchers.iter().map(|m| m.stats().routes).collect(),
             chunks: pool.chunks,
             chunk_bytes: pool.chunk_bytes,
             objects: self.be.live_objects(),
             matcher_count: self.table.matcher_count(),
         }
+    }
+
+    /// Writes each of the domain's send rings has taken so far.
+    fn ring_writes(&self) -> Vec<u64> {
+        (0..self.dmn.ring_count())
+            .map(|r| self.dmn.ring_at(r).stats().writes)
+            .collect()
+    }
+
+    /// The ring that took the most writes since `before` ([`Rig::ring_writes`]): the
+    /// one a shard placed by thread uses for this thread's rules.
+    fn busiest_since(&self, before: &[u64]) -> usize {
+        let now = self.ring_writes();
+        (0..now.len()).max_by_key(|&r| now[r] - before[r]).unwrap()
     }
 
     fn qpn(&self, ring: usize) -> u32 {
@@ -302,6 +320,19 @@ struct Live {
 fn insert(rig: &Rig, m: &Arc<Matcher>, value: MatchParam, tag: u32) -> Live {
     let rule = m.insert_raw(&value, &rig.actions(m, tag)).unwrap();
     Live { value, tag, rule }
+}
+
+/// The matcher options of a failure test: the defaults, or (`by_thread`) two shards
+/// placed by thread, whose routes a failed call must leave as they were too.
+fn options(by_thread: bool) -> MatcherOptions {
+    if !by_thread {
+        return MatcherOptions::default();
+    }
+    MatcherOptions {
+        shards: 2,
+        placement: ShardPlacement::Thread,
+        ..MatcherOptions::default()
+    }
 }
 
 fn assert_all_hit(rig: &Rig, live: &[Live], what: &str) {
@@ -798,14 +829,16 @@ fn refused_rules_change_nothing() {
 fn insert_out_of_icm_changes_nothing() {
     for model in MODELS {
         for ty in [DomainType::NicRx, DomainType::Fdb] {
-            insert_out_of_icm(model, ty);
+            for by_thread in [false, true] {
+                insert_out_of_icm(model, ty, by_thread);
+            }
         }
     }
 }
 
-fn insert_out_of_icm(model: DeviceModel, ty: DomainType) {
+fn insert_out_of_icm(model: DeviceModel, ty: DomainType, by_thread: bool) {
     let rig = Rig::small_icm(model, ty);
-    let m = Matcher::new(&rig.table, &vxlan_mask(), Default::default()).unwrap();
+    let m = Matcher::new(&rig.table, &vxlan_mask(), options(by_thread)).unwrap();
     let live: Vec<Live> = (0..30)
         .map(|i| insert(&rig, &m, vxlan(1, i + 1, 0x0a00_0001 + i), i + 1))
         .collect();
@@ -851,7 +884,11 @@ fn insert_out_of_icm(model: DeviceModel, ty: DomainType) {
         assert!(rig.hits(side, &failed, 0xfff));
     }
     assert_all_hit(&rig, &live, "after the ICM came back");
+    if by_thread {
+        assert_eq!(m.stats().routes, 31 * rig.sides().len());
+    }
     drop((rule, live));
+    assert_eq!(m.stats().routes, 0);
     for c in hog {
         rig.dmn.ste_pool().free(c).unwrap();
     }
@@ -947,22 +984,30 @@ fn error_cqe_on_insert(model: DeviceModel, ty: DomainType, prefill: u32) -> bool
 #[test]
 fn error_cqe_on_each_wqe_of_a_removal() {
     for model in MODELS {
-        for ty in [DomainType::NicRx, DomainType::Fdb] {
+        for (ty, by_thread) in [DomainType::NicRx, DomainType::Fdb]
+            .into_iter()
+            .flat_map(|ty| [(ty, false), (ty, true)])
+        {
             let mut kept = 0;
             for nth in 0.. {
                 let rig = Rig::new(model, ty);
-                let m = Matcher::new(&rig.table, &five_tuple_mask(), Default::default()).unwrap();
+                let m = Matcher::new(&rig.table, &five_tuple_mask(), options(by_thread)).unwrap();
+                let before = rig.ring_writes();
                 let mut live: Vec<Live> = (0..6)
                     .map(|i| insert(&rig, &m, five_tuple(i), i + 1))
                     .collect();
+                let ring = rig.busiest_since(&before);
                 let values: Vec<MatchParam> = (0..6).map(five_tuple).collect();
                 let (walks, in_use) = (rig.walks(&values), rig.in_use(&[&m]));
+                // Each rule's route per side, while the matcher is placed by thread.
+                let routes = |rules: usize| if by_thread { rules } else { 0 };
                 let victim = live.remove(2);
-                let qpn = rig.inject_error(m.ring_index(), nth);
+                let qpn = rig.inject_error(ring, nth);
                 let res = victim.rule.remove();
                 let fired = rig.fired(qpn);
-                let what = format!("{model:?} {ty} WQE {nth}");
+                let what = format!("{model:?} {ty} by thread {by_thread} WQE {nth}");
                 assert_all_hit(&rig, &live, &what);
+                let sides = rig.sides().len();
                 match res {
                     // The side whose unlinking write failed; or (FDB) the second side,
                     // whose ring broke after the first side's unlink had landed.
@@ -975,6 +1020,9 @@ fn error_cqe_on_each_wqe_of_a_removal() {
                         kept += 1;
                         let left: Vec<DomainSide> = rule.sides().collect();
                         assert_eq!(left[0], side, "{what}");
+                        // A removed side gave its route back; a side left keeps its own.
+                        let want = routes(5 * sides + left.len());
+                        assert_eq!(m.stats().routes, want, "{what}");
                         if left.len() == rig.sides().len() {
                             // Nothing was removed.
                             assert_eq!(rig.walks(&values), walks, "{what}");
@@ -992,12 +1040,14 @@ fn error_cqe_on_each_wqe_of_a_removal() {
                         for &s in rig.sides() {
                             assert!(rig.misses(s, &victim.value), "{what} {s} after drop");
                         }
+                        assert_eq!(m.stats().routes, routes(5 * sides), "{what} after drop");
                     }
                     Err(e) => panic!("{what}: {e:?}"),
                     Ok(()) => {
                         for &s in rig.sides() {
                             assert!(rig.misses(s, &victim.value), "{what} {s}");
                         }
+                        assert_eq!(m.stats().routes, routes(5 * sides), "{what}");
                         if !fired {
                             break;
                         }

@@ -12,6 +12,10 @@
 //! - An FDB sharded matcher serves both sides.
 //! - Two threads inserting into and removing from one sharded matcher end with the
 //!   rules their logs predict.
+//! - Placed by thread (`ShardPlacement::Thread`), a thread's rules go to its own
+//!   shard, a duplicate is still found whichever thread inserts it, and two threads
+//!   racing to insert the same values install each one once; the routes count every
+//!   installed value and side, and drain when the rules go.
 //! - Shard counts out of range are refused.
 
 #![cfg(feature = "sim")]
@@ -30,7 +34,7 @@ use ::sim::Fate;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::{
     Action, ActionList, Completion, DomainType, Duplicates, InsertError, Match, Matcher,
-    MatcherError, MatcherOptions, Rule, MAX_SHARDS,
+    MatcherError, MatcherOptions, Rule, ShardPlacement, MAX_SHARDS,
 };
 use ste_builder::MatchParam;
 
@@ -53,9 +57,19 @@ impl Rig {
     }
 
     fn matcher(&self, shards: u8, completion: Completion) -> Arc<Matcher> {
+        self.placed(shards, completion, ShardPlacement::Tags)
+    }
+
+    fn placed(
+        &self,
+        shards: u8,
+        completion: Completion,
+        placement: ShardPlacement,
+    ) -> Arc<Matcher> {
         let opts = MatcherOptions {
             shards,
             completion,
+            placement,
             ..MatcherOptions::default()
         };
         Matcher::new(&self.table, &five_tuple_mask(), opts).unwrap()
@@ -72,10 +86,17 @@ fn flow_tags(m: &Matcher, first: u32) -> Vec<Arc<ActionList>> {
 /// Inserts `n` rules one by one into a matcher of `shards` shards, then removes every
 /// third (one by one) and every third after it (in a batch); each value's tag after the
 /// inserts and after the removals, with 50 never-inserted values after them.
-fn verdicts(shards: u8, completion: Completion, n: u32) -> [Vec<Option<u32>>; 2] {
+fn verdicts(
+    shards: u8,
+    completion: Completion,
+    placement: ShardPlacement,
+    n: u32,
+) -> [Vec<Option<u32>>; 2] {
     let rig = Rig::new(DomainType::NicRx);
-    let m = rig.matcher(shards, completion);
+    let m = rig.placed(shards, completion, placement);
     assert_eq!(m.shard_count(), usize::from(shards));
+    let by_thread = shards > 1 && placement == ShardPlacement::Thread;
+    assert_eq!(m.placement() == ShardPlacement::Thread, by_thread);
     assert_eq!(rig.table.matcher_count(), 1);
     let lists = flow_tags(&m, 1);
     let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
@@ -89,12 +110,20 @@ fn verdicts(shards: u8, completion: Completion, n: u32) -> [Vec<Option<u32>>; 2]
     assert_eq!(stats.rules(), u64::from(n));
     assert_eq!(stats.shard_rules.len(), usize::from(shards));
     assert_eq!(stats.shard_rules.iter().sum::<u64>(), u64::from(n));
-    // Spread: no shard has less than half its share (2 000 rules over at most 16).
-    for (k, &r) in stats.shard_rules.iter().enumerate() {
-        assert!(
-            r * 2 * u64::from(shards) >= u64::from(n),
-            "shard {k}: {r} of {n} rules"
-        );
+    if by_thread {
+        // One thread: all in its shard, each value with its route.
+        let used: Vec<&u64> = stats.shard_rules.iter().filter(|&&r| r > 0).collect();
+        assert_eq!(used, [&u64::from(n)], "{:?}", stats.shard_rules);
+        assert_eq!(stats.routes, n as usize);
+    } else {
+        // Spread: no shard has less than half its share (2 000 rules over at most 16).
+        for (k, &r) in stats.shard_rules.iter().enumerate() {
+            assert!(
+                r * 2 * u64::from(shards) >= u64::from(n),
+                "shard {k}: {r} of {n} rules"
+            );
+        }
+        assert_eq!(stats.routes, 0);
     }
     let probe = |rig: &Rig| -> Vec<Option<u32>> {
         (0..n + 50).map(|i| rig.tag_of(&five_tuple(i))).collect()
@@ -122,7 +151,7 @@ fn verdicts(shards: u8, completion: Completion, n: u32) -> [Vec<Option<u32>>; 2]
     drop(rules);
     m.sync().unwrap();
     let s = m.stats();
-    assert_eq!(s.rules(), 0);
+    assert_eq!((s.rules(), s.routes), (0, 0));
     assert_eq!(
         (s.sides[0].1.leaked_chunks, s.sides[0].1.leaked_entries),
         (0, 0)
@@ -133,7 +162,7 @@ fn verdicts(shards: u8, completion: Completion, n: u32) -> [Vec<Option<u32>>; 2]
 #[test]
 fn a_sharded_matcher_gives_the_verdicts_of_one_shard() {
     let n = 2000;
-    let want = verdicts(1, Completion::Wait, n);
+    let want = verdicts(1, Completion::Wait, ShardPlacement::Tags, n);
     // The reference itself: every rule's tag, then two thirds gone.
     for (i, tag) in want[0].iter().enumerate() {
         let i = i as u32;
@@ -149,13 +178,20 @@ fn a_sharded_matcher_gives_the_verdicts_of_one_shard() {
     }
     for shards in [2, 3, 4, MAX_SHARDS] {
         for completion in [Completion::Wait, Completion::Queue] {
-            assert_eq!(
-                verdicts(shards, completion, n),
-                want,
-                "{shards} shards, {completion:?}"
-            );
+            for placement in [ShardPlacement::Tags, ShardPlacement::Thread] {
+                assert_eq!(
+                    verdicts(shards, completion, placement, n),
+                    want,
+                    "{shards} shards, {completion:?}, {placement:?}"
+                );
+            }
         }
     }
+    // One shard placed by thread: nothing to place, no routes.
+    assert_eq!(
+        verdicts(1, Completion::Wait, ShardPlacement::Thread, n),
+        want
+    );
 }
 
 #[test]
@@ -334,8 +370,14 @@ fn other_matchers_stay_before_and_after_all_shards() {
 
 #[test]
 fn an_fdb_sharded_matcher_serves_both_sides() {
+    for placement in [ShardPlacement::Tags, ShardPlacement::Thread] {
+        fdb_sides(placement);
+    }
+}
+
+fn fdb_sides(placement: ShardPlacement) {
     let rig = Rig::new(DomainType::Fdb);
-    let m = rig.matcher(3, Completion::Queue);
+    let m = rig.placed(3, Completion::Queue, placement);
     let to = |vport: u16| {
         m.actions(&[Action::dest_vport(&rig.dmn, vport).unwrap()])
             .unwrap()
@@ -349,6 +391,13 @@ fn an_fdb_sharded_matcher_serves_both_sides() {
         .collect();
     m.sync().unwrap();
     assert_eq!(m.stats().sides.len(), 2);
+    // A route per value and side.
+    let routes = if placement == ShardPlacement::Thread {
+        300
+    } else {
+        0
+    };
+    assert_eq!(m.stats().routes, routes);
     for (i, (r, v)) in rules.iter().zip(&values).enumerate() {
         assert_eq!(r.sides().count(), 2);
         let want = Fate::Delivered(Terminal::Vport(1 + i as u16 % 2));
@@ -361,7 +410,7 @@ fn an_fdb_sharded_matcher_serves_both_sides() {
     }
     drop(rules);
     m.sync().unwrap();
-    assert_eq!(m.stats().rules(), 0);
+    assert_eq!((m.stats().rules(), m.stats().routes), (0, 0));
     let never = five_tuple(10_000);
     for pipe in [Side::Rx, Side::Tx] {
         let miss = rig.fate(&never, pipe).0;
@@ -374,9 +423,13 @@ fn an_fdb_sharded_matcher_serves_both_sides() {
 #[test]
 fn two_threads_share_a_sharded_matcher() {
     let rig = Rig::new(DomainType::NicRx);
-    for completion in [Completion::Wait, Completion::Queue] {
+    let placements = [ShardPlacement::Tags, ShardPlacement::Thread];
+    for (completion, placement) in [Completion::Wait, Completion::Queue]
+        .into_iter()
+        .flat_map(|c| placements.map(|p| (c, p)))
+    {
         for batched in [false, true] {
-            let m = rig.matcher(4, completion);
+            let m = rig.placed(4, completion, placement);
             let lists = flow_tags(&m, 1);
             // Each thread inserts its half, removes every other of its rules and keeps
             // the rest: one by one, or in batches that take the shards in turns.
@@ -389,16 +442,24 @@ fn two_threads_share_a_sharded_matcher() {
                     .collect();
                 workers.into_iter().map(|w| w.join().unwrap()).collect()
             });
-            let how = format!("{completion:?}, batched {batched}");
+            let how = format!("{completion:?}, {placement:?}, batched {batched}");
             m.sync().unwrap();
-            assert_eq!(m.stats().rules(), 1000, "{how}");
+            let stats = m.stats();
+            assert_eq!(stats.rules(), 1000, "{how}");
+            if placement == ShardPlacement::Thread {
+                // Each thread's 500 rules in its shard (the threads' shards may be one).
+                let mut used: Vec<u64> = stats.shard_rules.into_iter().filter(|&r| r > 0).collect();
+                used.sort();
+                assert!(used == [500, 500] || used == [1000], "{how}: {used:?}");
+                assert_eq!(stats.routes, 1000, "{how}");
+            }
             for i in 0..2000u32 {
                 let want = (i % 4 >= 2).then_some(1 + i % 4);
                 assert_eq!(rig.tag_of(&five_tuple(i)), want, "value {i}, {how}");
             }
             drop(kept);
             m.sync().unwrap();
-            assert_eq!(m.stats().rules(), 0);
+            assert_eq!((m.stats().rules(), m.stats().routes), (0, 0), "{how}");
             assert!(Matcher::destroy(m).is_ok());
         }
     }
@@ -439,6 +500,170 @@ fn share(m: &Arc<Matcher>, lists: &[Arc<ActionList>], t: u32, batched: bool) -> 
         }
     }
     kept.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Placed by thread: another thread's insert of an installed value meets it in the
+/// first thread's shard (refused, or shared), and once it is gone the value goes to
+/// the inserting thread's shard.
+#[test]
+fn placed_by_thread_a_duplicate_is_found_whichever_thread_inserts_it() {
+    let rig = Rig::new(DomainType::NicRx);
+    for duplicates in [Duplicates::Refuse, Duplicates::ShareIdentical] {
+        let opts = MatcherOptions {
+            shards: 4,
+            placement: ShardPlacement::Thread,
+            duplicates,
+            ..MatcherOptions::default()
+        };
+        let m = Matcher::new(&rig.table, &five_tuple_mask(), opts).unwrap();
+        let list = m.actions(&[Action::flow_tag(7).unwrap()]).unwrap();
+        let insert = |range: std::ops::Range<u32>| -> Vec<Result<Rule, InsertError>> {
+            range.map(|i| m.insert_raw(&five_tuple(i), &list)).collect()
+        };
+        let mine: Vec<Rule> = insert(0..200).into_iter().map(Result::unwrap).collect();
+        let home = |m: &Matcher| -> Vec<u64> { m.stats().shard_rules };
+        let after_mine = home(&m);
+        let theirs = thread::scope(|s| {
+            s.spawn(|| {
+                // The same values, then 100 new ones into this thread's shard.
+                let again = insert(0..200);
+                let fresh: Vec<Rule> = insert(200..300).into_iter().map(Result::unwrap).collect();
+                (again, fresh)
+            })
+            .join()
+            .unwrap()
+        });
+        let (again, fresh) = theirs;
+        let how = format!("{duplicates:?}");
+        let stats = m.stats();
+        match duplicates {
+            Duplicates::Refuse => {
+                for (i, r) in again.iter().enumerate() {
+                    assert!(
+                        matches!(
+                            r,
+                            Err(InsertError::Insert {
+                                source: HtblError::Duplicate,
+                                ..
+                            })
+                        ),
+                        "value {i}: {r:?}"
+                    );
+                }
+                assert_eq!(stats.rules(), 300, "{how}");
+            }
+            Duplicates::ShareIdentical => {
+                assert!(again.iter().all(Result::is_ok), "{how}");
+                assert_eq!(stats.sides[0].1.shared_handles, 200, "{how}");
+            }
+        }
+        // The duplicates went to the first thread's shard, the new values to the
+        // other's (which may be the same shard).
+        let added: Vec<u64> = stats
+            .shard_rules
+            .iter()
+            .zip(&after_mine)
+            .map(|(now, before)| now - before)
+            .collect();
+        let shared = if duplicates == Duplicates::ShareIdentical {
+            200
+        } else {
+            0
+        };
+        assert_eq!(added.iter().sum::<u64>(), 100 + shared, "{how}: {added:?}");
+        let first = after_mine.iter().position(|&r| r > 0).unwrap();
+        assert!(added[first] >= shared, "{how}: {added:?}");
+        assert_eq!(stats.routes, 300, "{how}");
+        drop(again);
+        for i in 0..300 {
+            assert_eq!(rig.tag_of(&five_tuple(i)), Some(7), "{how}: value {i}");
+        }
+        // Gone from the first thread's shard: the other thread's insert of the value now
+        // goes to its own shard.
+        drop(mine);
+        assert_eq!(m.stats().routes, 100, "{how}");
+        let before = home(&m);
+        let moved: Vec<Rule> = thread::scope(|s| {
+            s.spawn(|| insert(0..200).into_iter().map(Result::unwrap).collect())
+                .join()
+                .unwrap()
+        });
+        let added: Vec<u64> = home(&m)
+            .iter()
+            .zip(&before)
+            .map(|(now, before)| now - before)
+            .filter(|&a| a > 0)
+            .collect();
+        assert_eq!(added, [200], "{how}");
+        drop((moved, fresh));
+        assert_eq!((m.stats().rules(), m.stats().routes), (0, 0), "{how}");
+    }
+}
+
+/// Two threads insert the same values at once (one by one, or in batches), each with
+/// its own flow tag: every value is installed once, by one of them, and the other's
+/// insert is refused as a duplicate; packets get the winner's tag.
+#[test]
+fn two_threads_racing_for_the_same_values_install_each_once() {
+    let rig = Rig::new(DomainType::NicRx);
+    let n = 1500u32;
+    let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
+    for placement in [ShardPlacement::Tags, ShardPlacement::Thread] {
+        for batched in [false, true] {
+            let how = format!("{placement:?}, batched {batched}");
+            let m = rig.placed(4, Completion::Wait, placement);
+            let lists = flow_tags(&m, 1);
+            let race = |t: usize| -> Vec<Option<Rule>> {
+                let list = &lists[t];
+                let results: Vec<Result<Rule, InsertError>> = if batched {
+                    let batch: Vec<_> = values.iter().map(|v| (v, list)).collect();
+                    let mut out = Vec::new();
+                    for part in batch.chunks(100) {
+                        m.insert_batch_raw(part, &mut out);
+                    }
+                    out
+                } else {
+                    values.iter().map(|v| m.insert_raw(v, list)).collect()
+                };
+                results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(rule) => Some(rule),
+                        Err(InsertError::Insert {
+                            source: HtblError::Duplicate,
+                            ..
+                        }) => None,
+                        Err(e) => panic!("{how}: {e}"),
+                    })
+                    .collect()
+            };
+            let won: Vec<Vec<Option<Rule>>> = thread::scope(|s| {
+                let a = s.spawn(|| race(0));
+                let b = s.spawn(|| race(1));
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            for i in 0..n as usize {
+                let winners: Vec<usize> = (0..2).filter(|&t| won[t][i].is_some()).collect();
+                assert_eq!(winners.len(), 1, "{how}: value {i}");
+                assert_eq!(
+                    rig.tag_of(&values[i]),
+                    Some(1 + winners[0] as u32),
+                    "{how}: value {i}"
+                );
+            }
+            let stats = m.stats();
+            assert_eq!(stats.rules(), u64::from(n), "{how}");
+            let routes = if placement == ShardPlacement::Thread {
+                n as usize
+            } else {
+                0
+            };
+            assert_eq!(stats.routes, routes, "{how}");
+            drop(won);
+            assert_eq!((m.stats().rules(), m.stats().routes), (0, 0), "{how}");
+            assert!(Matcher::destroy(m).is_ok());
+        }
+    }
 }
 
 #[test]

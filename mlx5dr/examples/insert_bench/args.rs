@@ -1,6 +1,6 @@
 //! The command line.
 
-use mlx5dr::Completion;
+use mlx5dr::{Completion, ShardPlacement};
 use sim::profile::DeviceModel;
 
 use crate::shapes::Shape;
@@ -17,6 +17,8 @@ pub struct Args {
     pub completion: Completion,
     /// `MatcherOptions::shards`.
     pub shards: u8,
+    /// `MatcherOptions::placement`.
+    pub placement: ShardPlacement,
     /// `SendConfig::doorbell_batch` (None: the default).
     pub doorbell_batch: Option<u16>,
     /// Rules per `Matcher::insert_batch_raw` and `Matcher::remove_batch` call (0: one
@@ -31,7 +33,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--shards S] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--shards S] [--placement tags|thread] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -45,6 +47,7 @@ impl Args {
             grow: true,
             completion: Completion::Wait,
             shards: 1,
+            placement: ShardPlacement::Tags,
             doorbell_batch: None,
             batch: 0,
             latency: true,
@@ -72,6 +75,13 @@ impl Args {
                     }
                 }
                 "--shards" => a.shards = num(&value("--shards")?)?,
+                "--placement" => {
+                    a.placement = match value("--placement")?.as_str() {
+                        "tags" => ShardPlacement::Tags,
+                        "thread" => ShardPlacement::Thread,
+                        p => return Err(format!("unknown placement {p:?} (tags or thread)")),
+                    }
+                }
                 "--doorbell-batch" => {
                     a.doorbell_batch = Some(num(&value("--doorbell-batch")?)?);
                 }

@@ -11,6 +11,7 @@
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
 //! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
 //! (`MatcherOptions::completion`, wait), `--shards S` (`MatcherOptions::shards`, 1),
+//! `--placement tags|thread` (`MatcherOptions::placement`, tags),
 //! `--doorbell-batch W` (`SendConfig::doorbell_batch`,
 //! WQEs per doorbell when updates are queued; 128), `--batch K` (inserts go through
 //! `Matcher::insert_batch_raw` and deletes through `Matcher::remove_batch`, K rules per
@@ -125,6 +126,7 @@ impl Rig {
             grow: args.grow,
             completion: args.completion,
             shards: args.shards,
+            placement: args.placement,
             ..MatcherOptions::default()
         };
         let count = if args.shared { 1 } else { args.threads };

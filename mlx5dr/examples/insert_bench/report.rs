@@ -253,7 +253,7 @@ impl Report<'_> {
         let w = &mut out;
         writeln!(
             w,
-            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, shards {}, batch {}, per-op timing {}",
+            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, shards {} ({:?}), batch {}, per-op timing {}",
             a.rules,
             a.shape.name(),
             a.threads,
@@ -264,6 +264,7 @@ impl Report<'_> {
             a.grow,
             a.completion,
             a.shards,
+            a.placement,
             a.batch,
             if a.latency { "on" } else { "off" },
         )?;
@@ -409,6 +410,7 @@ impl Report<'_> {
             "grow": a.grow,
             "completion": format!("{:?}", a.completion),
             "shards": a.shards,
+            "placement": format!("{:?}", a.placement),
             "doorbell_batch": a.doorbell_batch,
             "batch": a.batch,
             "latency_timing": a.latency,

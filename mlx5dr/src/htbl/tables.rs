@@ -462,6 +462,19 @@ impl MatcherTables {
             .then(|| self.place(rule.ste).1)
     }
 
+    /// The tags `rule` was inserted with, in chain order (read back from its STEs'
+    /// records); `None` for a handle of other tables.
+    pub fn rule_tags(&self, rule: &RuleHandle) -> Option<impl Iterator<Item = &[u8]> + '_> {
+        let n = self.levels.len();
+        let mut path = [NIL; MAX_LOOKUPS];
+        let mut s = self.last_ste_of(rule)?;
+        for level in (0..n).rev() {
+            path[level] = s;
+            s = self.tables[self.stes[s].table].owner;
+        }
+        Some(path.into_iter().take(n).map(|s| &self.stes[s].tag[..]))
+    }
+
     /// The last STE `rule` names, if it is a handle of these tables.
     pub(super) fn last_ste_of(&self, rule: &RuleHandle) -> Option<u32> {
         let n = self.levels.len();

@@ -22,12 +22,14 @@
 //! parallel. Threads sharing one matcher take turns on its lock, unless the matcher is
 //! split into shards ([`MatcherOptions::shards`]): each shard is a set of hash tables
 //! with its own lock and ring, listed in the table as consecutive matchers of the same
-//! priority, and a rule lives in the shard its tags hash to. Adding or removing a
+//! priority, and a rule lives in the shard its tags hash to, or in its inserting
+//! thread's shard ([`MatcherOptions::placement`]). Adding or removing a
 //! matcher takes the table's control lock and, briefly, the locks of its neighbours; it
 //! never waits on a firmware command under a lock that a rule update takes.
 
 mod combine;
 mod link;
+mod route;
 
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ use crate::matching::{
 };
 
 pub(crate) use link::{Linked, MatcherSide};
+pub(crate) use route::Routes;
 
 /// What inserting a rule whose value equals an installed rule's does.
 ///
@@ -100,6 +103,32 @@ pub struct MatcherOptions {
     /// STEs only within a shard). Use more than one shard for a matcher that several
     /// threads update at high rates.
     pub shards: u8,
+    /// Which shard a rule goes into, when there are several.
+    pub placement: ShardPlacement,
+}
+
+/// Which shard of a sharded matcher ([`MatcherOptions::shards`]) a rule goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShardPlacement {
+    /// The shard its tags hash to (the default): a duplicate of an installed rule
+    /// always meets it there. Every thread updates every shard, so each shard's state
+    /// (its lock, send ring and bookkeeping) moves between the threads' cores; batches
+    /// ([`Matcher::insert_batch_raw`]) pay for that once per shard and group instead of
+    /// once per rule, and scale with this placement.
+    #[default]
+    Tags,
+    /// The inserting thread's own shard (threads are numbered as they first insert
+    /// into such a matcher, and thread `k` uses shard `k` modulo the shard count), so
+    /// that threads inserting and removing one rule at a time each keep to a shard,
+    /// whose state then stays on their core.
+    ///
+    /// Duplicates are then found through the matcher's routes: for every installed
+    /// rule and side, a keyed digest of its tags and the shard that holds it. An
+    /// insert whose digest has a route goes to that shard (where an equal rule is
+    /// refused or shared as usual) instead of the thread's. The routes cost about 11
+    /// to 21 host bytes per rule and side, and each insert and removal one lookup in
+    /// them under one of 256 locks.
+    Thread,
 }
 
 /// The most shards a matcher can have ([`MatcherOptions::shards`]).
@@ -116,6 +145,7 @@ impl Default for MatcherOptions {
             duplicates: Duplicates::Refuse,
             completion: Completion::Wait,
             shards: 1,
+            placement: ShardPlacement::Tags,
         }
     }
 }
@@ -210,6 +240,11 @@ pub struct MatcherStats {
     /// Rules in each shard ([`MatcherOptions::shards`]; the largest count over the
     /// sides, as [`MatcherStats::rules`]).
     pub shard_rules: Vec<u64>,
+    /// Routes of a matcher placed by thread ([`ShardPlacement::Thread`]): one per
+    /// distinct installed value and side (0 for other matchers).
+    pub routes: usize,
+    /// Host bytes of those routes.
+    pub route_bytes: usize,
 }
 
 impl MatcherStats {
@@ -218,9 +253,9 @@ impl MatcherStats {
         self.sides.iter().map(|(_, s)| s.rules).max().unwrap_or(0)
     }
 
-    /// Host bytes of the hash tables, all sides.
+    /// Host bytes of the hash tables, all sides, and of the routes.
     pub fn host_bytes(&self) -> usize {
-        self.sides.iter().map(|(_, s)| s.host_bytes).sum()
+        self.sides.iter().map(|(_, s)| s.host_bytes).sum::<usize>() + self.route_bytes
     }
 }
 
@@ -234,6 +269,8 @@ pub struct Matcher {
     /// Never empty; the shards stand in this order, one after the other, in the table's
     /// matcher list.
     shards: Box<[Arc<Linked>]>,
+    /// Where each installed value is, when rules are placed by thread.
+    routes: Option<Routes>,
     mask: RawMatch,
     /// The capabilities rule tags are computed with (vports looked up on demand).
     pub(crate) caps: Caps,
@@ -295,8 +332,10 @@ impl Matcher {
             }
         }
         drop(list);
+        let by_thread = opts.placement == ShardPlacement::Thread && opts.shards > 1;
         Ok(Arc::new(Matcher {
             shards: shards.into_boxed_slice(),
+            routes: by_thread.then(Routes::new),
             mask: mask.clone(),
             caps,
             table: Arc::clone(table),
@@ -336,6 +375,15 @@ impl Matcher {
     /// How many shards the rules are split into ([`MatcherOptions::shards`]).
     pub fn shard_count(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Where rules go among the shards: [`ShardPlacement::Thread`] only if it was asked
+    /// for and there are several shards.
+    pub fn placement(&self) -> ShardPlacement {
+        match self.routes {
+            Some(_) => ShardPlacement::Thread,
+            None => ShardPlacement::Tags,
+        }
     }
 
     /// The send ring the updates of the matcher's first shard use (the others' follow
@@ -405,7 +453,16 @@ impl Matcher {
             }
             shard_rules.push(rules);
         }
-        MatcherStats { sides, shard_rules }
+        let (routes, route_bytes) = self
+            .routes
+            .as_ref()
+            .map_or((0, 0), |r| (r.len(), r.host_bytes()));
+        MatcherStats {
+            sides,
+            shard_rules,
+            routes,
+            route_bytes,
+        }
     }
 
     /// An action list for rules of this matcher (checked for its table); the same list
@@ -419,10 +476,53 @@ impl Matcher {
         &self.shards
     }
 
-    /// The shard of a rule that goes to sides `on` with `tags` (one per side, in the
-    /// domain's side order): the one its tags on the first of those sides hash to. The
-    /// same value always lands in the same shard, where a duplicate of it is found.
-    pub(crate) fn shard_for(&self, on: &[Option<DomainSide>; 2], tags: &[RuleTags; 2]) -> usize {
+    /// The routes, when rules are placed by thread.
+    pub(crate) fn routes(&self) -> Option<&Routes> {
+        self.routes.as_ref()
+    }
+
+    /// Where a rule that goes to sides `on` with `tags` (one per side, in the domain's
+    /// side order) goes: a shard where a duplicate of it would be found, and with
+    /// routes, each side's claim on them, which the caller hands on with the side's
+    /// insert or gives back. `Err(side)`: the routes of the rule's sides name
+    /// different shards, so its tags on `side` equal those of a rule installed
+    /// elsewhere (nothing is claimed).
+    pub(crate) fn place(
+        &self,
+        on: &[Option<DomainSide>; 2],
+        tags: &[RuleTags; 2],
+    ) -> Result<Placement, DomainSide> {
+        let mut placement = Placement::default();
+        let Some(routes) = &self.routes else {
+            placement.shard = self.shard_by_tags(on, tags);
+            return Ok(placement);
+        };
+        let home = (route::thread_number() % self.shards.len()) as u8;
+        let mut shard: Option<u8> = None;
+        for (k, (side, tags)) in on.iter().zip(tags).enumerate() {
+            let Some(side) = *side else {
+                continue;
+            };
+            let digest = routes.digest(side, tags.iter());
+            let got = routes.claim(digest, shard.unwrap_or(home));
+            placement.claims[k] = Some(digest);
+            match shard {
+                None => shard = Some(got),
+                Some(s) if s == got => {}
+                Some(_) => {
+                    placement.release(routes);
+                    return Err(side);
+                }
+            }
+        }
+        placement.shard = usize::from(shard.unwrap_or(home));
+        Ok(placement)
+    }
+
+    /// The shard of a rule that goes to sides `on` with `tags`: the one its tags on the
+    /// first of those sides hash to. The same value always lands in the same shard,
+    /// where a duplicate of it is found.
+    fn shard_by_tags(&self, on: &[Option<DomainSide>; 2], tags: &[RuleTags; 2]) -> usize {
         let n = self.shards.len();
         if n == 1 {
             return 0;
@@ -451,6 +551,26 @@ impl Matcher {
         self.shards
             .iter()
             .position(|shard| shard.side(side).is_some_and(|s| s.id == id))
+    }
+}
+
+/// Where a rule goes ([`Matcher::place`]).
+#[derive(Debug, Default)]
+pub(crate) struct Placement {
+    /// The shard.
+    pub(crate) shard: usize,
+    /// Each side's digest claimed on the matcher's routes, in the domain's side order,
+    /// while the claim is the caller's: taken out when handed on with the side's
+    /// insert, which then gives it back if the insert fails.
+    pub(crate) claims: [Option<u64>; 2],
+}
+
+impl Placement {
+    /// Gives back every claim still held.
+    pub(crate) fn release(&mut self, routes: &Routes) {
+        for digest in self.claims.iter_mut().filter_map(Option::take) {
+            routes.release(digest);
+        }
     }
 }
 

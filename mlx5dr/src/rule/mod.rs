@@ -46,7 +46,7 @@ use ste_builder::MatchParam;
 use crate::action::{ActionError, ActionList};
 use crate::domain::{DomainError, PerSide};
 use crate::htbl::{Completion, Hold, HtblError, MatcherTables, RemoveError, RuleHandle};
-use crate::matcher::{Matcher, MatcherSide};
+use crate::matcher::{Matcher, MatcherSide, Routes};
 use crate::matching::{self, DomainSide, Match, MatchError, RuleTags};
 use crate::send::SendRing;
 use ste_builder::BuildError;
@@ -199,20 +199,28 @@ impl Matcher {
     ) -> Result<Rule, InsertError> {
         // Every side's tags first: a value that does not fit fails before any write.
         let on = self.all_tags(value, tags)?;
-        let shard = self.shard_for(&on, tags);
+        let mut place = self.place(&on, tags).map_err(|side| InsertError::Insert {
+            side,
+            source: HtblError::Duplicate,
+        })?;
 
         let mut handles = PerSide::default();
-        for (side, t) in on.iter().zip(tags.iter()) {
+        for (k, (side, t)) in on.iter().zip(tags.iter()).enumerate() {
             let Some(side) = side else {
                 continue;
             };
-            match self.insert_side(shard, *side, t, actions) {
+            let claim = place.claims[k].take();
+            match self.insert_side(place.shard, *side, t, actions, claim) {
                 Ok(h) => {
                     handles.insert(*side, h);
                 }
                 Err(source) => {
                     // Sides already in go out again; one that cannot stays installed,
-                    // out of reach, until the matcher's tables go.
+                    // out of reach, until the matcher's tables go. The failed side gave
+                    // its claim back; the sides after it have not used theirs.
+                    if let Some(routes) = self.routes() {
+                        place.release(routes);
+                    }
                     let _ = self.remove_handles(&mut handles, actions);
                     return Err(InsertError::Insert {
                         side: *side,
@@ -273,7 +281,8 @@ impl Matcher {
         }
     }
 
-    /// Installs the rule on `side` of shard `shard`. Under the side's lock, or, when
+    /// Installs the rule on `side` of shard `shard`, with `claim` its digest's claim
+    /// on the routes (given back if the insert fails). Under the side's lock, or, when
     /// another thread holds it, handed to that thread over owned copies of the inputs
     /// ([`crate::matcher`]'s combining lock).
     fn insert_side(
@@ -282,17 +291,23 @@ impl Matcher {
         side: DomainSide,
         tags: &RuleTags,
         actions: &Arc<ActionList>,
+        claim: Option<u64>,
     ) -> Result<RuleHandle, HtblError> {
         let linked = &self.shards()[shard];
-        let ms = linked.side(side).ok_or(HtblError::ForeignHandle)?;
+        let Some(ms) = linked.side(side) else {
+            if let (Some(routes), Some(digest)) = (self.routes(), claim) {
+                routes.release(digest);
+            }
+            return Err(HtblError::ForeignHandle);
+        };
         let ring = linked.ring;
         ms.tables.run(
             (),
-            |tables, ()| self.insert_locked(tables, ring, side, tags, actions),
+            |tables, ()| self.insert_locked(tables, ring, side, tags, actions, claim),
             |()| {
                 let (m, tags, actions) = (Arc::clone(self), tags.clone(), Arc::clone(actions));
                 move |tables: &mut MatcherTables| {
-                    m.insert_locked(tables, ring, side, &tags, &actions)
+                    m.insert_locked(tables, ring, side, &tags, &actions, claim)
                 }
             },
         )
@@ -307,9 +322,11 @@ impl Matcher {
         side: DomainSide,
         tags: &RuleTags,
         actions: &Arc<ActionList>,
+        claim: Option<u64>,
     ) -> Result<RuleHandle, HtblError> {
         let mut ring = self.table().domain().ring_at(ring);
-        let res = insert_on_ring(tables, &mut ring, side, tags, actions);
+        let route = self.routes().zip(claim);
+        let res = insert_on_ring(tables, &mut ring, side, tags, actions, route);
         drop(ring);
         tables.drop_released();
         res
@@ -357,10 +374,12 @@ impl Matcher {
             // Like an insert, handed to the lock's holder if another thread has it.
             let res = ms.tables.run(
                 h,
-                |tables, h| self.remove_locked(tables, ring, h, actions),
+                |tables, h| self.remove_locked(tables, ring, side, h, actions),
                 |h| {
                     let (m, actions) = (Arc::clone(self), Arc::clone(actions));
-                    move |tables: &mut MatcherTables| m.remove_locked(tables, ring, h, &actions)
+                    move |tables: &mut MatcherTables| {
+                        m.remove_locked(tables, ring, side, h, &actions)
+                    }
                 },
             );
             if let Err(e) = res {
@@ -373,58 +392,84 @@ impl Matcher {
         Ok(())
     }
 
-    /// Removes one side's handle with that side's tables locked; they use send ring
+    /// Removes `side`'s handle with that side's tables locked; they use send ring
     /// `ring`.
     fn remove_locked(
         &self,
         tables: &mut MatcherTables,
         ring: usize,
+        side: DomainSide,
         h: RuleHandle,
         actions: &Arc<ActionList>,
     ) -> Result<(), RemoveError> {
         let mut ring = self.table().domain().ring_at(ring);
-        let res = remove_on_ring(tables, &mut ring, h, actions);
+        let routes = self.routes().map(|r| (r, side));
+        let res = remove_on_ring(tables, &mut ring, h, actions, routes);
         drop(ring);
         tables.drop_released();
         res
     }
 }
 
-/// Installs a rule on `side` of `tables` through `ring` (both locked).
+/// Installs a rule on `side` of `tables` through `ring` (both locked). `route`: the
+/// matcher's routes and the digest the rule claimed on them, given back unless the rule
+/// is installed (or, after an unconfirmed insert, still may be).
 fn insert_on_ring(
     tables: &mut MatcherTables,
     ring: &mut SendRing,
     side: DomainSide,
     tags: &RuleTags,
     actions: &Arc<ActionList>,
+    route: Option<(&Routes, u64)>,
 ) -> Result<RuleHandle, HtblError> {
     let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
     match tables.insert(ring, tags, fill) {
         Ok(h) => Ok(h),
         Err(HtblError::Unconfirmed { rule, source }) => {
             // Maybe installed: take it out again, so the failed call changes nothing
-            // (if the ring still works).
+            // (if the ring still works); the removal gives the claim back.
             // If that fails too, the rule stays installed, unreachable by handle,
-            // until the tables go.
-            let _ = remove_on_ring(tables, ring, rule, actions);
+            // until the tables go, and keeps its claim.
+            let routes = route.map(|(r, _)| (r, side));
+            let _ = remove_on_ring(tables, ring, rule, actions, routes);
             Err(HtblError::Send(source))
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            if let Some((routes, digest)) = route {
+                routes.release(digest);
+            }
+            Err(e)
+        }
     }
 }
 
-/// Removes rule `h`, whose last STE carries `actions`, from `tables` through `ring`
-/// (both locked). When the tables do not wait for the unlinking write, `actions` are
-/// held until it has landed: an STE in ICM may still lead where they point.
+/// Removes rule `h` on `side`, whose last STE carries `actions`, from `tables` through
+/// `ring` (both locked), and, with `routes`, gives back its claim on the matcher's
+/// routes once the tables have let go of it. When the tables do not wait for the
+/// unlinking write, `actions` are held until it has landed: an STE in ICM may still
+/// lead where they point.
 fn remove_on_ring(
     tables: &mut MatcherTables,
     ring: &mut SendRing,
     h: RuleHandle,
     actions: &Arc<ActionList>,
+    routes: Option<(&Routes, DomainSide)>,
 ) -> Result<(), RemoveError> {
+    // Read before the removal frees the records it is read from.
+    let route = routes.and_then(|(r, side)| Some((r, r.digest(side, tables.rule_tags(&h)?))));
     let res = tables.remove(ring, h);
-    if res.is_ok() && tables.completion() != Completion::Wait {
-        tables.hold(Arc::clone(actions) as Hold);
+    let gone = match &res {
+        Ok(()) => {
+            if tables.completion() != Completion::Wait {
+                tables.hold(Arc::clone(actions) as Hold);
+            }
+            true
+        }
+        // The tables no longer hold it (its unlinking write may have landed).
+        Err(e) => e.rule.is_none(),
+    };
+    if let (true, Some((routes, digest))) = (gone, route) {
+        routes.release(digest);
     }
     res
 }

@@ -11,7 +11,10 @@ use ::sim::Delivery;
 use mlx5dr::action::MAX_FLOW_TAG;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::matcher::MatcherInUse;
-use mlx5dr::{Completion, Duplicates, InsertError, Matcher, MatcherOptions, RawMatch, UpdateError};
+use mlx5dr::{
+    Completion, Duplicates, InsertError, Matcher, MatcherOptions, RawMatch, ShardPlacement,
+    UpdateError,
+};
 use ste_builder::prm::dr_match_set_misc as misc;
 use ste_builder::{MatchParam, Section};
 
@@ -225,6 +228,11 @@ impl Run {
                 2 + rng.below(3) as u8
             } else {
                 1
+            },
+            placement: if rng.chance(50) {
+                ShardPlacement::Thread
+            } else {
+                ShardPlacement::Tags
             },
         };
         let id = self.id();
@@ -771,12 +779,24 @@ impl Run {
                 )));
             }
             for m in &table.matchers {
-                let got = self.rig.matchers[&m.id].stats().rules();
+                let matcher = &self.rig.matchers[&m.id];
+                let stats = matcher.stats();
+                let got = stats.rules();
                 let want = self.expected_handles(m);
                 if got != want {
                     return Err(
                         self.fail(format!("m{} reports {got} rules, the model {want}", m.id))
                     );
+                }
+                let want = match matcher.placement() {
+                    ShardPlacement::Thread => self.expected_routes(m),
+                    ShardPlacement::Tags => 0,
+                };
+                if stats.routes != want {
+                    return Err(self.fail(format!(
+                        "m{} has {} routes, the model's values on their sides {want}",
+                        m.id, stats.routes
+                    )));
                 }
             }
         }
@@ -800,6 +820,17 @@ impl Run {
             .map(handles)
             .sum();
         rx.max(all - rx) as u64
+    }
+
+    /// The routes of a matcher placed by thread: one per distinct installed value and
+    /// side it is on (rules sharing an installed rule share its routes).
+    fn expected_routes(&self, m: &RefMatcher) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        m.rules
+            .iter()
+            .filter(|r| seen.insert(&r.value))
+            .map(|r| self.rig.rules[&r.id].handles[0].sides().count())
+            .sum()
     }
 
     /// Every counter's totals against the packets the model counted.

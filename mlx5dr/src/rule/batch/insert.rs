@@ -8,8 +8,8 @@ use ste_builder::MatchParam;
 use super::{lost_like, Turn};
 use crate::action::ActionList;
 use crate::domain::PerSide;
-use crate::htbl::RuleHandle;
-use crate::matcher::{Linked, Matcher};
+use crate::htbl::{HtblError, RuleHandle};
+use crate::matcher::{Linked, Matcher, Placement};
 use crate::matching::{DomainSide, RuleTags};
 use crate::rule::{insert_on_ring, InsertError, Rule};
 
@@ -36,8 +36,9 @@ thread_local! {
 struct Pending {
     /// The sides it goes to, in the domain's side order.
     on: [Option<DomainSide>; 2],
-    /// The matcher's shard it goes to.
-    shard: usize,
+    /// The matcher's shard it goes to, and its claims on the matcher's routes until
+    /// each side's insert takes its own.
+    place: Placement,
     handles: PerSide<RuleHandle>,
     /// Why it failed; it goes no further once set.
     error: Option<InsertError>,
@@ -105,10 +106,18 @@ impl Matcher {
                 });
             } else {
                 match self.all_tags(value, t) {
-                    Ok(on) => {
-                        p.shard = self.shard_for(&on, t);
-                        p.on = on;
-                    }
+                    Ok(on) => match self.place(&on, t) {
+                        Ok(place) => {
+                            p.place = place;
+                            p.on = on;
+                        }
+                        Err(side) => {
+                            p.error = Some(InsertError::Insert {
+                                side,
+                                source: HtblError::Duplicate,
+                            })
+                        }
+                    },
                     Err(e) => p.error = Some(e),
                 }
             }
@@ -121,8 +130,15 @@ impl Matcher {
 
         for (p, &(_, actions)) in pending.drain(..).zip(group) {
             let Pending {
-                mut handles, error, ..
+                mut handles,
+                error,
+                mut place,
+                ..
             } = p;
+            if let Some(routes) = self.routes() {
+                // The claims of sides whose insert never ran.
+                place.release(routes);
+            }
             match error {
                 None => out.push(Ok(Rule {
                     handles,
@@ -155,7 +171,7 @@ impl Matcher {
         let Some(ms) = linked.side(side) else {
             return true;
         };
-        let goes = |p: &Pending| p.error.is_none() && p.shard == shard && p.on[k].is_some();
+        let goes = |p: &Pending| p.error.is_none() && p.place.shard == shard && p.on[k].is_some();
         if !pending.iter().any(goes) {
             return true;
         }
@@ -164,7 +180,8 @@ impl Matcher {
                 if !goes(p) {
                     continue;
                 }
-                match insert_on_ring(tables, ring, side, &t[k], actions) {
+                let route = self.routes().zip(p.place.claims[k].take());
+                match insert_on_ring(tables, ring, side, &t[k], actions, route) {
                     Ok(h) => {
                         p.handles.insert(side, h);
                     }
@@ -179,7 +196,7 @@ impl Matcher {
             // known per rule: none of its rules here counts as in.
             for p in pending
                 .iter_mut()
-                .filter(|p| p.error.is_none() && p.shard == shard)
+                .filter(|p| p.error.is_none() && p.place.shard == shard)
             {
                 if p.handles.get(side).is_some() {
                     p.error = Some(InsertError::Insert {

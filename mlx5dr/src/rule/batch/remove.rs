@@ -133,7 +133,8 @@ impl Matcher {
                 let Some(h) = l.rule.handles.take(side) else {
                     continue;
                 };
-                match remove_on_ring(tables, ring, h, &l.rule.actions) {
+                let routes = self.routes().map(|r| (r, side));
+                match remove_on_ring(tables, ring, h, &l.rule.actions, routes) {
                     Ok(()) => l.posted = true,
                     Err(e) => {
                         if let Some(h) = e.rule {

@@ -1,0 +1,383 @@
+//! Routes: which shard holds each installed value of a matcher that places its rules
+//! by thread ([`super::ShardPlacement::Thread`]).
+//!
+//! A matcher that places a rule in the shard its tags hash to finds a duplicate in that
+//! shard. One that places a rule in the inserting thread's own shard has to look for
+//! duplicates elsewhere: here. A route maps a digest of a rule's tags on one side (a
+//! keyed hash, see [`Routes::digest`]) to the shard that holds the rules with that
+//! digest, and counts those rules' handles. An insert claims its digest first: a
+//! digest with a route goes to the route's shard, where the engine then finds a
+//! duplicate; a new digest gets a route to the thread's shard. A removal gives its
+//! claim back once the rule's handle is gone, and the last one removes the route.
+//!
+//! Two values whose digests are equal share a route: they then live in one shard,
+//! which costs nothing but the placement. So a digest need not be exact; what has to
+//! hold is that a route's count never falls below the handles its shard holds under it,
+//! or a duplicate could go to another shard. Hence every claim is given back exactly
+//! once, when the engine has let go of the handle (or never took it), and a count that
+//! reaches its ceiling stays there for good.
+//!
+//! The routes are split into stripes by the digest's top bits, each an open-addressed
+//! table (linear probing, deletion by shifting back) behind its own lock on a cache
+//! line of its own, so two threads meet on a stripe's lock rarely, and a stripe's
+//! growth or shrinking moves only its own routes.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::matching::DomainSide;
+
+/// log2 of the stripes.
+const LOG_STRIPES: u32 = 8;
+
+/// The fewest slots of a stripe's table.
+const MIN_SLOTS: usize = 16;
+
+/// A route in one word: the digest's key bits, the shard, and the handle count. 0 is
+/// an empty slot (a route counts at least one handle).
+const COUNT_BITS: u32 = 20;
+const SHARD_BITS: u32 = 4;
+const KEY_BITS: u32 = 40;
+const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
+const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
+const _: () = assert!(KEY_BITS + SHARD_BITS + COUNT_BITS == u64::BITS);
+const _: () = assert!(LOG_STRIPES + KEY_BITS <= u64::BITS);
+const _: () = assert!(super::MAX_SHARDS as u64 <= 1 << SHARD_BITS);
+
+fn pack(key: u64, shard: u8, count: u64) -> u64 {
+    key << (SHARD_BITS + COUNT_BITS) | u64::from(shard) << COUNT_BITS | count
+}
+
+fn key_of(route: u64) -> u64 {
+    route >> (SHARD_BITS + COUNT_BITS)
+}
+
+fn shard_of(route: u64) -> u8 {
+    ((route >> COUNT_BITS) & ((1 << SHARD_BITS) - 1)) as u8
+}
+
+fn count_of(route: u64) -> u64 {
+    route & COUNT_MAX
+}
+
+/// The routes of one matcher. See the module documentation.
+pub(crate) struct Routes {
+    keys: RandomState,
+    stripes: Box<[Stripe]>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("routes", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One stripe's lock, alone on its cache line.
+#[repr(align(64))]
+struct Stripe(Mutex<Table>);
+
+/// An open-addressed table of routes: a power-of-two number of slots, at most three
+/// quarters used, every route within an unbroken run of used slots from its home slot
+/// (its key's low bits).
+#[derive(Default)]
+struct Table {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl Routes {
+    pub(crate) fn new() -> Routes {
+        Routes {
+            keys: RandomState::new(),
+            stripes: (0..1 << LOG_STRIPES)
+                .map(|_| Stripe(Mutex::new(Table::default())))
+                .collect(),
+        }
+    }
+
+    /// The digest of a rule's `tags` on `side` (its tags in chain order). Keyed per
+    /// matcher, so no one can choose values whose digests collide.
+    pub(crate) fn digest<'t>(
+        &self,
+        side: DomainSide,
+        tags: impl IntoIterator<Item = &'t [u8]>,
+    ) -> u64 {
+        let mut h = self.keys.build_hasher();
+        side.hash(&mut h);
+        for tag in tags {
+            h.write(tag);
+        }
+        h.finish()
+    }
+
+    fn stripe(&self, digest: u64) -> (MutexGuard<'_, Table>, u64) {
+        let stripe = &self.stripes[(digest >> (u64::BITS - LOG_STRIPES)) as usize];
+        // A panic under a stripe's lock cannot leave a route half-written (each change
+        // is a store of whole words); a half-done rehash loses routes, which at worst
+        // places later duplicates of those values in other shards, as a crash would.
+        let table = stripe.0.lock().unwrap_or_else(|e| e.into_inner());
+        (table, digest & KEY_MASK)
+    }
+
+    /// Claims one handle's place under `digest`: returns the shard its route names, or,
+    /// for a digest without a route, makes one to `shard` and returns that.
+    pub(crate) fn claim(&self, digest: u64, shard: u8) -> u8 {
+        let (mut t, key) = self.stripe(digest);
+        match t.find(key) {
+            Some(i) => {
+                let route = t.slots[i];
+                if count_of(route) < COUNT_MAX {
+                    t.slots[i] = route + 1;
+                }
+                shard_of(route)
+            }
+            None => {
+                t.add(pack(key, shard, 1));
+                shard
+            }
+        }
+    }
+
+    /// Gives back one claim under `digest` (whose handle the engine no longer holds):
+    /// the last one removes the route. A route whose count reached its ceiling stays.
+    pub(crate) fn release(&self, digest: u64) {
+        let (mut t, key) = self.stripe(digest);
+        let Some(i) = t.find(key) else {
+            debug_assert!(false, "a claim given back twice");
+            return;
+        };
+        match count_of(t.slots[i]) {
+            COUNT_MAX => {}
+            1 => t.remove_at(i),
+            _ => t.slots[i] -= 1,
+        }
+    }
+
+    /// Routes now (each stripe counted under its lock, one after the other).
+    pub(crate) fn len(&self) -> usize {
+        self.stripes
+            .iter()
+            .map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).len)
+            .sum()
+    }
+
+    /// Host bytes of the routes' tables.
+    pub(crate) fn host_bytes(&self) -> usize {
+        let tables: usize = self
+            .stripes
+            .iter()
+            .map(|s| {
+                s.0.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .slots
+                    .capacity()
+                    * 8
+            })
+            .sum();
+        tables + std::mem::size_of_val::<[Stripe]>(&self.stripes)
+    }
+}
+
+impl Table {
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    fn home(&self, key: u64) -> usize {
+        key as usize & self.mask()
+    }
+
+    /// The slot of the route with `key`.
+    fn find(&self, key: u64) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let mut i = self.home(key);
+        loop {
+            match self.slots[i] {
+                0 => return None,
+                r if key_of(r) == key => return Some(i),
+                _ => i = (i + 1) & self.mask(),
+            }
+        }
+    }
+
+    /// Adds `route`, whose key has no route yet.
+    fn add(&mut self, route: u64) {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.resize((self.slots.len() * 2).max(MIN_SLOTS));
+        }
+        self.place(route);
+        self.len += 1;
+    }
+
+    fn place(&mut self, route: u64) {
+        let mut i = self.home(key_of(route));
+        while self.slots[i] != 0 {
+            i = (i + 1) & self.mask();
+        }
+        self.slots[i] = route;
+    }
+
+    /// Removes the route in slot `i`, shifting back the routes after it that may fill
+    /// the gap (no tombstones), and halves a table an eighth full.
+    fn remove_at(&mut self, mut i: usize) {
+        let mask = self.mask();
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let route = self.slots[j];
+            if route == 0 {
+                break;
+            }
+            // A route may move back to the gap unless its home lies after the gap, up
+            // to where it sits.
+            let home = self.home(key_of(route));
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(i) & mask {
+                self.slots[i] = route;
+                i = j;
+            }
+        }
+        self.slots[i] = 0;
+        self.len -= 1;
+        if self.len * 8 < self.slots.len() && self.slots.len() > MIN_SLOTS {
+            self.resize(self.slots.len() / 2);
+        }
+    }
+
+    fn resize(&mut self, slots: usize) {
+        let old = std::mem::replace(&mut self.slots, vec![0; slots]);
+        for route in old.into_iter().filter(|&r| r != 0) {
+            self.place(route);
+        }
+    }
+}
+
+/// This thread's number among those that have inserted into a matcher placed by
+/// thread: its home shard is the number modulo the shard count, so the first threads
+/// to use such matchers get shards of their own.
+pub(crate) fn thread_number() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|n| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// The digest whose stripe is `stripe` and whose key is `key`.
+    fn digest(stripe: u64, key: u64) -> u64 {
+        stripe << (u64::BITS - LOG_STRIPES) | key
+    }
+
+    fn route_of(r: &Routes, d: u64) -> Option<(u8, u64)> {
+        let (t, key) = r.stripe(d);
+        t.find(key)
+            .map(|i| (shard_of(t.slots[i]), count_of(t.slots[i])))
+    }
+
+    #[test]
+    fn a_claim_makes_a_route_and_later_claims_follow_it() {
+        let r = Routes::new();
+        let d = digest(3, 77);
+        assert_eq!(r.claim(d, 5), 5);
+        assert_eq!(r.claim(d, 9), 5);
+        assert_eq!(route_of(&r, d), Some((5, 2)));
+        r.release(d);
+        assert_eq!(route_of(&r, d), Some((5, 1)));
+        r.release(d);
+        assert_eq!(route_of(&r, d), None);
+        assert_eq!(r.len(), 0);
+        // Gone: the next claim makes a new route.
+        assert_eq!(r.claim(d, 9), 9);
+    }
+
+    #[test]
+    fn a_count_at_its_ceiling_stays() {
+        let r = Routes::new();
+        let d = digest(0, 1);
+        {
+            let (mut t, key) = r.stripe(d);
+            t.add(pack(key, 2, COUNT_MAX - 1));
+        }
+        r.claim(d, 0);
+        r.claim(d, 0);
+        assert_eq!(route_of(&r, d), Some((2, COUNT_MAX)));
+        r.release(d);
+        assert_eq!(route_of(&r, d), Some((2, COUNT_MAX)));
+    }
+
+    #[test]
+    fn the_digest_depends_on_side_tags_and_key() {
+        let (a, b) = (Routes::new(), Routes::new());
+        let tags: [&[u8]; 2] = [&[1; 16], &[2; 16]];
+        let d = a.digest(DomainSide::FdbRx, tags);
+        assert_eq!(d, a.digest(DomainSide::FdbRx, tags));
+        assert_ne!(d, a.digest(DomainSide::FdbTx, tags));
+        assert_ne!(d, a.digest(DomainSide::FdbRx, [tags[1], tags[0]]));
+        assert_ne!(d, b.digest(DomainSide::FdbRx, tags));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Claim(u64, u8),
+        Release(usize),
+    }
+
+    proptest! {
+        /// Against a map: routes, shards and counts agree after any sequence of claims
+        /// and releases, keys crowded into few stripes and home slots (so runs wrap
+        /// and deletions shift), the tables growing and shrinking.
+        #[test]
+        fn routes_match_a_map(ops in prop::collection::vec(
+            prop_oneof![
+                (0u64..2, 0u64..200).prop_map(|(s, k)| Op::Claim(digest(s, k * 64 + k % 3), (k % 16) as u8)),
+                any::<usize>().prop_map(Op::Release),
+            ],
+            1..600,
+        )) {
+            let r = Routes::new();
+            let mut model: HashMap<u64, (u8, u64)> = HashMap::new();
+            let mut claimed: Vec<u64> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Claim(d, want) => {
+                        let e = model.entry(d).or_insert((want, 0));
+                        e.1 += 1;
+                        prop_assert_eq!(r.claim(d, want), e.0);
+                        claimed.push(d);
+                    }
+                    Op::Release(i) if !claimed.is_empty() => {
+                        let d = claimed.swap_remove(i % claimed.len());
+                        r.release(d);
+                        let e = model.get_mut(&d).unwrap();
+                        e.1 -= 1;
+                        if e.1 == 0 {
+                            model.remove(&d);
+                        }
+                    }
+                    Op::Release(_) => {}
+                }
+                prop_assert_eq!(r.len(), model.len());
+            }
+            for (&d, &want) in &model {
+                prop_assert_eq!(route_of(&r, d), Some(want));
+            }
+            for d in claimed {
+                r.release(d);
+            }
+            prop_assert_eq!(r.len(), 0);
+            // Every table shrank back.
+            prop_assert!(r.host_bytes() <= (MIN_SLOTS * 8 + 64) << LOG_STRIPES);
+        }
+    }
+}

@@ -125,9 +125,9 @@ pub enum ShardPlacement {
     /// Duplicates are then found through the matcher's routes: for every installed
     /// rule and side, a keyed digest of its tags and the shard that holds it. An
     /// insert whose digest has a route goes to that shard (where an equal rule is
-    /// refused or shared as usual) instead of the thread's. The routes cost about 11
-    /// to 21 host bytes per rule and side, and each insert and removal one lookup in
-    /// them under one of 256 locks.
+    /// refused or shared as usual) instead of the thread's. The routes cost 5 to 11
+    /// host bytes per rule and side, and each insert and removal one lookup in them
+    /// under one of 256 locks.
     Thread,
 }
 

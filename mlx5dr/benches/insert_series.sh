@@ -48,6 +48,9 @@ for r in $(seq "$repeat"); do
     run --rules 1000000 --shape 5tuple --threads 1 --batch 256
     run --rules 1000000 --shape 5tuple --threads 2 --batch 256
     run --rules 1000000 --shape 5tuple --threads 2 --shared --shards 4 --batch 256
+    # Shards placed by thread (MatcherOptions::placement), one by one and in batches.
+    run --rules 1000000 --shape 5tuple --threads 2 --shared --shards 2 --placement thread
+    run --rules 1000000 --shape 5tuple --threads 2 --shared --shards 2 --placement thread --batch 256
     for shape in dmac vxlan; do
         for n in 10000 100000 1000000; do
             run --rules "$n" --shape "$shape" --threads 1

@@ -22,11 +22,12 @@ def key(r):
         r.get("completion", "Wait"),
         r.get("batch", 0),
         r.get("shards", 1),
+        r.get("placement", "Tags"),
     )
 
 
 def label(k):
-    shape, rules, threads, matchers, log, timing, completion, batch, shards = k
+    shape, rules, threads, matchers, log, timing, completion, batch, shards, placement = k
     mode = "1 thread" if threads == 1 else f"{threads} threads, {matchers} matcher{'s' if matchers > 1 else ''}"
     extra = []
     if log:
@@ -38,7 +39,7 @@ def label(k):
     if batch:
         extra.append(f"batches of {batch}")
     if shards > 1:
-        extra.append(f"{shards} shards")
+        extra.append(f"{shards} shards" + (" by thread" if placement == "Thread" else ""))
     return f"{shape} {rules:,} {mode}" + (f" ({', '.join(extra)})" if extra else "")
 
 

@@ -136,6 +136,67 @@ fn a_batch_installs_what_single_inserts_install() {
     });
 }
 
+/// In a matcher large enough that a group reads its chain heads ahead (from 2^16
+/// rules), the groups still install every rule where packets find it, and refuse
+/// duplicates, within the group and of installed rules.
+#[test]
+fn a_large_matchers_batches_install_every_rule() {
+    let rig = Rig::new(DomainType::NicRx);
+    let m = rig.matcher(Completion::Wait);
+    let lists = flow_tags(&m);
+    let n = 70_000u32;
+    let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
+    let batch: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v, &lists[i % 4]))
+        .collect();
+    let mut out = Vec::new();
+    for part in batch.chunks(1000) {
+        m.insert_batch_raw(part, &mut out);
+    }
+    let rules: Vec<Rule> = out.into_iter().map(Result::unwrap).collect();
+    assert_eq!(m.stats().rules(), u64::from(n));
+    // The rules inserted after the read-ahead began, and a few before.
+    for i in (0..n).step_by(997).chain(n - 3000..n) {
+        assert_eq!(rig.tag_of(&values[i as usize]), Some(1 + i % 4), "rule {i}");
+    }
+    // The last groups again, each value twice in a row: all duplicates.
+    let twice: Vec<_> = batch[n as usize - 300..]
+        .iter()
+        .flat_map(|r| [*r, *r])
+        .collect();
+    let mut out = Vec::new();
+    m.insert_batch_raw(&twice, &mut out);
+    assert!(
+        out.iter().all(|r| matches!(
+            r,
+            Err(InsertError::Insert {
+                source: HtblError::Duplicate,
+                ..
+            })
+        )),
+        "{:?}",
+        out.iter().find(|r| r.is_ok())
+    );
+    // New values twice in a row in one group: the first goes in, the second is refused.
+    let fresh: Vec<MatchParam> = (n..n + 200).map(five_tuple).collect();
+    let pairs: Vec<_> = fresh
+        .iter()
+        .flat_map(|v| [(v, &lists[0]), (v, &lists[1])])
+        .collect();
+    let mut out = Vec::new();
+    m.insert_batch_raw(&pairs, &mut out);
+    for (k, r) in out.iter().enumerate() {
+        assert_eq!(r.is_ok(), k % 2 == 0, "{k}: {r:?}");
+    }
+    for v in &fresh {
+        assert_eq!(rig.tag_of(v), Some(1));
+    }
+    drop((out, rules));
+    assert_eq!(m.stats().rules(), 0);
+}
+
 #[test]
 fn each_rule_of_a_batch_fails_on_its_own() {
     let rig = Rig::new(DomainType::NicRx);

@@ -64,7 +64,9 @@ impl Level {
     /// The slot of a tag with hash `hash` (see [`Level::hash`]) in a table of `entries`
     /// entries (a power of two).
     pub(super) fn index(hash: u32, entries: u32) -> u32 {
-        hash % entries.max(1)
+        debug_assert!(entries.is_power_of_two(), "{entries} entries");
+        // A mask, not a division: sizes are powers of two.
+        hash & entries.wrapping_sub(1)
     }
 
     /// The slot `tag` hashes to in a table of `entries` entries of this level.

@@ -201,6 +201,7 @@ pub use defer::{Completion, Hold};
 pub use error::{HtblError, RemoveError};
 pub use grow::DEFAULT_GROWTH_STEP;
 pub use tables::{MatcherTables, TablesConfig};
+pub(crate) use tables::{WarmMemo, Warmed};
 
 use std::num::NonZeroU32;
 

@@ -227,6 +227,46 @@ impl<'t> Tags<'t> {
     }
 }
 
+/// What a batch's first pass read of a rule ([`MatcherTables::warm_head`]): the STE
+/// heading the chain it would go into, for [`MatcherTables::warm_ste`] to read, and its
+/// last-level tag's hash, which [`MatcherTables::insert_warmed`] then need not compute
+/// again. The head is only a hint for the cache, valid until the tables change; the
+/// hash stays right (a table's size does not enter it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Warmed {
+    head: u32,
+    hash: Option<u32>,
+}
+
+impl Default for Warmed {
+    /// Nothing read.
+    fn default() -> Warmed {
+        Warmed {
+            head: NIL,
+            hash: None,
+        }
+    }
+}
+
+/// The last-level table found for the previous rule of a batch's first pass, and the
+/// tags above it that led there ([`MatcherTables::warm_head`]): the rules of a batch
+/// mostly share their first STEs, and the pass need not look them up again.
+#[derive(Debug, Clone)]
+pub(crate) struct WarmMemo {
+    upper: [[u8; STE_TAG_SIZE]; MAX_LOOKUPS],
+    table: u32,
+}
+
+impl Default for WarmMemo {
+    /// Nothing found yet.
+    fn default() -> WarmMemo {
+        WarmMemo {
+            upper: [[0; STE_TAG_SIZE]; MAX_LOOKUPS],
+            table: NIL,
+        }
+    }
+}
+
 /// What [`MatcherTables::find`] found in a table.
 enum Probe {
     /// The STE with the tag.
@@ -510,6 +550,18 @@ impl MatcherTables {
         tags: &RuleTags,
         last: L,
     ) -> Result<RuleHandle, HtblError> {
+        self.insert_warmed(ring, tags, &Warmed::default(), last)
+    }
+
+    /// [`MatcherTables::insert`] of a rule a batch's first pass read ahead
+    /// ([`MatcherTables::warm_head`]; with `Warmed::default()`, the same as `insert`).
+    pub(crate) fn insert_warmed<L: LastSte>(
+        &mut self,
+        ring: &mut SendRing,
+        tags: &RuleTags,
+        warmed: &Warmed,
+        last: L,
+    ) -> Result<RuleHandle, HtblError> {
         let n = self.levels.len();
         let tags = self.check_tags(tags)?;
         self.settle(ring)?;
@@ -519,7 +571,8 @@ impl MatcherTables {
         let mut table = self.start;
         let mut split = 0;
         let (slot, tail) = loop {
-            match self.find(table, tags.get(split)) {
+            let hash = if split + 1 == n { warmed.hash } else { None };
+            match self.find(table, tags.get(split), hash) {
                 Probe::Found(d) if split + 1 == n => {
                     if !self.share_identical {
                         return Err(HtblError::Duplicate);
@@ -726,11 +779,56 @@ impl MatcherTables {
         }
     }
 
+    /// Reads the head of the chain a rule with `tags` would go into at the last level
+    /// (through the STEs it shares above, when they exist) and returns it with the
+    /// last-level hash. Changes nothing: a batch calls it for every rule of a group
+    /// before inserting any, so that the loads of the heads, each likely a cache miss
+    /// in a large table, overlap instead of coming one per insert. `memo` carries the
+    /// upper levels' lookup from one call to the next; start each pass with a fresh one
+    /// (the tables must not change during a pass).
+    pub(crate) fn warm_head(&self, tags: &RuleTags, memo: &mut WarmMemo) -> Warmed {
+        let Ok(tags) = self.check_tags(tags) else {
+            return Warmed::default();
+        };
+        let last = self.levels.len() - 1;
+        let upper = |memo: &WarmMemo| (0..last).all(|l| memo.upper[l] == *tags.get(l));
+        if memo.table == NIL || !upper(memo) {
+            let mut table = self.start;
+            for level in 0..last {
+                match self.find(table, tags.get(level), None) {
+                    Probe::Found(s) => table = self.stes[s].link,
+                    Probe::Missing { .. } => return Warmed::default(),
+                }
+                memo.upper[level] = *tags.get(level);
+            }
+            memo.table = table;
+        }
+        let t = &self.tables[memo.table];
+        let hash = self.levels[last].hash(tags.get(last));
+        Warmed {
+            head: t.slots.get(Level::index(hash, t.entries())),
+            hash: Some(hash),
+        }
+    }
+
+    /// Reads the record of the STE heading a chain (from [`MatcherTables::warm_head`]),
+    /// the second load of a batch's warming: the first STE an insert compares its tag
+    /// with.
+    pub(crate) fn warm_ste(&self, warmed: &Warmed) {
+        if warmed.head != NIL {
+            std::hint::black_box(self.stes[warmed.head].tag[0]);
+        }
+    }
+
     /// The STE of `table` with `tag`, or where one would go.
-    fn find(&self, table: u32, tag: &[u8; STE_TAG_SIZE]) -> Probe {
+    /// `hash`: the tag's hash at the table's level, if known.
+    fn find(&self, table: u32, tag: &[u8; STE_TAG_SIZE], hash: Option<u32>) -> Probe {
         let t = &self.tables[table];
         // A one-entry table (a level above the rules', often) needs no hash.
-        let slot = self.levels[usize::from(t.level)].slot(t.entries(), tag);
+        let slot = match hash {
+            Some(hash) => Level::index(hash, t.entries()),
+            None => self.levels[usize::from(t.level)].slot(t.entries(), tag),
+        };
         let gen = usize::from(t.gen);
         let (mut s, mut tail) = (t.slots.get(slot), NIL);
         while s != NIL {

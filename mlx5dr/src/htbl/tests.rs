@@ -1843,3 +1843,55 @@ fn the_presized_last_level_table_is_written_at_creation() {
         assert_no_leak_after_drop(rig, t);
     }
 }
+
+/// Inserts read ahead by a batch's first pass (`warm_head`, `warm_ste`, then
+/// `insert_warmed`) land where plain inserts do, through shared prefixes, duplicates in
+/// one group, and tables growing between a rule's first pass and its insert (the head
+/// read ahead is stale by then; the hash is not).
+#[test]
+fn warmed_inserts_land_where_plain_ones_do() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    for mask in [five_tuple_mask(), vxlan_mask()] {
+        let chain = rig.chain(&mask);
+        let mut t = rig.tables(&chain, true);
+        let mut rng = Rng(7);
+        let values: Vec<MatchParam> = (0..1500)
+            .map(|i| match chain.len() {
+                2 => five_tuple(&mut rng),
+                // Few VNIs: long runs of equal upper tags, and new prefixes.
+                _ => vxlan(1 + (i / 100) as u32, rng.next() as u32),
+            })
+            .collect();
+        let mut live = Vec::new();
+        for group in values.chunks(64) {
+            let tags: Vec<_> = group.iter().map(|v| rig.tags(&chain, v)).collect();
+            let mut memo = WarmMemo::default();
+            let warmed: Vec<Warmed> = tags.iter().map(|t_| t.warm_head(t_, &mut memo)).collect();
+            for w in &warmed {
+                t.warm_ste(w);
+            }
+            for ((value, tags), w) in group.iter().zip(&tags).zip(&warmed) {
+                let last = rig.hit();
+                let handle = t.insert_warmed(&mut rig.ring, tags, w, last).unwrap();
+                // Again, in the same group: a duplicate.
+                let last = rig.hit();
+                let again = t.insert_warmed(&mut rig.ring, tags, w, last);
+                assert!(matches!(again, Err(HtblError::Duplicate)), "{again:?}");
+                live.push(Live {
+                    handle,
+                    value: value.clone(),
+                    tag: None,
+                });
+            }
+        }
+        assert!(t.stats().grows > 0, "{:?}", t.stats());
+        check(&rig, &t);
+        for rule in &live {
+            assert_hits(&rig, &t, rule);
+        }
+        for rule in live {
+            t.remove(&mut rig.ring, rule.handle).unwrap();
+        }
+        rig.new_ring();
+    }
+}

@@ -45,7 +45,7 @@ use ste_builder::MatchParam;
 
 use crate::action::{ActionError, ActionList};
 use crate::domain::{DomainError, PerSide};
-use crate::htbl::{Completion, Hold, HtblError, MatcherTables, RemoveError, RuleHandle};
+use crate::htbl::{Completion, Hold, HtblError, MatcherTables, RemoveError, RuleHandle, Warmed};
 use crate::matcher::{Matcher, MatcherSide, Routes};
 use crate::matching::{self, DomainSide, Match, MatchError, RuleTags};
 use crate::send::SendRing;
@@ -326,7 +326,14 @@ impl Matcher {
     ) -> Result<RuleHandle, HtblError> {
         let mut ring = self.table().domain().ring_at(ring);
         let route = self.routes().zip(claim);
-        let res = insert_on_ring(tables, &mut ring, side, tags, actions, route);
+        let res = insert_on_ring(
+            tables,
+            &mut ring,
+            side,
+            (tags, &Warmed::default()),
+            actions,
+            route,
+        );
         drop(ring);
         tables.drop_released();
         res
@@ -418,12 +425,12 @@ fn insert_on_ring(
     tables: &mut MatcherTables,
     ring: &mut SendRing,
     side: DomainSide,
-    tags: &RuleTags,
+    (tags, warmed): (&RuleTags, &Warmed),
     actions: &Arc<ActionList>,
     route: Option<(&Routes, u64)>,
 ) -> Result<RuleHandle, HtblError> {
     let fill = |_format, stes: &mut [u8]| actions.encode_in_place(side, stes);
-    match tables.insert(ring, tags, fill) {
+    match tables.insert_warmed(ring, tags, warmed, fill) {
         Ok(h) => Ok(h),
         Err(HtblError::Unconfirmed { rule, source }) => {
             // Maybe installed: take it out again, so the failed call changes nothing

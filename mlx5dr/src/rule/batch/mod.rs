@@ -11,17 +11,20 @@
 //! - a matcher that waits for its updates ([`Completion::Wait`]) waits once for the
 //!   whole group ([`crate::htbl::MatcherTables::batch`]), and its doorbell carries the
 //!   group's writes together;
-//! - an insert batch computes every rule's tags first, outside any lock.
+//! - an insert batch computes every rule's tags first, outside any lock;
+//! - in a large matcher, an insert group first reads every rule's chain head, then the
+//!   record of the STE heading each chain, before inserting any: loads that do not
+//!   depend on one another, so their cache misses overlap (about +10 % inserts/s at 1 M
+//!   rules; BENCHMARKS.md, ninth round). The first pass keeps each rule's last-level
+//!   hash for its insert, and looks the shared upper STEs up once per run of equal
+//!   prefixes; a first try that ran each rule's full lookup cost half as much again and
+//!   gained nothing (sixth round).
 //!
 //! Each rule succeeds or fails on its own, as a single insert or removal would have in
 //! its place, and the rest goes on. What differs is a send failure with
 //! `Completion::Wait`: as with `Completion::Queue`, it loses the matcher side's tables
 //! (every later call fails with [`HtblError::Lost`]), and every rule of the group that
 //! had been updated on that side is reported failed with it.
-//!
-//! Tried and left out: reading the group's slots and chain records in a first pass, so
-//! that their cache misses would overlap. It cost 6 % more instructions per insert and
-//! made batches no faster at 1 M rules (BENCHMARKS.md, sixth round).
 //!
 //! [`Completion::Wait`]: crate::Completion::Wait
 //! [`Matcher::insert_batch_raw`]: crate::Matcher::insert_batch_raw

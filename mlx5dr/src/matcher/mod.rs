@@ -117,10 +117,10 @@ pub enum ShardPlacement {
     /// once per rule, and scale with this placement.
     #[default]
     Tags,
-    /// The inserting thread's own shard (threads are numbered as they first insert
-    /// into such a matcher, and thread `k` uses shard `k` modulo the shard count), so
-    /// that threads inserting and removing one rule at a time each keep to a shard,
-    /// whose state then stays on their core.
+    /// The inserting thread's own shard (the matcher gives its shards out in turn to
+    /// the threads as they first insert into it, so that up to `shards` threads each
+    /// have one of their own), so that threads inserting and removing one rule at a
+    /// time each keep to a shard, whose state then stays on their core.
     ///
     /// Duplicates are then found through the matcher's routes: for every installed
     /// rule and side, a keyed digest of its tags and the shard that holds it. An
@@ -497,7 +497,7 @@ impl Matcher {
             placement.shard = self.shard_by_tags(on, tags);
             return Ok(placement);
         };
-        let home = (route::thread_number() % self.shards.len()) as u8;
+        let home = routes.home(self.shards.len());
         let mut shard: Option<u8> = None;
         for (k, (side, tags)) in on.iter().zip(tags).enumerate() {
             let Some(side) = *side else {

@@ -23,10 +23,11 @@
 //! lock on cache lines of its own, so two threads meet on a stripe's lock rarely, and a stripe's
 //! growth or shrinking moves only its own routes.
 
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::matching::DomainSide;
@@ -67,6 +68,10 @@ fn count_of(route: u32) -> u32 {
 
 /// The routes of one matcher. See the module documentation.
 pub(crate) struct Routes {
+    /// Unique in the process: names the matcher in the threads' shard assignments.
+    id: u64,
+    /// The shard the next thread to insert is given (modulo the shard count).
+    next_home: AtomicUsize,
     keys: RandomState,
     stripes: Box<[Stripe]>,
 }
@@ -97,7 +102,10 @@ struct Table {
 
 impl Routes {
     pub(crate) fn new() -> Routes {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Routes {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            next_home: AtomicUsize::new(0),
             keys: RandomState::new(),
             stripes: (0..1 << LOG_STRIPES)
                 .map(|_| Stripe(Mutex::new(Table::default())))
@@ -274,15 +282,40 @@ impl Table {
     }
 }
 
-/// This thread's number among those that have inserted into a matcher placed by
-/// thread: its home shard is the number modulo the shard count, so the first threads
-/// to use such matchers get shards of their own.
-pub(crate) fn thread_number() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+/// How many matchers' shard assignments a thread remembers ([`Routes::home`]); a
+/// thread that has inserted into more since is given a shard again, which only moves
+/// where its later rules go.
+const HOMES_KEPT: usize = 16;
+
+thread_local! {
+    /// This thread's shard in the matchers it inserted into lately, by [`Routes::id`],
+    /// the oldest first.
+    static HOMES: RefCell<Vec<(u64, u8)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Routes {
+    /// The calling thread's shard in this matcher of `shards` shards: given out in turn
+    /// to the threads as they first insert into it, so that up to `shards` threads each
+    /// have one of their own. Placement only decides where rules go, never whether a
+    /// duplicate is found (the routes do that), so a thread given another shard later
+    /// is merely slower for a while.
+    pub(crate) fn home(&self, shards: usize) -> u8 {
+        let give = || (self.next_home.fetch_add(1, Ordering::Relaxed) % shards) as u8;
+        HOMES.with(|homes| {
+            let Ok(mut homes) = homes.try_borrow_mut() else {
+                return give();
+            };
+            if let Some(&(_, home)) = homes.iter().find(|(id, _)| *id == self.id) {
+                return home;
+            }
+            let home = give();
+            if homes.len() == HOMES_KEPT {
+                homes.remove(0);
+            }
+            homes.push((self.id, home));
+            home
+        })
     }
-    NUMBER.with(|n| *n)
 }
 
 #[cfg(test)]
@@ -347,6 +380,24 @@ mod tests {
         assert_ne!(d, a.digest(DomainSide::FdbTx, tags));
         assert_ne!(d, a.digest(DomainSide::FdbRx, [tags[1], tags[0]]));
         assert_ne!(d, b.digest(DomainSide::FdbRx, tags));
+    }
+
+    #[test]
+    fn threads_get_shards_in_turn_and_keep_them() {
+        let (a, b) = (Routes::new(), Routes::new());
+        assert_eq!((a.home(3), a.home(3), b.home(3)), (0, 0, 0));
+        std::thread::scope(|s| {
+            let other = s.spawn(|| (a.home(3), b.home(3))).join().unwrap();
+            assert_eq!(other, (1, 1));
+            assert_eq!(a.home(3), 0);
+            assert_eq!(s.spawn(|| a.home(3)).join().unwrap(), 2);
+        });
+        // A thread that went through more matchers than it keeps gets a new shard.
+        let many: Vec<Routes> = (0..HOMES_KEPT).map(|_| Routes::new()).collect();
+        for r in &many {
+            r.home(3);
+        }
+        assert_eq!(b.home(3), 2);
     }
 
     #[derive(Debug, Clone)]

@@ -13,42 +13,42 @@
 #![cfg(feature = "sim")]
 
 mod common;
+#[path = "common/sim_table.rs"]
+mod sim_table;
 
 use std::sync::Arc;
 
-use ::sim::packet::{build_from_match, Metadata, Side};
 use ::sim::profile::DeviceModel;
 use ::sim::queue::QueueState;
-use ::sim::{Entry, Fate};
 use mlx5dr::device::sim::SimBackend;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::{
-    Action, ActionList, Completion, Device, Domain, DomainConfig, DomainSide, DomainType,
-    InsertError, Matcher, MatcherOptions, Rule, Table,
+    Action, ActionList, Completion, DomainConfig, DomainSide, DomainType, InsertError, Matcher,
+    MatcherOptions, Rule,
 };
 use ste_builder::wqe::Syndrome;
-use ste_builder::MatchParam;
 
 use common::{five_tuple_mask, five_tuple_spread as five_tuple};
+use sim_table::SimTable;
 
-struct Rig {
-    be: Arc<SimBackend>,
-    dmn: Arc<Domain>,
-    table: Arc<Table>,
+/// The shared rig, with one send ring, so every matcher shares it.
+struct Rig(SimTable);
+
+impl std::ops::Deref for Rig {
+    type Target = SimTable;
+    fn deref(&self) -> &SimTable {
+        &self.0
+    }
 }
 
 impl Rig {
-    /// A NIC RX domain with one send ring, so every matcher shares it.
     fn new() -> Rig {
-        let be = Arc::new(SimBackend::of_model(DeviceModel::ConnectX6Dx));
-        let dev: Arc<dyn Device> = be.clone();
         let cfg = DomainConfig {
             rings: 1,
             ..DomainConfig::default()
         };
-        let dmn = Domain::open_with(dev, DomainType::NicRx, cfg).unwrap();
-        let table = Table::new(&dmn, 1).unwrap();
-        Rig { be, dmn, table }
+        let be = SimBackend::of_model(DeviceModel::ConnectX6Dx);
+        Rig(SimTable::open(be, DomainType::NicRx, cfg))
     }
 
     fn matcher(&self, completion: Completion, priority: u32) -> Arc<Matcher> {
@@ -58,19 +58,6 @@ impl Rig {
             ..MatcherOptions::default()
         };
         Matcher::new(&self.table, &five_tuple_mask(), opts).unwrap()
-    }
-
-    /// The flow tag the packet of `value` leaves with (`None`: it missed every rule).
-    fn tag_of(&self, value: &MatchParam) -> Option<u32> {
-        let pkt = build_from_match(value, Metadata::new(Side::Rx)).unwrap();
-        let out = self
-            .be
-            .sim()
-            .process(pkt, Entry::Table(self.table.fw_id()))
-            .unwrap();
-        assert_eq!(out.len(), 1, "{out:#?}");
-        assert!(matches!(out[0].fate, Fate::Delivered(_)), "{out:#?}");
-        out[0].packet.meta.flow_tag
     }
 
     fn actions(&self, m: &Matcher, tag: u32) -> Arc<ActionList> {

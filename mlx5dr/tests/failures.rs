@@ -21,6 +21,8 @@
 #![cfg(feature = "sim")]
 
 mod common;
+#[path = "common/sim_table.rs"]
+mod sim_table;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -36,14 +38,15 @@ use mlx5dr::htbl::{HtblError, HtblStats};
 use mlx5dr::icm::{Chunk, IcmError};
 use mlx5dr::matching::{ChainError, MaskBits, RuleError};
 use mlx5dr::{
-    Action, ActionList, Counter, Device, Domain, DomainSide, DomainType, InsertError, Match,
-    Matcher, MatcherError, MatcherOptions, Rule, RuleRemoveError, SendError, ShardPlacement, Table,
-    TableError,
+    Action, ActionList, Counter, Device, Domain, DomainConfig, DomainSide, DomainType, InsertError,
+    Match, Matcher, MatcherError, MatcherOptions, Rule, RuleRemoveError, SendError, ShardPlacement,
+    Table, TableError,
 };
 use ste_builder::wqe::{RdmaOp, Syndrome};
 use ste_builder::MatchParam;
 
 use common::five_tuple_mask;
+use sim_table::SimTable;
 
 const MODELS: [DeviceModel; 3] = [
     DeviceModel::ConnectX5,
@@ -80,10 +83,14 @@ struct InUse {
     matcher_count: usize,
 }
 
-struct Rig {
-    be: Arc<SimBackend>,
-    dmn: Arc<Domain>,
-    table: Arc<Table>,
+/// The shared rig, on a device of any model or profile.
+struct Rig(SimTable);
+
+impl std::ops::Deref for Rig {
+    type Target = SimTable;
+    fn deref(&self) -> &SimTable {
+        &self.0
+    }
 }
 
 impl Rig {
@@ -92,11 +99,8 @@ impl Rig {
     }
 
     fn with_profile(profile: Profile, ty: DomainType) -> Rig {
-        let be = Arc::new(SimBackend::with_profile(profile).unwrap());
-        let dev: Arc<dyn Device> = be.clone();
-        let dmn = Domain::open(dev, ty).unwrap();
-        let table = Table::new(&dmn, 1).unwrap();
-        Rig { be, dmn, table }
+        let be = SimBackend::with_profile(profile).unwrap();
+        Rig(SimTable::open(be, ty, DomainConfig::default()))
     }
 
     /// A device with the least steering ICM SW steering accepts (64 MiB).
@@ -117,14 +121,7 @@ impl Rig {
         } else {
             Side::Tx
         };
-        let pkt = build_from_match(value, Metadata::new(pipe)).unwrap();
-        let out = self
-            .be
-            .sim()
-            .process(pkt, Entry::Table(self.table.fw_id()))
-            .unwrap();
-        assert_eq!(out.len(), 1, "{out:#?}");
-        let d = &out[0];
+        let d = self.deliver(value, pipe);
         let hops = d
             .stages
             .iter()

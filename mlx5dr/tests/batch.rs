@@ -31,7 +31,7 @@ use mlx5dr::{
 use ste_builder::wqe::Syndrome;
 use ste_builder::MatchParam;
 
-use common::{five_tuple_mask, five_tuple_spread as five_tuple};
+use common::{five_tuple_mask, five_tuple_spread as five_tuple, round_robin};
 use sim_table::SimTable;
 
 /// The shared rig, and this file's matchers.
@@ -77,11 +77,7 @@ fn install(completion: Completion, n: u32, size: usize) -> (Vec<Option<u32>>, [u
             rules.push(m.insert_raw(v, &lists[i % 4]).unwrap());
         }
     } else {
-        let batch: Vec<_> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v, &lists[i % 4]))
-            .collect();
+        let batch = round_robin(&values, &lists);
         let mut out = Vec::new();
         for part in batch.chunks(size) {
             m.insert_batch_raw(part, &mut out);
@@ -146,11 +142,7 @@ fn a_large_matchers_batches_install_every_rule() {
     let lists = flow_tags(&m);
     let n = 70_000u32;
     let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
-    let batch: Vec<_> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v, &lists[i % 4]))
-        .collect();
+    let batch = round_robin(&values, &lists);
     let mut out = Vec::new();
     for part in batch.chunks(1000) {
         m.insert_batch_raw(part, &mut out);

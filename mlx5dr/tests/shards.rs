@@ -38,7 +38,7 @@ use mlx5dr::{
 };
 use ste_builder::MatchParam;
 
-use common::{five_tuple_mask, five_tuple_spread as five_tuple, spread_src};
+use common::{five_tuple_mask, five_tuple_spread as five_tuple, round_robin, spread_src};
 use sim_table::SimTable;
 
 /// The shared rig, and this file's matchers.
@@ -200,11 +200,7 @@ fn a_batch_into_shards_installs_what_single_inserts_install() {
     let m = rig.matcher(4, Completion::Wait);
     let lists = flow_tags(&m, 1);
     let values: Vec<MatchParam> = (0..1000).map(five_tuple).collect();
-    let batch: Vec<_> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v, &lists[i % 4]))
-        .collect();
+    let batch = round_robin(&values, &lists);
     let mut out = Vec::new();
     // Calls of one group and less, and of several groups (256 rules with 4 shards).
     for part in batch.chunks(100).take(3).chain(batch[300..].chunks(600)) {

@@ -90,11 +90,12 @@ pub struct MatcherOptions {
     /// Into how many shards the rules are split, 1 (the default) to [`MAX_SHARDS`].
     ///
     /// Each shard is a whole set of the matcher's hash tables, with its own lock and
-    /// send ring, and a rule goes into the shard its tags hash to. The shards follow
-    /// one another in the table's lookup order, each one's misses leading into the
-    /// next, so packets see one matcher. Threads that insert into or remove from the
-    /// matcher at the same time then mostly update different shards in parallel,
-    /// where with one shard they take turns (see the module documentation).
+    /// send ring, and a rule goes into the shard its tags hash to, or its inserting
+    /// thread's ([`MatcherOptions::placement`]). The shards follow one another in the
+    /// table's lookup order, each one's misses leading into the next, so packets see
+    /// one matcher. Threads that insert into or remove from the matcher at the same
+    /// time then mostly update different shards in parallel, where with one shard they
+    /// take turns (see the module documentation).
     ///
     /// The price is paid in the device's lookups: a packet that matches no rule of
     /// the matcher walks every shard's tables instead of one set, and one that matches

@@ -2,7 +2,9 @@
 
 use std::net::Ipv4Addr;
 
-use mlx5dr::Match;
+use std::sync::Arc;
+
+use mlx5dr::{ActionList, BatchRule, Match};
 use ste_builder::MatchParam;
 
 /// The outer IPv4 5-tuple: source and destination addresses, protocol, TCP ports (two
@@ -39,4 +41,17 @@ pub fn five_tuple_spread(i: u32) -> MatchParam {
         .to_raw()
         .unwrap()
         .param
+}
+
+/// A batch of `values`, value `i` with `lists[i % lists.len()]`.
+#[allow(dead_code)] // not every test crate uses it
+pub fn round_robin<'a>(
+    values: &'a [MatchParam],
+    lists: &'a [Arc<ActionList>],
+) -> Vec<BatchRule<'a>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v, &lists[i % lists.len()]))
+        .collect()
 }

@@ -119,7 +119,7 @@ pub use caps::{CapsError, DeviceCaps, SwSteering, TableType};
 pub use cmd::CmdError;
 pub use device::{Device, DeviceError, IcmKind, IcmRegion};
 pub use domain::{Domain, DomainConfig, DomainError, DomainType, Table, TableError};
-pub use htbl::Completion;
+pub use htbl::{Completion, Growth};
 pub use matcher::{Duplicates, Matcher, MatcherError, MatcherOptions, ShardPlacement, MAX_SHARDS};
 pub use matching::{DomainSide, Match, RawMatch};
 pub use rule::{BatchRule, InsertError, Rule, RuleRemoveError, UpdateError};

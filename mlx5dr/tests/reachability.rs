@@ -18,7 +18,9 @@ use ::sim::profile::DeviceModel;
 use ::sim::queue::{WqeEvent, WqeOutcome};
 use ::sim::{Entry, Fate};
 use mlx5dr::device::sim::SimBackend;
-use mlx5dr::{Action, Device, Domain, DomainType, Match, Matcher, MatcherOptions, Rule, Table};
+use mlx5dr::{
+    Action, Device, Domain, DomainType, Growth, Match, Matcher, MatcherOptions, Rule, Table,
+};
 use ste_builder::MatchParam;
 
 use common::five_tuple_mask;
@@ -227,11 +229,20 @@ fn reachable_at_every_wqe(model: DeviceModel) {
 
     // Two main matchers: a 5-tuple one (two lookups: its level-1 table grows, switched
     // through the level-0 STE) and a MAC one behind it (one lookup: its start table
-    // grows, switched through the anchor before it, which is another matcher's end
-    // anchor or the table root as matchers come and go).
+    // grows twofold, switched through the anchor before it, which is another matcher's
+    // end anchor or the table root as matchers come and go).
     let mains = [
         Matcher::new(&rig.table, &five_tuple_mask(), MatcherOptions::priority(5)).unwrap(),
-        Matcher::new(&rig.table, &dmac_mask(), MatcherOptions::priority(7)).unwrap(),
+        // Growing twofold: more growths, and other old-to-new slot spans.
+        Matcher::new(
+            &rig.table,
+            &dmac_mask(),
+            MatcherOptions {
+                growth: Growth::Double,
+                ..MatcherOptions::priority(7)
+            },
+        )
+        .unwrap(),
     ];
     let mut live: Vec<Live> = Vec::new();
     let mut side: Option<SideMatcher> = None;

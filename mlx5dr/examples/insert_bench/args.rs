@@ -1,6 +1,6 @@
 //! The command line.
 
-use mlx5dr::{Completion, ShardPlacement};
+use mlx5dr::{Completion, Growth, ShardPlacement};
 use sim::profile::DeviceModel;
 
 use crate::shapes::Shape;
@@ -14,6 +14,8 @@ pub struct Args {
     pub shared: bool,
     pub expected_log: u8,
     pub grow: bool,
+    /// `MatcherOptions::growth`.
+    pub growth: Growth,
     pub completion: Completion,
     /// `MatcherOptions::shards`.
     pub shards: u8,
@@ -33,7 +35,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--completion wait|post|queue] [--shards S] [--placement tags|thread] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--growth 2|4] [--completion wait|post|queue] [--shards S] [--placement tags|thread] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -45,6 +47,7 @@ impl Args {
             shared: false,
             expected_log: 0,
             grow: true,
+            growth: Growth::Quadruple,
             completion: Completion::Wait,
             shards: 1,
             placement: ShardPlacement::Tags,
@@ -66,6 +69,13 @@ impl Args {
                 "--shared" => a.shared = true,
                 "--expected-log" => a.expected_log = num(&value("--expected-log")?)?,
                 "--no-grow" => a.grow = false,
+                "--growth" => {
+                    a.growth = match value("--growth")?.as_str() {
+                        "4" => Growth::Quadruple,
+                        "2" => Growth::Double,
+                        g => return Err(format!("unknown growth {g:?} (2 or 4)")),
+                    }
+                }
                 "--completion" => {
                     a.completion = match value("--completion")?.as_str() {
                         "wait" => Completion::Wait,

@@ -9,7 +9,8 @@
 //! Options: `--rules N` (100 000), `--shape 5tuple|dmac|vxlan` (5tuple),
 //! `--threads T` (1), `--shared` (the T threads insert into one matcher instead of one
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
-//! i.e. `MatcherOptions::default()`), `--no-grow`, `--completion wait|post|queue`
+//! i.e. `MatcherOptions::default()`), `--no-grow`, `--growth 2|4`
+//! (`MatcherOptions::growth`, 4), `--completion wait|post|queue`
 //! (`MatcherOptions::completion`, wait), `--shards S` (`MatcherOptions::shards`, 1),
 //! `--placement tags|thread` (`MatcherOptions::placement`, tags),
 //! `--doorbell-batch W` (`SendConfig::doorbell_batch`,
@@ -124,6 +125,7 @@ impl Rig {
         let opts = MatcherOptions {
             expected_log_rules: args.expected_log,
             grow: args.grow,
+            growth: args.growth,
             completion: args.completion,
             shards: args.shards,
             placement: args.placement,

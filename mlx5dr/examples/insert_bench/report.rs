@@ -253,7 +253,7 @@ impl Report<'_> {
         let w = &mut out;
         writeln!(
             w,
-            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {}, completion {:?}, shards {} ({:?}), batch {}, per-op timing {}",
+            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {} ({:?}), completion {:?}, shards {} ({:?}), batch {}, per-op timing {}",
             a.rules,
             a.shape.name(),
             a.threads,
@@ -262,6 +262,7 @@ impl Report<'_> {
             self.format,
             a.expected_log,
             a.grow,
+            a.growth,
             a.completion,
             a.shards,
             a.placement,
@@ -408,6 +409,7 @@ impl Report<'_> {
             "model": format!("{:?}", a.model),
             "expected_log": a.expected_log,
             "grow": a.grow,
+            "growth": format!("{:?}", a.growth),
             "completion": format!("{:?}", a.completion),
             "shards": a.shards,
             "placement": format!("{:?}", a.placement),

@@ -36,8 +36,33 @@ use crate::send::{SendError, SendRing, WriteTag};
 /// Control blocks whose image a copy step keeps (see `write_step`).
 const TAIL_IMAGES: usize = 4;
 
-/// How many times larger a table grows (log2).
-const LOG_GROWTH: u8 = 2;
+/// How many times larger a crowded table grows ([`TablesConfig::growth`]).
+///
+/// [`TablesConfig::growth`]: super::TablesConfig::growth
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Growth {
+    /// Fourfold, as rdma-core grows (the default): few growths, but a table may end up
+    /// to four times larger than its rules need (at 1 M 5-tuple rules a 2^20-entry
+    /// table, 64 MiB of ICM, holds them; at 300 000 the same table does).
+    #[default]
+    Quadruple,
+    /// Twofold: a table at most about twice as large as its rules need, for about
+    /// twice the growths, each copying every STE of the table.
+    Double,
+}
+
+impl Growth {
+    /// log2 of the factor.
+    pub(super) fn log(self) -> u8 {
+        match self {
+            Growth::Quadruple => 2,
+            Growth::Double => 1,
+        }
+    }
+}
+
+/// The largest [`Growth::log`].
+const MAX_LOG_GROWTH: u8 = 2;
 
 /// Old slots copied per update by default: up to 256 new slots (16 KiB, one write).
 pub const DEFAULT_GROWTH_STEP: u32 = 64;
@@ -208,7 +233,7 @@ impl MatcherTables {
         {
             return;
         }
-        let new_log = (log + LOG_GROWTH).min(max_log);
+        let new_log = (log + self.growth().log()).min(max_log);
         let chunk = match self.pool().alloc(new_log) {
             Ok(c) => c,
             Err(_) => {
@@ -264,7 +289,7 @@ impl MatcherTables {
             };
             let slots = &tables[table].slots;
             for slot in cursor..to {
-                let mut tails = [NIL; 1 << LOG_GROWTH];
+                let mut tails = [NIL; 1 << MAX_LOG_GROWTH];
                 let mut s = slots.get(slot);
                 while s != NIL {
                     let rec = &mut stes[s];

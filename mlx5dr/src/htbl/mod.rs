@@ -199,7 +199,7 @@ mod tests;
 
 pub use defer::{Completion, Hold};
 pub use error::{HtblError, RemoveError};
-pub use grow::DEFAULT_GROWTH_STEP;
+pub use grow::{Growth, DEFAULT_GROWTH_STEP};
 pub use tables::{MatcherTables, TablesConfig};
 pub(crate) use tables::{WarmMemo, Warmed};
 

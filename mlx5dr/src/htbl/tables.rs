@@ -14,7 +14,7 @@ use super::arena::{Arena, NIL};
 use super::defer::{Completion, Deferred, Hold};
 use super::encode::{Encoder, Level};
 use super::error::{HtblError, RemoveError};
-use super::grow::{Migration, MirrorInsert, DEFAULT_GROWTH_STEP};
+use super::grow::{Growth, Migration, MirrorInsert, DEFAULT_GROWTH_STEP};
 use super::records::{CtrlStore, Place, SteRec, TableRec, IN_ENTRY};
 use super::txn::{Failed, Outcome, Txn};
 use super::{AnchorRef, HtblStats, LastSte, RuleHandle, MAX_ACTION_STES};
@@ -38,6 +38,8 @@ pub struct TablesConfig {
     /// Tables may grow (rehash) when crowded; if not, they keep their size and chains
     /// get longer.
     pub grow: bool,
+    /// How many times larger a crowded table grows.
+    pub growth: Growth,
     /// While a table grows, how many of its old slots are copied into the new table
     /// after each insert or removal (at least 1): the bound on the extra writes an
     /// update pays for growth.
@@ -79,6 +81,7 @@ impl TablesConfig {
             rx,
             gvmi,
             grow: true,
+            growth: Growth::Quadruple,
             growth_step: DEFAULT_GROWTH_STEP,
             initial_log: 0,
             share_identical: false,
@@ -107,6 +110,7 @@ pub struct MatcherTables {
     /// bytes for every unused slot of the level's tables, so built once.
     unused: Box<[Ste]>,
     grow: bool,
+    growth: Growth,
     growth_step: u32,
     max_log: u8,
     /// [`TablesConfig::initial_log`].
@@ -376,6 +380,7 @@ impl MatcherTables {
             levels,
             unused,
             grow: cfg.grow,
+            growth: cfg.growth,
             growth_step: cfg.growth_step.max(1),
             max_log,
             initial_log: cfg.initial_log,
@@ -1428,6 +1433,10 @@ impl MatcherTables {
 
     pub(super) fn growth_step(&self) -> u32 {
         self.growth_step
+    }
+
+    pub(super) fn growth(&self) -> Growth {
+        self.growth
     }
 
     #[cfg(test)]

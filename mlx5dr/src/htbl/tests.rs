@@ -1895,3 +1895,41 @@ fn warmed_inserts_land_where_plain_ones_do() {
         rig.new_ring();
     }
 }
+
+/// Twofold growth: the same rules end in a table half the size fourfold growth makes
+/// (2 000 5-tuple rules: 2^11 entries against 2^12), after more growths, with every rule
+/// reachable and the records consistent; and removals still work after it.
+#[test]
+fn twofold_growth_keeps_tables_smaller() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    let chain = rig.chain(&five_tuple_mask());
+    let mut grown = Vec::new();
+    for growth in [Growth::Quadruple, Growth::Double] {
+        let cfg = TablesConfig {
+            growth,
+            ..rig.config(true)
+        };
+        let mut t = rig.tables_with(&chain, cfg);
+        let mut rng = Rng(0x5151);
+        let live = insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 2000);
+        check(&rig, &t);
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        let last = table_sizes(&t)
+            .into_iter()
+            .filter(|&(l, _)| l == 1)
+            .map(|(_, e)| e);
+        grown.push((last.max().unwrap(), t.stats().grows));
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        check(&rig, &t);
+        rig.new_ring();
+    }
+    let [(four, four_grows), (two, two_grows)] = grown[..] else {
+        unreachable!()
+    };
+    assert_eq!((four, two), (1 << 12, 1 << 11));
+    assert!(two_grows > four_grows, "{grown:?}");
+}

@@ -38,7 +38,9 @@ use ste_builder::Caps;
 use crate::action::{Action, ActionError, ActionList};
 use crate::caps::CapsError;
 use crate::domain::{PerSide, Table, TableError};
-use crate::htbl::{Completion, HtblError, HtblStats, MatcherTables, RuleHandle, TablesConfig};
+use crate::htbl::{
+    Completion, Growth, HtblError, HtblStats, MatcherTables, RuleHandle, TablesConfig,
+};
 use crate::matching::{
     BuilderChain, ChainCaps, ChainError, DomainSide, Match, MatchError, RawMatch, RuleTags,
 };
@@ -80,6 +82,12 @@ pub struct MatcherOptions {
     /// The hash tables may grow when crowded; if not they keep their size and miss
     /// chains get longer.
     pub grow: bool,
+    /// How many times larger a crowded table grows: fourfold (the default, as
+    /// rdma-core) or twofold, for tables at most about twice the size their rules need
+    /// at the price of twice the growths. Twofold suits a matcher whose final size is
+    /// unknown and whose ICM matters, such as one with several
+    /// [`MatcherOptions::shards`] placed by thread, where each shard grows on its own.
+    pub growth: Growth,
     /// What an insert of an installed rule's value does.
     pub duplicates: Duplicates,
     /// When an insert or a removal returns: once it is in ICM (the default), or once it
@@ -143,6 +151,7 @@ impl Default for MatcherOptions {
             priority: 0,
             expected_log_rules: 0,
             grow: true,
+            growth: Growth::Quadruple,
             duplicates: Duplicates::Refuse,
             completion: Completion::Wait,
             shards: 1,
@@ -624,6 +633,7 @@ fn link_shard(
         };
         let cfg = TablesConfig {
             grow: opts.grow,
+            growth: opts.growth,
             initial_log: shard_log(opts.expected_log_rules, opts.shards),
             share_identical: opts.duplicates == Duplicates::ShareIdentical,
             completion: opts.completion,

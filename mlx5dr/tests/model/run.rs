@@ -12,7 +12,7 @@ use mlx5dr::action::MAX_FLOW_TAG;
 use mlx5dr::htbl::HtblError;
 use mlx5dr::matcher::MatcherInUse;
 use mlx5dr::{
-    Completion, Duplicates, InsertError, Matcher, MatcherOptions, RawMatch, ShardPlacement,
+    Completion, Duplicates, Growth, InsertError, Matcher, MatcherOptions, RawMatch, ShardPlacement,
     UpdateError,
 };
 use ste_builder::prm::dr_match_set_misc as misc;
@@ -217,6 +217,11 @@ impl Run {
             // than 4096 STEs for a loop.
             expected_log_rules: if grow { rng.below(5) } else { 4 + rng.below(3) } as u8,
             grow,
+            growth: if rng.chance(30) {
+                Growth::Double
+            } else {
+                Growth::Quadruple
+            },
             duplicates: if share {
                 Duplicates::ShareIdentical
             } else {

@@ -650,6 +650,97 @@ fn two_threads_racing_for_the_same_values_install_each_once() {
     }
 }
 
+/// Placed by thread, two threads churn over the same 300 values for a while: each
+/// inserts a value (kept if it went in, refused as a duplicate if the other holds it)
+/// and removes one of its own in turn, one by one and in batches. Removals and inserts
+/// of one value race between the threads, so routes are claimed and given back
+/// concurrently; at the end no value is installed twice, packets find exactly the
+/// values the threads hold, and the routes count those, then nothing once they go.
+#[test]
+fn two_threads_churning_over_the_same_values_keep_the_routes_exact() {
+    let rig = Rig::new(DomainType::NicRx);
+    let n = 300u32;
+    let values: Vec<MatchParam> = (0..n).map(five_tuple).collect();
+    for completion in [Completion::Wait, Completion::Queue] {
+        let m = rig.placed(4, completion, ShardPlacement::Thread);
+        let lists = flow_tags(&m, 1);
+        let churn = |t: u32| -> Vec<(u32, Rule)> {
+            let mut x = 0x9e37_79b9u32.wrapping_mul(t + 1);
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            };
+            let mut held: Vec<(u32, Rule)> = Vec::new();
+            for round in 0..1500 {
+                let i = next() % n;
+                let list = &lists[t as usize];
+                if round % 10 == 9 {
+                    // A batch of 8 values, some already held by either thread.
+                    let ids: Vec<u32> = (0..8).map(|_| next() % n).collect();
+                    let batch: Vec<_> = ids.iter().map(|&i| (&values[i as usize], list)).collect();
+                    let mut out = Vec::new();
+                    m.insert_batch_raw(&batch, &mut out);
+                    for (&i, r) in ids.iter().zip(out) {
+                        match r {
+                            Ok(rule) => held.push((i, rule)),
+                            Err(InsertError::Insert {
+                                source: HtblError::Duplicate,
+                                ..
+                            }) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                } else {
+                    match m.insert_raw(&values[i as usize], list) {
+                        Ok(rule) => held.push((i, rule)),
+                        Err(InsertError::Insert {
+                            source: HtblError::Duplicate,
+                            ..
+                        }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                if round % 2 == 1 && !held.is_empty() {
+                    let k = (next() as usize) % held.len();
+                    held.swap_remove(k).1.remove().unwrap();
+                }
+            }
+            held
+        };
+        let held: Vec<Vec<(u32, Rule)>> = thread::scope(|s| {
+            let a = s.spawn(|| churn(0));
+            let b = s.spawn(|| churn(1));
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        m.sync().unwrap();
+        let mut owner: Vec<Option<u32>> = vec![None; n as usize];
+        for (t, rules) in held.iter().enumerate() {
+            for (i, _) in rules {
+                assert_eq!(owner[*i as usize], None, "{completion:?}: value {i} twice");
+                owner[*i as usize] = Some(1 + t as u32);
+            }
+        }
+        let installed = owner.iter().filter(|o| o.is_some()).count();
+        assert!(installed > 20, "{completion:?}: {installed}");
+        let stats = m.stats();
+        assert_eq!(stats.rules(), installed as u64, "{completion:?}");
+        assert_eq!(stats.routes, installed, "{completion:?}");
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(rig.tag_of(v), owner[i], "{completion:?}: value {i}");
+        }
+        drop(held);
+        m.sync().unwrap();
+        assert_eq!(
+            (m.stats().rules(), m.stats().routes),
+            (0, 0),
+            "{completion:?}"
+        );
+        assert!(Matcher::destroy(m).is_ok());
+    }
+}
+
 #[test]
 fn a_size_hint_is_shared_out_between_the_shards() {
     let rig = Rig::new(DomainType::NicRx);

@@ -13,9 +13,11 @@
 //! - Two threads inserting into and removing from one sharded matcher end with the
 //!   rules their logs predict.
 //! - Placed by thread (`ShardPlacement::Thread`), a thread's rules go to its own
-//!   shard, a duplicate is still found whichever thread inserts it, and two threads
-//!   racing to insert the same values install each one once; the routes count every
-//!   installed value and side, and drain when the rules go.
+//!   shard, a duplicate is still found whichever thread inserts it, two threads
+//!   racing to insert the same values install each one once, and two threads churning
+//!   over the same values (inserts and removals racing) end with each held value
+//!   installed once; the routes count every installed value and side, and drain when
+//!   the rules go.
 //! - Shard counts out of range are refused.
 
 #![cfg(feature = "sim")]

@@ -797,7 +797,10 @@ impl Run {
                     ShardPlacement::Thread => self.expected_routes(m),
                     ShardPlacement::Tags => 0,
                 };
-                if stats.routes != want {
+                // Two values whose route keys collide (32 bits) share a route: a
+                // route or two fewer is a collision, about one in 2^33 / n^2 matchers;
+                // more routes than values is a leak.
+                if stats.routes > want || stats.routes + 2 < want {
                     return Err(self.fail(format!(
                         "m{} has {} routes, the model's values on their sides {want}",
                         m.id, stats.routes

@@ -31,24 +31,18 @@ use ste_builder::wqe::Syndrome;
 use common::{five_tuple_mask, five_tuple_spread as five_tuple};
 use sim_table::SimTable;
 
-/// The shared rig, with one send ring, so every matcher shares it.
-struct Rig(SimTable);
+/// The shared rig; this file adds its matchers and counters.
+type Rig = SimTable;
 
-impl std::ops::Deref for Rig {
-    type Target = SimTable;
-    fn deref(&self) -> &SimTable {
-        &self.0
-    }
-}
-
-impl Rig {
-    fn new() -> Rig {
+impl SimTable {
+    /// NIC RX with one send ring, so every matcher shares it.
+    fn one_ring() -> Rig {
         let cfg = DomainConfig {
             rings: 1,
             ..DomainConfig::default()
         };
         let be = SimBackend::of_model(DeviceModel::ConnectX6Dx);
-        Rig(SimTable::open(be, DomainType::NicRx, cfg))
+        SimTable::open(be, DomainType::NicRx, cfg)
     }
 
     fn matcher(&self, completion: Completion, priority: u32) -> Arc<Matcher> {
@@ -71,7 +65,7 @@ impl Rig {
 
 /// What a run leaves: each probed value's tag, and the matcher's rule and STE counts.
 fn run(completion: Completion, n: u32) -> (Vec<Option<u32>>, u64, u64, u64) {
-    let rig = Rig::new();
+    let rig = Rig::one_ring();
     let base = rig.dmn.ste_pool().stats().chunks;
     let m = rig.matcher(completion, 0);
     let lists: Vec<Arc<ActionList>> = (0..4).map(|t| rig.actions(&m, t + 1)).collect();
@@ -125,7 +119,7 @@ fn posted_and_queued_updates_end_as_waited_ones() {
 
 #[test]
 fn queued_updates_reach_the_device_at_a_sync() {
-    let rig = Rig::new();
+    let rig = Rig::one_ring();
     let m = rig.matcher(Completion::Queue, 0);
     let v = five_tuple(7);
     let rule = m.insert_raw(&v, &rig.actions(&m, 9)).unwrap();
@@ -144,7 +138,7 @@ fn queued_updates_reach_the_device_at_a_sync() {
 
 #[test]
 fn a_removed_rule_keeps_its_actions_until_the_unlink_lands() {
-    let rig = Rig::new();
+    let rig = Rig::one_ring();
     let m = rig.matcher(Completion::Queue, 0);
     let list = rig.actions(&m, 5);
     let weak = Arc::downgrade(&list);
@@ -161,7 +155,7 @@ fn a_removed_rule_keeps_its_actions_until_the_unlink_lands() {
 /// fails the first WQE after `b`'s. `b`'s updates landed and it goes on; `a` is lost.
 #[test]
 fn a_failed_queued_update_poisons_only_the_matchers_it_lost() {
-    let rig = Rig::new();
+    let rig = Rig::one_ring();
     let a = rig.matcher(Completion::Queue, 0);
     let b = rig.matcher(Completion::Queue, 1);
     let w = rig.matcher(Completion::Wait, 2);
@@ -247,7 +241,7 @@ fn an_error_cqe_on_each_wqe_of_a_burst() {
     for mode in [Completion::Post, Completion::Queue] {
         let mut lost = 0;
         for nth in 0.. {
-            let rig = Rig::new();
+            let rig = Rig::one_ring();
             let base = rig.dmn.ste_pool().stats().chunks;
             let m = rig.matcher(mode, 0);
             let list = rig.actions(&m, 4);

@@ -83,24 +83,17 @@ struct InUse {
     matcher_count: usize,
 }
 
-/// The shared rig, on a device of any model or profile.
-struct Rig(SimTable);
+/// The shared rig, on a device of any model or profile; this file adds its checks.
+type Rig = SimTable;
 
-impl std::ops::Deref for Rig {
-    type Target = SimTable;
-    fn deref(&self) -> &SimTable {
-        &self.0
-    }
-}
-
-impl Rig {
-    fn new(model: DeviceModel, ty: DomainType) -> Rig {
+impl SimTable {
+    fn of_model(model: DeviceModel, ty: DomainType) -> Rig {
         Rig::with_profile(Profile::new(model), ty)
     }
 
     fn with_profile(profile: Profile, ty: DomainType) -> Rig {
         let be = SimBackend::with_profile(profile).unwrap();
-        Rig(SimTable::open(be, ty, DomainConfig::default()))
+        SimTable::open(be, ty, DomainConfig::default())
     }
 
     /// A device with the least steering ICM SW steering accepts (64 MiB).
@@ -489,7 +482,7 @@ fn nothing_leaks_after_everything_is_dropped() {
 #[test]
 fn unmatchable_masks_are_refused_naming_the_field() {
     for model in MODELS {
-        let rig = Rig::new(model, DomainType::NicRx);
+        let rig = Rig::of_model(model, DomainType::NicRx);
         let m = Matcher::new(&rig.table, &five_tuple_mask(), Default::default()).unwrap();
         let live: Vec<Live> = (0..5)
             .map(|i| insert(&rig, &m, five_tuple(i), i + 1))
@@ -617,7 +610,7 @@ fn make_matcher_with_error(
     ring: usize,
     nth: u64,
 ) -> Creation {
-    let rig = Rig::new(model, ty);
+    let rig = Rig::of_model(model, ty);
     let other = Table::new(&rig.dmn, 2).unwrap();
     let _first = Matcher::new(&other, &five_tuple_mask(), Default::default()).unwrap();
     let m = Matcher::new(&rig.table, &five_tuple_mask(), MatcherOptions::priority(5)).unwrap();
@@ -756,7 +749,7 @@ fn an_error_cqe_on_the_root_rewrite_read_keeps_the_matcher() {
 #[test]
 fn refused_rules_change_nothing() {
     for model in MODELS {
-        let rig = Rig::new(model, DomainType::NicRx);
+        let rig = Rig::of_model(model, DomainType::NicRx);
         let dst_port = Match::new().outer(|h| {
             h.ipv4_dst(Ipv4Addr::BROADCAST)
                 .ip_protocol(0xff)
@@ -921,7 +914,7 @@ fn error_cqe_on_each_wqe_of_an_fdb_insert_changes_nothing() {
 fn error_cqe_on_insert(model: DeviceModel, ty: DomainType, prefill: u32) -> bool {
     let mut failures = 0;
     for nth in 0.. {
-        let rig = Rig::new(model, ty);
+        let rig = Rig::of_model(model, ty);
         let m = Matcher::new(&rig.table, &five_tuple_mask(), Default::default()).unwrap();
         let ring = m.ring_index();
         let live: Vec<Live> = (0..prefill)
@@ -987,7 +980,7 @@ fn error_cqe_on_each_wqe_of_a_removal() {
         {
             let mut kept = 0;
             for nth in 0.. {
-                let rig = Rig::new(model, ty);
+                let rig = Rig::of_model(model, ty);
                 let m = Matcher::new(&rig.table, &five_tuple_mask(), options(by_thread)).unwrap();
                 let before = rig.ring_writes();
                 let mut live: Vec<Live> = (0..6)

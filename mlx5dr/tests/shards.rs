@@ -43,21 +43,10 @@ use ste_builder::MatchParam;
 use common::{five_tuple_mask, five_tuple_spread as five_tuple, round_robin, spread_src};
 use sim_table::SimTable;
 
-/// The shared rig, and this file's matchers.
-struct Rig(SimTable);
+/// The shared rig; this file adds its matchers.
+type Rig = SimTable;
 
-impl std::ops::Deref for Rig {
-    type Target = SimTable;
-    fn deref(&self) -> &SimTable {
-        &self.0
-    }
-}
-
-impl Rig {
-    fn new(kind: DomainType) -> Rig {
-        Rig(SimTable::new(kind))
-    }
-
+impl SimTable {
     fn matcher(&self, shards: u8, completion: Completion) -> Arc<Matcher> {
         self.placed(shards, completion, ShardPlacement::Tags)
     }

@@ -234,7 +234,7 @@ impl Routes {
                     .unwrap_or_else(|e| e.into_inner())
                     .slots
                     .capacity()
-                    * 8
+                    * std::mem::size_of::<u32>()
             })
             .sum();
         tables + std::mem::size_of_val::<[Stripe]>(&self.stripes)
@@ -385,6 +385,20 @@ mod tests {
         assert_eq!(r.len(), 0);
         // Gone: the next claim makes a new route.
         assert_eq!(r.claim(d, 9), 9);
+    }
+
+    /// The host bytes counted are the stripes and each table's 4-byte slots.
+    #[test]
+    fn host_bytes_count_four_bytes_a_slot() {
+        let r = Routes::new();
+        let stripes = std::mem::size_of::<Stripe>() << LOG_STRIPES;
+        assert_eq!(r.host_bytes(), stripes);
+        // Thirteen routes in one stripe outgrow its 16 slots (three quarters at most).
+        for k in 0..13 {
+            r.claim(digest(4, k), 0);
+        }
+        assert_eq!(r.stripe(digest(4, 0)).0.slots.len(), 2 * MIN_SLOTS);
+        assert_eq!(r.host_bytes(), stripes + 2 * MIN_SLOTS * 4);
     }
 
     #[test]

@@ -321,6 +321,30 @@ fn reachable_at_every_wqe(model: DeviceModel) {
             set_probes(&live, &side, None);
         }
     }
+    // A burst of rules into both main matchers, then removals down to two rules: their
+    // tables shrink back, each switched as it grew.
+    for k in 0..60u32 {
+        let which = (k % 2) as usize;
+        let value = match which {
+            0 => main_value(&mut rng),
+            _ => dmac_value(&mut rng),
+        };
+        let tag = 1000 + k;
+        let m = &mains[which];
+        let acts = m.actions(&[Action::flow_tag(tag).unwrap()]).unwrap();
+        let rule = m.insert_raw(&value, &acts).unwrap();
+        live.push(Live { value, tag, rule });
+        set_probes(&live, &side, None);
+    }
+    let grown: Vec<u64> = mains
+        .iter()
+        .map(|m| m.stats().sides[0].1.table_entries)
+        .collect();
+    while live.len() > 2 {
+        let k = rng.below(live.len() as u64) as usize;
+        set_probes(&live, &side, Some(live[k].tag));
+        live.swap_remove(k).rule.remove().unwrap();
+    }
     rig.stop_probing();
 
     let f = findings.lock().unwrap();
@@ -332,8 +356,12 @@ fn reachable_at_every_wqe(model: DeviceModel) {
         f.packets
     );
     let stats: Vec<_> = mains.iter().map(|m| m.stats().sides[0].1).collect();
-    for s in &stats {
-        assert!(s.grows >= 2, "{model:?}: {s:?}");
+    for (s, grown) in stats.iter().zip(grown) {
+        assert!(s.grows >= 2 && s.shrinks >= 1, "{model:?}: {s:?}");
+        assert!(
+            s.table_entries < grown,
+            "{model:?}: {s:?} after {grown} entries"
+        );
         assert_eq!(s.grow_failures, 0);
     }
     assert_eq!(stats[0].rules + stats[1].rules, live.len() as u64);

@@ -14,6 +14,7 @@ pub struct Args {
     pub shared: bool,
     pub expected_log: u8,
     pub grow: bool,
+    pub shrink: bool,
     /// `MatcherOptions::growth`.
     pub growth: Growth,
     pub completion: Completion,
@@ -28,6 +29,8 @@ pub struct Args {
     pub batch: usize,
     pub latency: bool,
     pub check: u64,
+    /// Rules left installed by the delete phase (the first ones inserted).
+    pub keep: u64,
     pub seed: u64,
     pub model: DeviceModel,
     pub json: bool,
@@ -35,7 +38,7 @@ pub struct Args {
 
 pub const USAGE: &str =
     "usage: insert_bench [--rules N] [--shape 5tuple|dmac|vxlan] [--threads T] \
-[--shared] [--expected-log L] [--no-grow] [--growth 2|4] [--completion wait|post|queue] [--shards S] [--placement tags|thread] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--vni-rules R] \
+[--shared] [--expected-log L] [--no-grow] [--no-shrink] [--growth 2|4] [--completion wait|post|queue] [--shards S] [--placement tags|thread] [--doorbell-batch W] [--batch K] [--no-latency] [--check K] [--keep K] [--vni-rules R] \
 [--seed S] [--model cx5|cx6dx|cx7] [--json]";
 
 impl Args {
@@ -47,6 +50,7 @@ impl Args {
             shared: false,
             expected_log: 0,
             grow: true,
+            shrink: true,
             growth: Growth::Quadruple,
             completion: Completion::Wait,
             shards: 1,
@@ -55,6 +59,7 @@ impl Args {
             batch: 0,
             latency: true,
             check: 1000,
+            keep: 0,
             seed: 0x5eed,
             model: DeviceModel::ConnectX6Dx,
             json: false,
@@ -69,6 +74,7 @@ impl Args {
                 "--shared" => a.shared = true,
                 "--expected-log" => a.expected_log = num(&value("--expected-log")?)?,
                 "--no-grow" => a.grow = false,
+                "--no-shrink" => a.shrink = false,
                 "--growth" => {
                     a.growth = match value("--growth")?.as_str() {
                         "4" => Growth::Quadruple,
@@ -98,6 +104,7 @@ impl Args {
                 "--batch" => a.batch = num(&value("--batch")?)?,
                 "--no-latency" => a.latency = false,
                 "--check" => a.check = num(&value("--check")?)?,
+                "--keep" => a.keep = num(&value("--keep")?)?,
                 "--vni-rules" => vni_rules = Some(num(&value("--vni-rules")?)?),
                 "--seed" => a.seed = num(&value("--seed")?)?,
                 "--model" => {
@@ -121,6 +128,9 @@ impl Args {
         }
         if a.threads == 0 || a.threads as u64 > a.rules {
             return Err("--threads must be in 1..=rules".into());
+        }
+        if a.keep >= a.rules {
+            return Err("--keep must be below --rules".into());
         }
         Ok(a)
     }

@@ -9,7 +9,8 @@
 //! Options: `--rules N` (100 000), `--shape 5tuple|dmac|vxlan` (5tuple),
 //! `--threads T` (1), `--shared` (the T threads insert into one matcher instead of one
 //! matcher each), `--expected-log L` (`MatcherOptions::expected_log_rules`; default 0,
-//! i.e. `MatcherOptions::default()`), `--no-grow`, `--growth 2|4`
+//! i.e. `MatcherOptions::default()`), `--no-grow`, `--no-shrink` (`MatcherOptions::shrink`
+//! off), `--growth 2|4`
 //! (`MatcherOptions::growth`, 4), `--completion wait|post|queue`
 //! (`MatcherOptions::completion`, wait), `--shards S` (`MatcherOptions::shards`, 1),
 //! `--placement tags|thread` (`MatcherOptions::placement`, tags),
@@ -18,7 +19,9 @@
 //! `Matcher::insert_batch_raw` and deletes through `Matcher::remove_batch`, K rules per
 //! call; the latencies recorded are then whole batches'; 0, one `insert_raw` and one
 //! `Rule::remove` per rule), `--no-latency` (no per-operation
-//! timing: only the phase's wall time), `--check K` (packets per check, 1000),
+//! timing: only the phase's wall time), `--check K` (packets per check, 1000), `--keep K`
+//! (the delete phase leaves the first K rules installed, so that what removals give
+//! back from a table that keeps rules shows; 0),
 //! `--vni-rules R` (vxlan: rules per VNI, 256), `--seed S`, `--model cx5|cx6dx|cx7`
 //! (cx6dx), `--json` (the results as one JSON object on the last line).
 //!
@@ -125,6 +128,7 @@ impl Rig {
         let opts = MatcherOptions {
             expected_log_rules: args.expected_log,
             grow: args.grow,
+            shrink: args.shrink,
             growth: args.growth,
             completion: args.completion,
             shards: args.shards,
@@ -248,30 +252,55 @@ fn run(args: &Args) -> Result<bool> {
         }
     }
 
-    // The deletes.
+    // The deletes: every rule but the first `keep`, which stay installed until the end.
     let mut ins = ins;
+    let keep = args.keep as usize;
+    let mut kept: Vec<Rule> = Vec::with_capacity(keep);
+    let mut deleted = Vec::with_capacity(args.threads);
     let mut work = Vec::with_capacity(args.threads);
-    for t in &mut ins.threads {
-        work.push((std::mem::take(&mut t.out), Histogram::default()));
+    for (t, r) in ins.threads.iter_mut().zip(&shares) {
+        let mut rules = std::mem::take(&mut t.out);
+        let k = keep.saturating_sub(r.start).min(r.len());
+        let rest = rules.split_off(k);
+        kept.extend(rules);
+        deleted.push(r.start + k..r.end);
+        work.push((rest, Histogram::default()));
     }
     let before_del = Snapshot::take(&rig.dmn, &rig.matchers);
     let del = timed(work, |w| delete_loop(w, args.latency, args.batch))?;
     let after_del = Snapshot::take(&rig.dmn, &rig.matchers);
 
     let mut gone = Tally::default();
+    let mut still = Tally::default();
+    // With rules kept, a deleted rule's packet still meets the STEs it shared with them:
+    // it must hit none of the kept rules' last STEs instead of no STE at all.
+    let kept_addrs: HashSet<u64> = kept
+        .iter()
+        .filter_map(|r| r.icm_addr(DomainSide::NicRx))
+        .collect();
     for &i in &sample {
-        gone.count(
-            || format!("deleted rule {i}"),
-            prober.expect_gone(&values[i]),
-        );
+        if i < keep {
+            let r = match kept[i].icm_addr(DomainSide::NicRx) {
+                Some(addr) => prober.expect_hit(&values[i], addr, i & 1 == 1),
+                None => Err("the rule has no NIC RX STE".into()),
+            };
+            still.count(|| format!("kept rule {i}"), r);
+        } else {
+            let r = if keep == 0 {
+                prober.expect_gone(&values[i])
+            } else {
+                prober.expect_no_rule(&values[i], &kept_addrs)
+            };
+            gone.count(|| format!("deleted rule {i}"), r);
+        }
     }
     let left = after_del.tables.rules;
     gone.count(
         || "rules counted by the matchers after the deletes".into(),
-        if left == 0 {
+        if left == args.keep {
             Ok(())
         } else {
-            Err(format!("{left} left"))
+            Err(format!("{left} left, not {keep}"))
         },
     );
 
@@ -285,8 +314,8 @@ fn run(args: &Args) -> Result<bool> {
         insert: PhaseReport::new(&ins, args.rules, &shares, &before, &after_ins, args.latency),
         delete: PhaseReport::new(
             &del,
-            args.rules,
-            &shares,
+            args.rules - args.keep,
+            &deleted,
             &before_del,
             &after_del,
             args.latency,
@@ -299,6 +328,7 @@ fn run(args: &Args) -> Result<bool> {
             ("installed", installed),
             ("absent", no_rule),
             ("gone", gone),
+            ("kept", still),
         ],
     };
     print!("{}", report.text()?);

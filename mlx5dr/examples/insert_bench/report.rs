@@ -57,6 +57,7 @@ impl Snapshot {
                 tables.action_stes += s.action_stes;
                 tables.longest_chain = tables.longest_chain.max(s.longest_chain);
                 tables.grows += s.grows;
+                tables.shrinks += s.shrinks;
                 tables.grow_failures += s.grow_failures;
                 tables.presize_fallbacks += s.presize_fallbacks;
                 tables.leaked_chunks += s.leaked_chunks;
@@ -246,6 +247,16 @@ impl Report<'_> {
         self.after_insert.tables.grows - self.before.tables.grows
     }
 
+    /// Tables shrunk by the deletes.
+    fn shrinks(&self) -> u64 {
+        self.after_delete.tables.shrinks - self.after_insert.tables.shrinks
+    }
+
+    /// STE ICM in chunks and slab blocks after the deletes.
+    fn icm_in_use_after_delete(&self) -> u64 {
+        self.after_delete.ste_pool.chunk_bytes + self.after_delete.ste_pool.slab_bytes
+    }
+
     /// The human-readable table.
     pub fn text(&self) -> Result<String, std::fmt::Error> {
         let (a, ins, del) = (self.args, &self.insert, &self.delete);
@@ -253,7 +264,7 @@ impl Report<'_> {
         let w = &mut out;
         writeln!(
             w,
-            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {} ({:?}), completion {:?}, shards {} ({:?}), batch {}, per-op timing {}",
+            "insert_bench: {} x {}, {} thread(s) into {} matcher(s), {:?} (STE {}), expected_log {}, grow {} ({:?}), shrink {}, completion {:?}, shards {} ({:?}), batch {}, per-op timing {}",
             a.rules,
             a.shape.name(),
             a.threads,
@@ -263,6 +274,7 @@ impl Report<'_> {
             a.expected_log,
             a.grow,
             a.growth,
+            a.shrink,
             a.completion,
             a.shards,
             a.placement,
@@ -362,10 +374,13 @@ impl Report<'_> {
         let gone = &self.after_delete;
         writeln!(
             w,
-            "after the deletes: {} host bytes retained, {} KiB ICM in chunks and slab blocks, {} KiB hot",
+            "after the deletes: {} host bytes retained, {} KiB ICM in chunks and slab blocks ({} KiB allocated), {} KiB hot, {} table entries, {} shrink events",
             self.retained_bytes(),
-            (gone.ste_pool.chunk_bytes + gone.ste_pool.slab_bytes) >> 10,
+            self.icm_in_use_after_delete() >> 10,
+            (gone.ste_pool.allocated_bytes + gone.action_pool.allocated_bytes) >> 10,
             gone.ste_pool.hot_bytes >> 10,
+            gone.tables.table_entries,
+            self.shrinks(),
         )?;
         let t = &after.tables;
         writeln!(
@@ -409,6 +424,7 @@ impl Report<'_> {
             "model": format!("{:?}", a.model),
             "expected_log": a.expected_log,
             "grow": a.grow,
+            "shrink": a.shrink,
             "growth": format!("{:?}", a.growth),
             "completion": format!("{:?}", a.completion),
             "shards": a.shards,
@@ -426,6 +442,11 @@ impl Report<'_> {
             "tables_host_bytes_per_rule": self.per_rule(t.host_bytes as u64),
             "rule_handle_bytes": std::mem::size_of::<Rule>(),
             "retained_host_bytes_after_delete": self.retained_bytes(),
+            "retained_icm_in_use_bytes_after_delete": self.icm_in_use_after_delete(),
+            "retained_icm_bytes_after_delete": self.after_delete.ste_pool.allocated_bytes
+                + self.after_delete.action_pool.allocated_bytes,
+            "table_entries_after_delete": self.after_delete.tables.table_entries,
+            "shrink_events": self.shrinks(),
             "growth_events": self.grows(),
             "grow_failures": t.grow_failures,
             "tables": t.tables,

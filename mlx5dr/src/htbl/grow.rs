@@ -1,26 +1,32 @@
-//! Growth (rehash), incremental: a crowded table is rebuilt larger beside the old one a
-//! few slots per update, then the one STE or anchor pointing at it is switched by a
-//! single write.
+//! Growth and shrinking (rehash), incremental: a crowded table is rebuilt larger, and a
+//! sparse one smaller, beside the old one a few slots per update, then the one STE or
+//! anchor pointing at it is switched by a single write.
 //!
 //! - **Copy.** The old table stays the live one. Its slots are copied into the new table
-//!   in slot order, [`TablesConfig::growth_step`](super::TablesConfig) old slots after
-//!   each update of the tables: old slot `s` holds exactly the STEs that go to new slots
-//!   `s`, `s + m`, `s + 2m`, ... (`m` old entries; sizes are powers of two and the index
-//!   is the hash modulo the size), so a step writes those new slots whole, and the
-//!   collision entries behind them (entries adjacent in ICM in one write). Each STE's
-//!   place in the copy is its spare place (`SteRec::place`). An insert or removal in an
-//!   old slot already copied changes the copy too, with writes that come before its
-//!   linking write in the old table (the copy is not reachable yet, so their order does
-//!   not matter).
+//!   a group at a time, [`TablesConfig::growth_step`](super::TablesConfig) groups after
+//!   each update of the tables. Sizes are powers of two and the index is the hash modulo
+//!   the size, so with `m` the smaller of the two sizes, group `g < m` is old slots `g`,
+//!   `g + m`, ... and new slots `g`, `g + m`, ..., and no STE leaves its group: growing,
+//!   old slot `g` holds exactly the STEs of new slots `g`, `g + m`, `g + 2m`, ...;
+//!   shrinking, new slot `g` gathers the STEs of old slots `g`, `g + m`, .... A step
+//!   writes its groups' new slots whole, and the collision entries behind them (entries
+//!   adjacent in ICM in one write). Each STE's place in the copy is its spare place
+//!   (`SteRec::place`). An insert or removal in a group already copied changes the copy
+//!   too, with writes that come before its linking write in the old table (the copy is
+//!   not reachable yet, so their order does not matter).
 //! - **Switch.** Once every old slot is copied, one write points the table's pointer at
 //!   the copy; on the host, the table's live place index flips (constant time) and the
 //!   old chunk goes back to the pool.
 //! - **Sweep.** The spare places now name the old table's collision entries; they go back
 //!   to the slab a step of slots per update, after which another table may grow.
 //!
-//! One table grows at a time. Any failure that may have touched the copy abandons the
-//! growth (the copy was never reachable): the table keeps its size, and
-//! [`HtblStats::grow_failures`](super::HtblStats) counts it.
+//! A table grows when crowded ([`TablesConfig::growth`](super::TablesConfig)) and, with
+//! [`TablesConfig::shrink`](super::TablesConfig), shrinks by the same factor when a
+//! removal leaves it holding fewer than a sixteenth of its entries' worth of STEs, down
+//! to the size it started with (so it is then at most a quarter full, well below where
+//! it would grow again). One table migrates at a time. Any failure that may have touched
+//! the copy abandons the migration (the copy was never reachable): the table keeps its
+//! size, and [`HtblStats::grow_failures`](super::HtblStats) counts it.
 
 use ste_builder::ste::{Connect, Ste, STE_CTRL_SIZE, STE_SIZE, STE_TAG_SIZE};
 
@@ -64,8 +70,14 @@ impl Growth {
 /// The largest [`Growth::log`].
 const MAX_LOG_GROWTH: u8 = 2;
 
-/// Old slots copied per update by default: up to 256 new slots (16 KiB, one write).
+/// Groups of slots copied per update by default: up to 256 new slots (16 KiB, one write)
+/// when growing, 64 when shrinking.
 pub const DEFAULT_GROWTH_STEP: u32 = 64;
+
+/// A table shrinks once it holds fewer STEs than its entries over this: after a fourfold
+/// shrink it is then less than a quarter full, where growing takes more than one STE per
+/// entry, so a table does not go back and forth between two sizes.
+const SPARSE: u64 = 16;
 
 /// The growth of one table.
 #[derive(Debug)]
@@ -89,7 +101,8 @@ enum Phase {
 
 /// The copy being filled.
 ///
-/// Invariants: the STEs of old slots below `cursor` are in the copy (their spare
+/// Invariants: the STEs of the groups below `cursor` (old slots whose index modulo the
+/// smaller size is below it; see the module documentation) are in the copy (their spare
 /// places), no other STE is; `heads` are the copy's chain heads.
 #[derive(Debug)]
 struct Copy {
@@ -147,6 +160,23 @@ impl Copy {
     fn slot_addr(&self, slot: u32) -> u64 {
         self.chunk.icm_addr() + u64::from(slot) * STE_SIZE as u64
     }
+
+    /// The copy's entries.
+    fn size(&self) -> u32 {
+        self.heads.len() as u32
+    }
+
+    /// Whether slot `slot` of the old table (of `old_size` entries) is copied: its group
+    /// is below the cursor.
+    fn has_copied(&self, old_size: u32, slot: u32) -> bool {
+        slot & (groups(old_size, self.size()) - 1) < self.cursor
+    }
+}
+
+/// The groups of a copy between tables of `old_size` and `new_size` entries: the
+/// smaller size (see the module documentation).
+fn groups(old_size: u32, new_size: u32) -> u32 {
+    old_size.min(new_size)
 }
 
 impl Migration {
@@ -211,6 +241,16 @@ impl MatcherTables {
         }
     }
 
+    /// After a removal from `table`: the migrating table takes one more step, or
+    /// `table`, if the removal left it sparse, starts shrinking.
+    pub(super) fn after_removal(&mut self, ring: &mut SendRing, table: u32) {
+        if self.migration.is_some() {
+            self.after_update(ring, None);
+        } else {
+            self.maybe_shrink(ring, table);
+        }
+    }
+
     /// True unless the old entries being swept must be kept out of use.
     pub(super) fn sweep_frees(&self) -> bool {
         !matches!(
@@ -234,6 +274,26 @@ impl MatcherTables {
             return;
         }
         let new_log = (log + self.growth().log()).min(max_log);
+        self.migrate(ring, table, new_log);
+    }
+
+    /// Starts shrinking `table` if it holds fewer than a sixteenth of its entries' worth
+    /// of STEs and is larger than it started.
+    fn maybe_shrink(&mut self, ring: &mut SendRing, table: u32) {
+        let Some(t) = self.tables.get(table) else {
+            return;
+        };
+        let log = t.chunk.log_entries();
+        let new_log = log.saturating_sub(self.growth().log()).max(t.floor);
+        let sparse = u64::from(t.stes) * SPARSE < u64::from(t.entries());
+        if !self.shrink_enabled() || !sparse || new_log >= log {
+            return;
+        }
+        self.migrate(ring, table, new_log);
+    }
+
+    /// Starts copying `table` into a new table of `2^new_log` entries.
+    fn migrate(&mut self, ring: &mut SendRing, table: u32, new_log: u8) {
         let chunk = match self.pool().alloc(new_log) {
             Ok(c) => c,
             Err(_) => {
@@ -263,20 +323,21 @@ impl MatcherTables {
         else {
             return;
         };
-        let (cursor, new_size) = (c.cursor, c.heads.len() as u32);
+        let (cursor, new_size) = (c.cursor, c.size());
         let mut scratch = std::mem::take(&mut c.scratch);
         scratch.in_entries.clear();
         let t = &self.tables[table];
         let (old_size, gen) = (t.entries(), usize::from(t.gen));
         let spare = 1 - gen;
-        let old_log = old_size.trailing_zeros();
-        let to = cursor.saturating_add(self.growth_step()).min(old_size);
+        let groups = groups(old_size, new_size);
+        let log_groups = groups.trailing_zeros();
+        let to = cursor.saturating_add(self.growth_step()).min(groups);
         let level = self.level(usize::from(t.level)).clone();
 
-        // Place the STEs of old slots cursor..to. Old slot `o` holds exactly the STEs of
-        // new slots `o + k * old_size`, and those stay empty until `o` is copied (see
-        // `Copy`), so each new chain is built here from its first STE on: `tails[k]`.
-        // The STEs behind a head get their collision entries below, in chain order.
+        // Place the STEs of groups cursor..to. Group `g`'s new slots `g + k * groups`
+        // stay empty until `g` is copied (see `Copy`), so each new chain is built here
+        // from its first STE on: `tails[k]`. The STEs behind a head get their collision
+        // entries below, in chain order.
         {
             let MatcherTables {
                 tables,
@@ -288,26 +349,28 @@ impl MatcherTables {
                 return;
             };
             let slots = &tables[table].slots;
-            for slot in cursor..to {
+            for group in cursor..to {
                 let mut tails = [NIL; 1 << MAX_LOG_GROWTH];
-                let mut s = slots.get(slot);
-                while s != NIL {
-                    let rec = &mut stes[s];
-                    let next = rec.place[gen].next;
-                    let ns = Level::index(level.hash(&rec.tag), new_size);
-                    rec.place[spare] = Place {
-                        next: NIL,
-                        home: ns,
-                    };
-                    let tail = std::mem::replace(&mut tails[(ns >> old_log) as usize], s);
-                    if tail == NIL {
-                        c.heads.set(ns, s);
-                    } else {
-                        stes[tail].place[spare].next = s;
-                        c.collisions += 1;
-                        scratch.in_entries.push(s);
+                for old in (group..old_size).step_by(groups as usize) {
+                    let mut s = slots.get(old);
+                    while s != NIL {
+                        let rec = &mut stes[s];
+                        let next = rec.place[gen].next;
+                        let ns = Level::index(level.hash(&rec.tag), new_size);
+                        rec.place[spare] = Place {
+                            next: NIL,
+                            home: ns,
+                        };
+                        let tail = std::mem::replace(&mut tails[(ns >> log_groups) as usize], s);
+                        if tail == NIL {
+                            c.heads.set(ns, s);
+                        } else {
+                            stes[tail].place[spare].next = s;
+                            c.collisions += 1;
+                            scratch.in_entries.push(s);
+                        }
+                        s = next;
                     }
-                    s = next;
                 }
             }
         }
@@ -321,7 +384,7 @@ impl MatcherTables {
                 }
             }
         }
-        let last = to == old_size;
+        let last = to == groups;
         let res = self.write_step(ring, cursor, to, &mut scratch, last);
         if let Some(c) = self.migration.as_mut().and_then(Migration::copy_mut) {
             c.scratch = scratch;
@@ -411,9 +474,8 @@ impl MatcherTables {
         }
     }
 
-    /// Writes new slots copying old slots `from..to` and the collision entries of the
-    /// STEs `scratch.in_entries` (the step put them there); `last`: then switches the
-    /// pointer.
+    /// Writes the new slots of groups `from..to` and the collision entries of the STEs
+    /// `scratch.in_entries` (the step put them there); `last`: then switches the pointer.
     ///
     /// Images are built where they are posted from: an unused slot is the level's
     /// constant image (kept in `scratch.run` from one run to the next), a copied STE its
@@ -492,7 +554,7 @@ impl MatcherTables {
             dirty,
         } = scratch;
         Txn::with(ring, self.completion()).run(|t| {
-            for base in (0..new_size).step_by(old_size as usize) {
+            for base in (0..new_size).step_by(groups(old_size, new_size) as usize) {
                 let mut first = base + from;
                 while first < base + to {
                     let end = (first + per_write).min(base + to);
@@ -581,11 +643,16 @@ impl MatcherTables {
         }
         let t = &mut self.tables[table];
         t.gen ^= 1;
+        let grew = c.chunk.log_entries() > t.chunk.log_entries();
         let old_chunk = std::mem::replace(&mut t.chunk, c.chunk);
         t.slots = c.heads;
         t.collisions = c.collisions;
         self.release_chunk(old_chunk, free);
-        self.counters.grows += 1;
+        if grew {
+            self.counters.grows += 1;
+        } else {
+            self.counters.shrinks += 1;
+        }
     }
 
     /// Hands back the old collision entries of the next `slots` slots of the switched
@@ -681,9 +748,10 @@ impl MatcherTables {
         tag: &[u8; STE_TAG_SIZE],
     ) -> Option<MirrorInsert> {
         let m = self.migration.as_ref().filter(|m| m.table == table)?;
-        let c = m.copy().filter(|c| slot < c.cursor)?;
+        let old_size = self.tables[table].entries();
+        let c = m.copy().filter(|c| c.has_copied(old_size, slot))?;
         let level = self.level(usize::from(self.tables[table].level));
-        let ns = level.slot(c.heads.len() as u32, tag);
+        let ns = level.slot(c.size(), tag);
         Some(MirrorInsert {
             slot: ns,
             tail: self.copy_tail(ns),
@@ -846,13 +914,13 @@ impl MatcherTables {
             return Ok(());
         };
         let level = self.level(usize::from(table.level));
-        let (old_size, new_size) = (table.entries(), c.heads.len() as u32);
+        let (old_size, new_size) = (table.entries(), c.size());
         let mut copied = 0;
         for slot in 0..old_size {
             let mut s = table.slots.get(slot);
             while s != NIL {
                 let in_copy = self.spare(s).home != NIL;
-                if in_copy != (slot < c.cursor) {
+                if in_copy != c.has_copied(old_size, slot) {
                     return Err(format!("STE {s} of old slot {slot}: in the copy {in_copy}"));
                 }
                 copied += u32::from(in_copy);
@@ -861,11 +929,9 @@ impl MatcherTables {
         }
         let mut in_copy = 0;
         for ns in 0..new_size {
-            if ns % old_size >= c.cursor {
+            if ns % groups(old_size, new_size) >= c.cursor {
                 if c.heads.get(ns) != NIL {
-                    return Err(format!(
-                        "new slot {ns} is used before its old slot is copied"
-                    ));
+                    return Err(format!("new slot {ns} is used before its group is copied"));
                 }
                 continue;
             }

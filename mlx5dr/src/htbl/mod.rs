@@ -34,7 +34,7 @@
 //!   from the matcher's [`crate::icm::EntrySlab`] (no buddy allocation per collision),
 //!   appended to the slot's miss chain; every chain ends in the end anchor. An unused
 //!   slot holds an always-miss STE to the end anchor.
-//! - Deletion never shrinks a table; a table may grow (below).
+//! - A table may grow, and with [`TablesConfig::shrink`] shrink again (below).
 //!
 //! ## Update order (the hardware contract)
 //!
@@ -176,6 +176,15 @@
 //! constant-time flip on the host, and packets find every rule in the old table until
 //! the switch and in the new one after. A failed growth leaves the table as it was
 //! ([`HtblStats::grow_failures`]).
+//!
+//! With [`TablesConfig::shrink`] (the matcher's default), a removal that leaves a table
+//! holding fewer than a sixteenth of its size's worth of STEs starts shrinking it by the
+//! growth factor, never below the size it started with: the same copy, step and switch
+//! as growth, run backwards (a new slot gathers the STEs of the old slots that fold
+//! into it). The table is then less than a quarter full, so it does not grow again
+//! until its rules have more than quadrupled. Its old chunk goes back to the pool for
+//! other tables; a region of the pool left empty goes back to the device, but for one
+//! spare ([`crate::icm::IcmPool::trim`] gives that back too).
 //!
 //! Measured (not a test; BENCHMARKS.md has the commands and the series): at 1 000 000
 //! 5-tuple rules inserted one by one on one thread, every insert waited for, about 480 000
@@ -319,7 +328,10 @@ pub struct HtblStats {
     pub longest_chain: u32,
     /// Tables grown.
     pub grows: u64,
-    /// Growths given up (no ICM, or the send ring failed); the table kept its size.
+    /// Tables shrunk ([`TablesConfig::shrink`]).
+    pub shrinks: u64,
+    /// Growths or shrinkings given up (no ICM, or the send ring failed); the table kept
+    /// its size.
     pub grow_failures: u64,
     /// Chunks kept out of use because a write to or past them might still land.
     pub leaked_chunks: u64,
@@ -348,6 +360,7 @@ impl HtblStats {
             ctrl_blocks,
             longest_chain,
             grows,
+            shrinks,
             grow_failures,
             leaked_chunks,
             leaked_entries,
@@ -364,6 +377,7 @@ impl HtblStats {
         self.ctrl_blocks += ctrl_blocks;
         self.longest_chain = self.longest_chain.max(longest_chain);
         self.grows += grows;
+        self.shrinks += shrinks;
         self.grow_failures += grow_failures;
         self.leaked_chunks += leaked_chunks;
         self.leaked_entries += leaked_entries;

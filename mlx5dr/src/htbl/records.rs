@@ -69,11 +69,14 @@ pub(super) struct TableRec {
     pub(super) gen: u8,
     pub(super) stes: u32,
     pub(super) collisions: u32,
+    /// log2 of the entries it started with: it never shrinks below them.
+    pub(super) floor: u8,
 }
 
 impl TableRec {
     pub(super) fn new(chunk: Chunk, owner: u32, level: u8) -> TableRec {
         let slots = Heads::new(chunk.entries() as usize);
+        let chunk_log = chunk.log_entries();
         TableRec {
             chunk,
             slots,
@@ -82,6 +85,7 @@ impl TableRec {
             gen: 0,
             stes: 0,
             collisions: 0,
+            floor: chunk_log,
         }
     }
 

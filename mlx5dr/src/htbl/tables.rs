@@ -40,9 +40,16 @@ pub struct TablesConfig {
     pub grow: bool,
     /// How many times larger a crowded table grows.
     pub growth: Growth,
-    /// While a table grows, how many of its old slots are copied into the new table
-    /// after each insert or removal (at least 1): the bound on the extra writes an
-    /// update pays for growth.
+    /// A table that a removal leaves holding fewer than a sixteenth of its entries'
+    /// worth of STEs shrinks by the [`TablesConfig::growth`] factor, down to the size it
+    /// started with (presized or one entry), so that ICM and host memory come back after
+    /// a burst of rules is removed. Shrinking is a migration like growth, a step per
+    /// update. Off: tables never shrink, as rdma-core's do not.
+    pub shrink: bool,
+    /// While a table grows or shrinks, how many groups of its slots are copied into the
+    /// new table after each insert or removal (at least 1; a group is one old slot when
+    /// growing, one new slot when shrinking): the bound on the extra writes an update
+    /// pays for a migration.
     pub growth_step: u32,
     /// About `2^initial_log` rules are expected (0: no hint). The first table ever made
     /// at the last level, where rules land (the start table of a one-lookup chain, or
@@ -82,6 +89,7 @@ impl TablesConfig {
             gvmi,
             grow: true,
             growth: Growth::Quadruple,
+            shrink: true,
             growth_step: DEFAULT_GROWTH_STEP,
             initial_log: 0,
             share_identical: false,
@@ -111,6 +119,8 @@ pub struct MatcherTables {
     unused: Box<[Ste]>,
     grow: bool,
     growth: Growth,
+    /// [`TablesConfig::shrink`].
+    shrink: bool,
     growth_step: u32,
     max_log: u8,
     /// [`TablesConfig::initial_log`].
@@ -161,6 +171,7 @@ pub struct MatcherTables {
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Counters {
     pub(super) grows: u64,
+    pub(super) shrinks: u64,
     pub(super) grow_failures: u64,
     /// Inserts and removals also applied to a growing table's copy.
     pub(super) mirrored: u64,
@@ -381,6 +392,7 @@ impl MatcherTables {
             unused,
             grow: cfg.grow,
             growth: cfg.growth,
+            shrink: cfg.shrink,
             growth_step: cfg.growth_step.max(1),
             max_log,
             initial_log: cfg.initial_log,
@@ -1183,7 +1195,7 @@ impl MatcherTables {
         match error {
             None => {
                 if ring_ok {
-                    self.after_update(ring, None);
+                    self.after_removal(ring, table);
                 }
                 Ok(())
             }
@@ -1448,6 +1460,10 @@ impl MatcherTables {
         (self.grow, self.max_log)
     }
 
+    pub(super) fn shrink_enabled(&self) -> bool {
+        self.shrink
+    }
+
     // --- completion -----------------------------------------------------------------
 
     /// When the tables' updates return ([`TablesConfig::completion`]).
@@ -1599,6 +1615,7 @@ impl MatcherTables {
             ctrl_blocks: self.ctrls.len() as u64,
             longest_chain: longest,
             grows: self.counters.grows,
+            shrinks: self.counters.shrinks,
             grow_failures: self.counters.grow_failures,
             leaked_chunks: self.counters.leaked_chunks + self.deferred.leaked_chunks,
             leaked_entries: self.counters.leaked_entries + self.deferred.leaked_entries,

@@ -930,7 +930,21 @@ fn every_rule_stays_reachable_at_every_wqe() {
     for model in MODELS {
         for two_levels in [false, true] {
             for step in [DEFAULT_GROWTH_STEP, 1] {
-                reachable_at_every_wqe(model, two_levels, step, 0);
+                reachable_at_every_wqe(model, two_levels, step, 0, Schedule::Mixed);
+            }
+        }
+    }
+}
+
+/// Tables grown by a burst of inserts shrink back as the rules go, and every rule stays
+/// reachable at every WQE meanwhile: with a step of one slot, inserts and removals land
+/// in groups already copied into the smaller table and are mirrored there.
+#[test]
+fn tables_shrink_back_and_rules_stay_reachable_at_every_wqe() {
+    for model in MODELS {
+        for two_levels in [false, true] {
+            for step in [DEFAULT_GROWTH_STEP, 1] {
+                reachable_at_every_wqe(model, two_levels, step, 0, Schedule::BurstThenDrain);
             }
         }
     }
@@ -942,12 +956,43 @@ fn every_rule_stays_reachable_at_every_wqe() {
 fn every_rule_stays_reachable_at_every_wqe_from_presized_tables() {
     for model in MODELS {
         for two_levels in [false, true] {
-            reachable_at_every_wqe(model, two_levels, DEFAULT_GROWTH_STEP, 2);
+            for schedule in [Schedule::Mixed, Schedule::BurstThenDrain] {
+                reachable_at_every_wqe(model, two_levels, DEFAULT_GROWTH_STEP, 2, schedule);
+            }
         }
     }
 }
 
-fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32, initial_log: u8) {
+/// The updates of [`reachable_at_every_wqe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schedule {
+    /// 80 updates, every third a removal: the tables grow.
+    Mixed,
+    /// 120 inserts, then removals with an insert every fourth update until 2 rules are
+    /// left, then an insert and a removal in turn up to update 440 (which finishes the
+    /// last shrink's copy): the tables grow, then shrink.
+    BurstThenDrain,
+}
+
+impl Schedule {
+    /// Whether update `round`, with `live` rules installed, is a removal; `None`: done.
+    fn removes(self, round: u32, live: usize) -> Option<bool> {
+        match self {
+            Schedule::Mixed => (round < 80).then_some(round % 3 == 2),
+            Schedule::BurstThenDrain if round < 120 => Some(false),
+            Schedule::BurstThenDrain if live > 2 => Some(round % 4 != 3),
+            Schedule::BurstThenDrain => (round < 440).then_some(live == 2),
+        }
+    }
+}
+
+fn reachable_at_every_wqe(
+    model: DeviceModel,
+    two_levels: bool,
+    step: u32,
+    initial_log: u8,
+    schedule: Schedule,
+) {
     let mut rig = Rig::new(model);
     let chain = rig.chain(&if two_levels {
         five_tuple_mask()
@@ -1013,9 +1058,13 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32, initi
         .with_queue(rig.ring.qpn(), |q| q.set_wqe_hook(Some(Box::new(hook))))
         .unwrap();
     let mut live: Vec<Live> = Vec::new();
-    for round in 0..80u32 {
+    let mut largest = 0;
+    for round in 0.. {
+        let Some(remove) = schedule.removes(round, live.len()) else {
+            break;
+        };
+        largest = largest.max(t.stats().table_entries);
         // The probes are the rules live before this update that it keeps.
-        let remove = round % 3 == 2;
         let victim = remove.then(|| rng.below(live.len() as u64) as usize);
         *probes.lock().unwrap() = live
             .iter()
@@ -1050,10 +1099,30 @@ fn reachable_at_every_wqe(model: DeviceModel, two_levels: bool, step: u32, initi
         failures[0]
     );
     let s = t.stats();
-    assert!(s.grows >= 2 && s.collision_entries > 0, "{s:?}");
+    assert!(s.grows >= 2, "{s:?}");
     assert_eq!((s.grow_failures, s.presize_fallbacks), (0, 0));
     if step == 1 {
         assert!(t.counters.mirrored > 5, "{:?}", t.counters);
+    }
+    match schedule {
+        Schedule::Mixed => assert!(s.collision_entries > 0 && s.shrinks == 0, "{s:?}"),
+        Schedule::BurstThenDrain => {
+            // One or two rules left: every table is back to at most 16 entries (64
+            // entries shrink below 4 rules), and the presized one (the last level's)
+            // no smaller than it started.
+            assert!(s.shrinks >= 1, "{s:?}");
+            let sizes = table_sizes(&t);
+            let last = sizes.iter().map(|&(level, _)| level).max();
+            for &(level, entries) in &sizes {
+                let floor = if Some(level) == last {
+                    1 << initial_log
+                } else {
+                    1
+                };
+                assert!(entries <= 16 && entries >= floor, "{sizes:?}");
+            }
+            assert!(s.table_entries * 4 <= largest, "{s:?}, largest {largest}");
+        }
     }
     assert!(*checked.lock().unwrap() > 1000);
     for r in &live {
@@ -1341,65 +1410,136 @@ fn errors_while_a_table_grows_leave_everything_consistent() {
         let mut live: Vec<Live> = Vec::new();
         let mut failures = 0;
         for round in 0..60 {
-            let remove = round % 4 == 3;
             // Every other update goes through at once (so the growth moves on); the
             // others fail at each of their WQEs in turn until they go through.
-            let inject = round % 2 == 1;
-            for nth in 0.. {
-                if inject {
-                    rig.inject_error(nth);
-                }
-                let done = if remove {
-                    let r = live.swap_remove(0);
-                    match t.remove(&mut rig.ring, r.handle) {
-                        Ok(()) => true,
-                        Err(RemoveError {
-                            rule: Some(handle), ..
-                        }) => {
-                            live.push(Live { handle, ..r });
-                            false
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                } else {
-                    let value = dmac(rng.next() >> 16);
-                    let tags = rig.tags(&chain, &value);
-                    let last = rig.hit();
-                    match t.insert(&mut rig.ring, &tags, last) {
-                        Ok(handle) => {
-                            live.push(Live {
-                                handle,
-                                value,
-                                tag: None,
-                            });
-                            true
-                        }
-                        Err(HtblError::Send(_)) => false,
-                        Err(e) => panic!("{e}"),
-                    }
-                };
-                if rig.ring.failure().is_some() {
-                    failures += 1;
-                    rig.new_ring();
-                } else {
-                    rig.be
-                        .sim()
-                        .with_queue(rig.ring.qpn(), |q| q.clear_injected_error())
-                        .unwrap();
-                }
-                check(&rig, &t);
-                for r in &live {
-                    assert_hits(&rig, &t, r);
-                }
-                if done {
-                    break;
-                }
-            }
+            let (remove, inject) = (round % 4 == 3, round % 2 == 1);
+            failures += update_through_errors(
+                &mut rig, &mut t, &chain, &mut rng, &mut live, remove, inject,
+            );
         }
         let s = t.stats();
         assert!(failures > 40, "{failures}");
         assert!(s.grow_failures > 0 && s.grows > 0, "{s:?}");
         assert!(t.counters.mirrored > 0, "{:?}", t.counters);
+        assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        assert_no_leak_after_drop(rig, t);
+    }
+}
+
+/// One insert of a new DMAC value, or the removal of `live[0]`; with `inject`, failing
+/// at each of its WQEs in turn (a new ring after each failure) until it goes through.
+/// After every attempt the records match ICM and every live rule hits. Returns the
+/// failed attempts.
+fn update_through_errors(
+    rig: &mut Rig,
+    t: &mut MatcherTables,
+    chain: &BuilderChain,
+    rng: &mut Rng,
+    live: &mut Vec<Live>,
+    remove: bool,
+    inject: bool,
+) -> u32 {
+    let mut failures = 0;
+    for nth in 0.. {
+        if inject {
+            rig.inject_error(nth);
+        }
+        let done = if remove {
+            let r = live.swap_remove(0);
+            match t.remove(&mut rig.ring, r.handle) {
+                Ok(()) => true,
+                Err(RemoveError {
+                    rule: Some(handle), ..
+                }) => {
+                    live.push(Live { handle, ..r });
+                    false
+                }
+                Err(e) => panic!("{e}"),
+            }
+        } else {
+            let value = dmac(rng.next() >> 16);
+            let tags = rig.tags(chain, &value);
+            let last = rig.hit();
+            match t.insert(&mut rig.ring, &tags, last) {
+                Ok(handle) => {
+                    live.push(Live {
+                        handle,
+                        value,
+                        tag: None,
+                    });
+                    true
+                }
+                Err(HtblError::Send(_)) => false,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        if rig.ring.failure().is_some() {
+            failures += 1;
+            rig.new_ring();
+        } else {
+            rig.be
+                .sim()
+                .with_queue(rig.ring.qpn(), |q| q.clear_injected_error())
+                .unwrap();
+        }
+        check(rig, t);
+        for r in live.iter() {
+            assert_hits(rig, t, r);
+        }
+        if done {
+            break;
+        }
+    }
+    failures
+}
+
+/// The same while a table shrinks, four slots per update: 300 rules go in, then
+/// removals (with an insert every fourth update) fail at each of their WQEs in turn,
+/// every other one, until two rules are left, and a last shrink then finishes without
+/// errors. Shrinks are given up and started again, and the records always match ICM.
+#[test]
+fn errors_while_a_table_shrinks_leave_everything_consistent() {
+    for model in MODELS {
+        let mut rig = Rig::new(model);
+        let chain = rig.chain(&dmac_mask());
+        let cfg = TablesConfig {
+            growth_step: 4,
+            ..rig.config(true)
+        };
+        let mut t = rig.tables_with(&chain, cfg);
+        let mut rng = Rng(4321);
+        let mut live: Vec<Live> = Vec::new();
+        for _ in 0..300 {
+            update_through_errors(&mut rig, &mut t, &chain, &mut rng, &mut live, false, false);
+        }
+        let grown = t.stats();
+        let mut failures = 0;
+        for round in 0.. {
+            if live.len() <= 2 {
+                break;
+            }
+            let (remove, inject) = (round % 4 != 3, round % 2 == 1);
+            failures += update_through_errors(
+                &mut rig, &mut t, &chain, &mut rng, &mut live, remove, inject,
+            );
+        }
+        for round in 0..20 {
+            let remove = round % 2 == 1;
+            update_through_errors(&mut rig, &mut t, &chain, &mut rng, &mut live, remove, false);
+        }
+        let s = t.stats();
+        assert!(failures > 100, "{failures}");
+        assert!(
+            s.shrinks > 0 && s.grow_failures > grown.grow_failures,
+            "{s:?}"
+        );
+        assert!(
+            s.table_entries < grown.table_entries,
+            "{s:?} after {grown:?}"
+        );
         assert_eq!((s.leaked_chunks, s.leaked_entries), (0, 0));
         for r in live {
             t.remove(&mut rig.ring, r.handle).unwrap();
@@ -1932,4 +2072,59 @@ fn twofold_growth_keeps_tables_smaller() {
     };
     assert_eq!((four, two), (1 << 12, 1 << 11));
     assert!(two_grows > four_grows, "{grown:?}");
+}
+
+/// 2 000 5-tuple rules, then all but 100 removed: with `shrink` the level-1 table goes
+/// from 2^12 entries to 2^10 (100 STEs are fewer than a sixteenth of 2^12, not of 2^10),
+/// twofold growth's from 2^11 to 2^10, and the rest keep hitting; without it the table
+/// keeps its size. Packets, records and ICM agree throughout.
+#[test]
+fn sparse_tables_shrink_by_the_growth_factor_only_when_asked() {
+    let mut rig = Rig::new(DeviceModel::ConnectX6Dx);
+    let chain = rig.chain(&five_tuple_mask());
+    for (growth, shrink, peak, after) in [
+        (Growth::Quadruple, true, 1 << 12, 1 << 10),
+        (Growth::Double, true, 1 << 11, 1 << 10),
+        (Growth::Quadruple, false, 1 << 12, 1 << 12),
+    ] {
+        let cfg = TablesConfig {
+            growth,
+            shrink,
+            ..rig.config(true)
+        };
+        let mut t = rig.tables_with(&chain, cfg);
+        let mut rng = Rng(0x5152);
+        let mut live = insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 2000);
+        let level1 = |t: &MatcherTables| {
+            table_sizes(t)
+                .into_iter()
+                .filter(|&(l, _)| l == 1)
+                .map(|(_, e)| e)
+                .max()
+        };
+        assert_eq!(level1(&t), Some(peak), "{growth:?}");
+        for r in live.drain(100..) {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+            check(&rig, &t);
+        }
+        // Updates that finish the copy: a rule in and out again, until no table
+        // migrates.
+        while t.migration.is_some() {
+            let extra = insert_five_tuples(&mut rig, &mut t, &chain, &mut rng, 1);
+            for r in extra {
+                t.remove(&mut rig.ring, r.handle).unwrap();
+            }
+        }
+        check(&rig, &t);
+        let s = t.stats();
+        assert_eq!(level1(&t), Some(after), "{growth:?} shrink {shrink}: {s:?}");
+        assert_eq!(s.shrinks > 0, shrink, "{s:?}");
+        for r in &live {
+            assert_hits(&rig, &t, r);
+        }
+        for r in live {
+            t.remove(&mut rig.ring, r.handle).unwrap();
+        }
+        rig.new_ring();
+    }
 }

@@ -88,6 +88,13 @@ pub struct MatcherOptions {
     /// unknown and whose ICM matters, such as one with several
     /// [`MatcherOptions::shards`] placed by thread, where each shard grows on its own.
     pub growth: Growth,
+    /// A hash table that removals leave at less than a sixteenth of its size's worth of
+    /// rules shrinks by the [`MatcherOptions::growth`] factor (never below the size it
+    /// started with, so not below the `expected_log_rules` hint), so that the ICM and
+    /// host memory of a burst of rules come back once they are removed. It costs the
+    /// removals that follow a copy step each, as growth costs inserts. On by default;
+    /// off, tables keep the largest size they reached, as rdma-core's do.
+    pub shrink: bool,
     /// What an insert of an installed rule's value does.
     pub duplicates: Duplicates,
     /// When an insert or a removal returns: once it is in ICM (the default), or once it
@@ -144,14 +151,15 @@ pub enum ShardPlacement {
 pub const MAX_SHARDS: u8 = 16;
 
 impl Default for MatcherOptions {
-    /// Priority 0, no size hint, growing tables, duplicates refused, every update waited
-    /// for, one shard.
+    /// Priority 0, no size hint, tables that grow and shrink, duplicates refused, every
+    /// update waited for, one shard.
     fn default() -> Self {
         MatcherOptions {
             priority: 0,
             expected_log_rules: 0,
             grow: true,
             growth: Growth::Quadruple,
+            shrink: true,
             duplicates: Duplicates::Refuse,
             completion: Completion::Wait,
             shards: 1,
@@ -634,6 +642,7 @@ fn link_shard(
         let cfg = TablesConfig {
             grow: opts.grow,
             growth: opts.growth,
+            shrink: opts.shrink,
             initial_log: shard_log(opts.expected_log_rules, opts.shards),
             share_identical: opts.duplicates == Duplicates::ShareIdentical,
             completion: opts.completion,

@@ -222,6 +222,7 @@ impl Run {
             } else {
                 Growth::Quadruple
             },
+            shrink: !rng.chance(20),
             duplicates: if share {
                 Duplicates::ShareIdentical
             } else {

@@ -64,6 +64,7 @@ impl<T> Arena<T> {
     }
 
     /// Takes the record `id` out; `None` if there is none.
+    #[inline]
     pub(super) fn remove(&mut self, id: u32) -> Option<T> {
         if id >= self.next {
             return None;
@@ -71,11 +72,19 @@ impl<T> Arena<T> {
         let value = self.slot_mut(id).take()?;
         self.live -= 1;
         if self.live == 0 && self.pages.len() > KEEP_PAGES {
-            *self = Arena::new();
+            self.release();
         } else {
             self.free.push(id);
         }
         Some(value)
+    }
+
+    /// Gives every page back (the arena is empty); kept out of line so that `remove`
+    /// inlines into the engine's removal path.
+    #[cold]
+    #[inline(never)]
+    fn release(&mut self) {
+        *self = Arena::new();
     }
 
     pub(super) fn get(&self, id: u32) -> Option<&T> {

@@ -280,16 +280,18 @@ impl MatcherTables {
     /// Starts shrinking `table` if it holds fewer than a sixteenth of its entries' worth
     /// of STEs and is larger than it started.
     fn maybe_shrink(&mut self, ring: &mut SendRing, table: u32) {
+        if !self.shrink_enabled() {
+            return;
+        }
         let Some(t) = self.tables.get(table) else {
             return;
         };
         let log = t.chunk.log_entries();
-        let new_log = log.saturating_sub(self.growth().log()).max(t.floor);
         let sparse = u64::from(t.stes) * SPARSE < u64::from(t.entries());
-        if !self.shrink_enabled() || !sparse || new_log >= log {
-            return;
+        let new_log = log.saturating_sub(self.growth().log()).max(t.floor);
+        if sparse && new_log < log {
+            self.migrate(ring, table, new_log);
         }
-        self.migrate(ring, table, new_log);
     }
 
     /// Starts copying `table` into a new table of `2^new_log` entries.

@@ -14,11 +14,11 @@
 //!   (`SteRec::place`). An insert or removal in a group already copied changes the copy
 //!   too, with writes that come before its linking write in the old table (the copy is
 //!   not reachable yet, so their order does not matter).
-//! - **Switch.** Once every old slot is copied, one write points the table's pointer at
+//! - **Switch.** Once every group is copied, one write points the table's pointer at
 //!   the copy; on the host, the table's live place index flips (constant time) and the
 //!   old chunk goes back to the pool.
 //! - **Sweep.** The spare places now name the old table's collision entries; they go back
-//!   to the slab a step of slots per update, after which another table may grow.
+//!   to the slab a step of slots per update, after which another table may migrate.
 //!
 //! A table grows when crowded ([`TablesConfig::growth`](super::TablesConfig)) and, with
 //! [`TablesConfig::shrink`](super::TablesConfig), shrinks by the same factor when a
@@ -79,7 +79,7 @@ pub const DEFAULT_GROWTH_STEP: u32 = 64;
 /// entry, so a table does not go back and forth between two sizes.
 const SPARSE: u64 = 16;
 
-/// The growth of one table.
+/// The growth or shrinking of one table.
 #[derive(Debug)]
 pub(super) struct Migration {
     pub(super) table: u32,
@@ -658,7 +658,7 @@ impl MatcherTables {
     }
 
     /// Hands back the old collision entries of the next `slots` slots of the switched
-    /// table; the growth ends when all are swept.
+    /// table; the migration ends when all are swept.
     fn sweep_step(&mut self, slots: u32) {
         let MatcherTables {
             tables,
@@ -708,9 +708,9 @@ impl MatcherTables {
         }
     }
 
-    /// Gives up the growth. While copying: the copy and its entries go back to the pool
-    /// (`free`: no write to them can still land) or stay out of use, and `failed` counts
-    /// it as a failed growth. While sweeping: the sweep finishes now.
+    /// Gives up the migration. While copying: the copy and its entries go back to the
+    /// pool (`free`: no write to them can still land) or stay out of use, and `failed`
+    /// counts it in `grow_failures`. While sweeping: the sweep finishes now.
     pub(super) fn abort_migration(&mut self, free: bool, failed: bool) {
         let Some(m) = self.migration.as_ref() else {
             return;

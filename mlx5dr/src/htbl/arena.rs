@@ -12,8 +12,8 @@ const PAGE: usize = 512;
 
 /// Pages an arena keeps when its last record goes: beyond them, an emptied arena gives
 /// all of its memory back (a matcher side whose million rules were all removed frees
-/// its ~50 MB of records), while a small one that empties and fills again allocates
-/// nothing.
+/// tens of megabytes of records), while a small one that empties and fills again
+/// allocates nothing.
 const KEEP_PAGES: usize = 16;
 
 /// One page of records: a fixed-size array, so an index masked to the page needs no

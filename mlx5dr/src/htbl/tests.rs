@@ -1399,13 +1399,7 @@ fn a_table_emptied_while_growing_takes_its_growth_along() {
 #[test]
 fn errors_while_a_table_grows_leave_everything_consistent() {
     for model in MODELS {
-        let mut rig = Rig::new(model);
-        let chain = rig.chain(&dmac_mask());
-        let cfg = TablesConfig {
-            growth_step: 1,
-            ..rig.config(true)
-        };
-        let mut t = rig.tables_with(&chain, cfg);
+        let (mut rig, chain, mut t) = dmac_tables(model, 1);
         let mut rng = Rng(1234);
         let mut live: Vec<Live> = Vec::new();
         let mut failures = 0;
@@ -1427,6 +1421,18 @@ fn errors_while_a_table_grows_leave_everything_consistent() {
         }
         assert_no_leak_after_drop(rig, t);
     }
+}
+
+/// A rig and growing DMAC tables on it that migrate `step` slot groups per update.
+fn dmac_tables(model: DeviceModel, step: u32) -> (Rig, BuilderChain, MatcherTables) {
+    let mut rig = Rig::new(model);
+    let chain = rig.chain(&dmac_mask());
+    let cfg = TablesConfig {
+        growth_step: step,
+        ..rig.config(true)
+    };
+    let t = rig.tables_with(&chain, cfg);
+    (rig, chain, t)
 }
 
 /// One insert of a new DMAC value, or the removal of `live[0]`; with `inject`, failing
@@ -1503,13 +1509,7 @@ fn update_through_errors(
 #[test]
 fn errors_while_a_table_shrinks_leave_everything_consistent() {
     for model in MODELS {
-        let mut rig = Rig::new(model);
-        let chain = rig.chain(&dmac_mask());
-        let cfg = TablesConfig {
-            growth_step: 4,
-            ..rig.config(true)
-        };
-        let mut t = rig.tables_with(&chain, cfg);
+        let (mut rig, chain, mut t) = dmac_tables(model, 4);
         let mut rng = Rng(4321);
         let mut live: Vec<Live> = Vec::new();
         for _ in 0..300 {
